@@ -1,0 +1,145 @@
+"""Static-shape SimOTA: the label assignment of both references as masked tensor operations on padded targets.
+
+Shape legend: B batch, A cells (all levels, stride order, row-major), G padded targets, C classes, K top-k.
+Every intermediate's shape depends only on input shapes; there is no host synchronisation, no data-dependent
+control flow, no boolean-mask indexing and no [B, G, A, C] tensor. Boxes are (cx, cy, w, h) in pixels.
+
+Tie rule (deterministic, the same on every backend, built into the selection rather than left to ``topk``):
+
+* among a target's candidates with equal cost at its top-k boundary, the lower cell index is selected first;
+* a contested cell whose best costs are equal goes to the lower target index (slot in the padded layout, which is
+  the target's order of appearance within its image).
+
+Selection of a target's k cheapest cells is "cost < t, plus the first (k - #below) cells with cost == t in cell
+order", t being the k-th smallest cost taken from one ``topk`` with a constant K. ``topk``'s values are unique
+whatever its index order, so the result does not depend on how a backend orders ties.
+
+Peak working set: about 4 float32 and 6 bool [B, G, A] tensors alive at once (cost, masked cost, IoU, and the
+cumulative tie rank; candidate, strong, selection and comparison masks), i.e. roughly 5.5 x B·G·A x 4 bytes,
+plus [B, A, C] for the class probabilities.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..assignment import Assignment
+from ..boxes import fast_pairwise_iou, regular_pairwise_iou
+from ..config import CANDIDATE_TOPK, IOU_COST_WEIGHT, OUTSIDE_COST, LossConfig
+from ..grid import Grid
+
+
+def candidate_masks(gt_boxes: Tensor, grid: Grid, config: LossConfig) -> tuple[Tensor, Tensor]:
+    """(in_box, in_centre), bool [B, G, A], with each mode's own arithmetic.
+
+    ``x - l > 0`` in the references equals ``x > l`` here: the sign of a rounded IEEE difference is the sign of the
+    exact one. The centre tests are written as each reference writes them, since there the roundings differ.
+    """
+    stride = grid.strides
+    if config.mode == "regular":
+        x_c, y_c = grid.x_shifts * stride + 0.5 * stride, grid.y_shifts * stride + 0.5 * stride  # [A]
+    else:
+        x_c, y_c = (grid.x_shifts + 0.5) * stride, (grid.y_shifts + 0.5) * stride
+    cx, cy = gt_boxes[..., 0:1], gt_boxes[..., 1:2]  # [B, G, 1]
+    half_w, half_h = 0.5 * gt_boxes[..., 2:3], 0.5 * gt_boxes[..., 3:4]
+    in_box = (x_c > cx - half_w) & (cx + half_w > x_c) & (y_c > cy - half_h) & (cy + half_h > y_c)  # [B, G, A]
+    reach = config.center_radius * stride  # [A]
+    if config.mode == "regular":
+        in_centre = (x_c > cx - reach) & (cx + reach > x_c) & (y_c > cy - reach) & (cy + reach > y_c)
+    else:
+        in_centre = (x_c + reach > cx) & (cx > x_c - reach) & (y_c + reach > cy) & (cy > y_c - reach)
+    return in_box, in_centre
+
+
+def pairwise_iou(gt_boxes: Tensor, boxes: Tensor, mode: str) -> Tensor:
+    """IoU [B, G, A] of every target [B, G, 4] with every predicted box [B, A, 4], by the mode's formula."""
+    a = [gt_boxes[..., i].unsqueeze(-1) for i in range(4)]  # [B, G, 1]
+    b = [boxes[..., i].unsqueeze(1) for i in range(4)]  # [B, 1, A]
+    formula = regular_pairwise_iou if mode == "regular" else fast_pairwise_iou
+    return formula(*a, *b)
+
+
+def class_cost(cls_logits: Tensor, obj_logits: Tensor, gt_classes: Tensor) -> Tensor:
+    """SimOTA class cost [B, G, A] without a [B, G, A, C] tensor.
+
+    With p = sqrt(sigmoid(cls) * sigmoid(obj)) [B, A, C], the references' BCE(p, one-hot(k)).sum(-1) is
+    ``-sum_c n_c + (n_k - l_k)``, n = max(log1p(-p), -100) and l = max(log(p), -100), torch's clamps kept: the sum
+    over classes is one [B, A] reduction and the target class's term one row gather per target.
+    """
+    batch, cells, classes = cls_logits.shape
+    p = (cls_logits.sigmoid() * obj_logits.sigmoid().unsqueeze(-1)).sqrt()  # [B, A, C]
+    log_not_p = torch.log1p(-p).clamp(min=-100.0)
+    log_p = torch.log(p).clamp(min=-100.0)
+    neg_sum = log_not_p.sum(-1)  # [B, A]
+    delta = (log_not_p - log_p).transpose(1, 2).reshape(batch * classes, cells)  # [B * C, A]
+    rows = torch.arange(batch, device=cls_logits.device).unsqueeze(1) * classes + gt_classes  # [B, G]
+    target_term = delta.index_select(0, rows.reshape(-1)).reshape(batch, -1, cells)  # [B, G, A]
+    return target_term - neg_sum.unsqueeze(1)
+
+
+def dynamic_ks(ious: Tensor, candidates: Tensor, config: LossConfig) -> Tensor:
+    """int64 [B, G]: max(int(sum of the top-10 candidate IoUs [* bias in fast mode]), 1)."""
+    top = min(CANDIDATE_TOPK, ious.shape[-1])
+    total = torch.where(candidates, ious, torch.zeros((), dtype=ious.dtype, device=ious.device)).topk(top, dim=-1).values.sum(-1)
+    if config.mode == "fast":
+        total = total * config.dynamic_ks_bias
+    return total.long().clamp(min=1)
+
+
+def select_topk(masked_cost: Tensor, candidates: Tensor, k: Tensor, max_k: int) -> Tensor:
+    """bool [B, G, A]: each target's k cheapest candidates, equal costs taken in cell order (all if fewer than k)."""
+    top = min(max_k, masked_cost.shape[-1])
+    values = masked_cost.topk(top, dim=-1, largest=False, sorted=True).values  # [B, G, K]
+    inf = torch.full_like(values[..., :1], float("inf"))
+    values = torch.cat((values, inf), dim=-1)  # [B, G, K + 1]: k beyond K selects every candidate
+    threshold = values.gather(-1, (k.clamp(max=top + 1) - 1).unsqueeze(-1))  # [B, G, 1]
+    below = masked_cost < threshold  # [B, G, A]
+    needed = k.unsqueeze(-1) - below.sum(-1, keepdim=True)  # [B, G, 1]
+    at_threshold = (masked_cost == threshold) & candidates
+    tie_rank = at_threshold.to(masked_cost.dtype).cumsum(-1)  # [B, G, A]
+    return below | (at_threshold & (tie_rank <= needed.to(masked_cost.dtype)))
+
+
+def first_argmin(values: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """(min, index of its first occurrence) along ``dim``, lower index winning ties by construction."""
+    best = values.amin(dim, keepdim=True)
+    positions = torch.arange(values.shape[dim], device=values.device, dtype=values.dtype)
+    shape = [1] * values.dim()
+    shape[dim] = -1
+    first = torch.where(values == best, positions.reshape(shape), torch.full_like(values, float("inf"))).amin(dim)
+    return best.squeeze(dim), first
+
+
+def assign(boxes: Tensor, cls_logits: Tensor, obj_logits: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid,
+           config: LossConfig) -> Assignment:
+    """SimOTA of ``config.mode`` for padded targets, float32.
+
+    boxes [B, A, 4] decoded predictions; cls_logits [B, A, C]; obj_logits [B, A]; gt [B, G, 5] rows
+    (class, cx, cy, w, h); gt_mask bool [B, G]. A cell with a non-finite decoded box or logit is never assigned.
+    """
+    gt_boxes, gt_classes = gt[..., 1:5], gt[..., 0].long()
+    usable = torch.isfinite(boxes).all(-1) & torch.isfinite(obj_logits) & torch.isfinite(cls_logits).all(-1)  # [B, A]
+    in_box, in_centre = candidate_masks(gt_boxes, grid, config)
+    near = (in_box | in_centre) & gt_mask.unsqueeze(-1) & usable.unsqueeze(1)  # [B, G, A]
+    if config.mode == "regular":
+        candidates = near.any(1, keepdim=True) & gt_mask.unsqueeze(-1)  # union over the image's targets
+    else:
+        candidates = near
+    ious = pairwise_iou(gt_boxes, boxes, config.mode)  # [B, G, A]
+    cost = class_cost(cls_logits, obj_logits, gt_classes) + IOU_COST_WEIGHT * -torch.log(ious + 1e-8)
+    cost = cost + OUTSIDE_COST * (~(in_box & in_centre)).to(cost.dtype)
+    masked_cost = torch.where(candidates, cost, torch.full_like(cost, float("inf")))
+    del cost, in_box, in_centre, near
+    selected = select_topk(masked_cost, candidates, dynamic_ks(ious, candidates, config), config.max_dynamic_k)
+    count = selected.sum(1)  # [B, A]
+    contenders = selected | (count > 1).unsqueeze(1) if config.mode == "regular" else selected
+    _, winner = first_argmin(torch.where(contenders, masked_cost, torch.full_like(masked_cost, float("inf"))), dim=1)
+    fg_mask = count > 0
+    winner = torch.where(fg_mask, winner, torch.zeros_like(winner)).long()  # [B, A]
+    matched_iou = ious.gather(1, winner.unsqueeze(1)).squeeze(1)
+    return Assignment(
+        fg_mask=fg_mask,
+        matched_gt=torch.where(fg_mask, winner, torch.full_like(winner, -1)),
+        matched_iou=torch.where(fg_mask, matched_iou, torch.zeros_like(matched_iou)),
+    )

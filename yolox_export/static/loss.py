@@ -1,0 +1,187 @@
+"""StaticYoloXLoss: the YOLOX loss over the static assignment, as masked sums over every cell.
+
+Shape legend: B batch, A cells, G padded targets, C classes. The padded entry point ``padded_loss`` (and the
+``PaddedYoloXLoss`` module that gets exported) takes predictions [B, A, 5 + C] (raw head outputs, levels
+concatenated), gt [B, G, 5] (class, cx, cy, w, h in pixels) and gt_mask bool [B, G]; G is read from the input's
+shape only. The assignment runs in float32 with autocast off and without gradient; the loss terms are float32 and
+carry gradients to the predictions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..assignment import Assignment
+from ..boxes import iou_loss, l1_target
+from ..config import REG_WEIGHT, LossConfig
+from ..grid import Grid, decode_boxes, flatten_levels, level_shapes, make_grid
+from ..targets import pad_targets
+from ..validation import check_predictions, check_targets, unwrap_model_output
+from .assign import assign
+
+
+@dataclass
+class StaticOutput:
+    """Everything the padded entry point computes. Targets are [B, A, ...] and zero on background cells."""
+
+    assignment: Assignment
+    loss: Tensor
+    components: Tensor  # [6]: iou, obj, cls, l1, num_fg / num_gts, loss (detached)
+    cls_target: Tensor  # [B, A, C]
+    obj_target: Tensor  # [B, A]
+    reg_target: Tensor  # [B, A, 4]
+    l1_target: Tensor  # [B, A, 4]
+
+
+def padded_assign(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig) -> Assignment:
+    """The float32 assignment for raw predictions [B, A, 5 + C] and padded targets."""
+    with torch.no_grad(), torch.autocast(device_type=raw.device.type, enabled=False):
+        raw = raw.detach().float()
+        return assign(decode_boxes(raw, grid), raw[..., 5:], raw[..., 4], gt.float(), gt_mask, grid, config)
+
+
+def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig,
+                synchronise: bool = False) -> StaticOutput:
+    """Assignment, loss and targets for raw predictions [B, A, 5 + C] and padded targets [B, G, 5] / [B, G].
+
+    ``synchronise`` averages num_fg over the default process group (fast mode's ``sync_num_fgs``); it is eager-only.
+    """
+    assignment = padded_assign(raw, gt, gt_mask, grid, config)
+    with torch.autocast(device_type=raw.device.type, enabled=False):
+        raw = raw.float()
+        gt = gt.float()
+        boxes = decode_boxes(raw, grid)  # [B, A, 4], with gradient
+        fg = assignment.fg_mask
+        fg_float = fg.to(raw.dtype)
+        matched = gt.gather(1, assignment.matched_gt.clamp(min=0).unsqueeze(-1).expand(-1, -1, 5))  # [B, A, 5]
+        reg_target = matched[..., 1:5] * fg_float.unsqueeze(-1)
+        num_fg = fg_float.sum().clamp(min=1.0)
+        if synchronise and dist.is_available() and dist.is_initialized():
+            num_fg = num_fg.clone()
+            dist.all_reduce(num_fg, op=dist.ReduceOp.SUM)
+            num_fg = num_fg / dist.get_world_size()
+        classes = torch.arange(config.num_classes, device=raw.device, dtype=matched.dtype)
+        cls_target = (matched[..., :1] == classes).to(raw.dtype) * assignment.matched_iou.unsqueeze(-1) * fg_float.unsqueeze(-1)
+        l1 = l1_target(matched[..., 1:5], grid.strides, grid.x_shifts, grid.y_shifts) * fg_float.unsqueeze(-1)
+
+        zero = torch.zeros((), dtype=raw.dtype, device=raw.device)
+        loss_iou = torch.where(fg, iou_loss(boxes, matched[..., 1:5], config.iou_type), zero).sum() / num_fg
+        bce_obj = F.binary_cross_entropy_with_logits(raw[..., 4], fg_float, reduction="none")
+        obj_divisor = fg.numel() if (config.mode == "fast" and config.obj_loss_fix) else num_fg
+        loss_obj = bce_obj.sum() / obj_divisor
+        bce_cls = F.binary_cross_entropy_with_logits(raw[..., 5:], cls_target, reduction="none")
+        loss_cls = torch.where(fg.unsqueeze(-1), bce_cls, zero).sum() / num_fg
+        if config.use_l1:
+            loss_l1 = torch.where(fg.unsqueeze(-1), (raw[..., :4] - l1).abs(), zero).sum() / num_fg
+        else:
+            loss_l1 = zero
+        loss = REG_WEIGHT * loss_iou + loss_obj + loss_cls + loss_l1
+        num_gts = gt_mask.sum().to(raw.dtype).clamp(min=1.0)
+        components = torch.stack((loss_iou, loss_obj, loss_cls, loss_l1, num_fg / num_gts, loss)).detach()
+    return StaticOutput(assignment, loss, components, cls_target, fg_float, reg_target, l1)
+
+
+class StaticYoloXLoss(nn.Module):
+    """Drop-in for ``RegularYoloXLoss`` (mode="regular") and ``FastYoloXLoss`` (mode="fast"): same inputs, same
+    ``(loss, components)``, same ``assign``; built from static-shape masked tensor operations.
+
+    ``max_gt`` fixes G (an image with more targets raises ValueError); None pads to the batch's largest count.
+    """
+
+    def __init__(self, strides, num_classes: int, mode: str = "regular", use_l1: bool = False,
+                 center_sampling_radius: float = 2.5, iou_type: str = "iou", dynamic_ks_bias: float = 1.1,
+                 obj_loss_fix: bool = False, sync_num_fgs: bool = False, max_gt: int | None = None,
+                 validate: bool = True):
+        super().__init__()
+        self.config = LossConfig(tuple(strides), num_classes, mode=mode, use_l1=use_l1,
+                                 center_sampling_radius=center_sampling_radius, iou_type=iou_type,
+                                 dynamic_ks_bias=dynamic_ks_bias, sync_num_fgs=sync_num_fgs, obj_loss_fix=obj_loss_fix)
+        if max_gt is not None and (isinstance(max_gt, bool) or not isinstance(max_gt, int) or max_gt < 1):
+            raise ValueError(f"max_gt must be an int >= 1 or None, got {max_gt!r}")
+        self.max_gt = max_gt
+        self.validate = validate
+
+    @property
+    def component_names(self) -> list[str]:
+        return ["iou", "obj", "cls", "l1", "num_fg", "Loss"]
+
+    def forward(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.forward_padded(*self._padded_inputs(model_output, targets))
+        return out.loss, out.components
+
+    def assign(self, model_output, targets: Tensor) -> Assignment:
+        raw, gt, gt_mask, shapes = self._padded_inputs(model_output, targets)
+        return padded_assign(raw, gt, gt_mask, self.grid_for(shapes, raw.device), self.config)
+
+    def forward_padded(self, raw: Tensor, gt: Tensor, gt_mask: Tensor, shapes: Sequence[tuple[int, int]]) -> StaticOutput:
+        """The padded entry point: raw [B, A, 5 + C], gt [B, G, 5], gt_mask [B, G], and the levels' (H, W)."""
+        if self.validate:
+            check_padded(raw, gt, gt_mask, shapes, self.config)
+        grid = self.grid_for(shapes, raw.device)
+        synchronise = self.config.mode == "fast" and self.config.sync_num_fgs
+        return padded_loss(raw, gt, gt_mask, grid, self.config, synchronise=synchronise)
+
+    def grid_for(self, shapes: Sequence[tuple[int, int]], device) -> Grid:
+        return make_grid(shapes, self.config.strides, device=device)
+
+    def _padded_inputs(self, model_output, targets: Tensor):
+        predictions = unwrap_model_output(model_output)
+        if self.validate:
+            check_predictions(predictions, self.config.strides, self.config.num_classes)
+            check_targets(targets, predictions[0].shape[0], self.config.num_classes, device=predictions[0].device)
+        batch = predictions[0].shape[0]
+        gt, gt_mask = pad_targets(targets, batch, self.max_gt, validate=False)
+        if gt.shape[1] == 0:  # the graph needs G >= 1: one masked slot stands for "no targets"
+            gt, gt_mask = gt.new_zeros((batch, 1, 5)), gt_mask.new_zeros((batch, 1))
+        return flatten_levels(predictions), gt, gt_mask, level_shapes(predictions)
+
+
+class PaddedYoloXLoss(nn.Module):
+    """The exported graph: fixed levels, inputs (predictions [B, A, 5 + C], targets [B, G, 5], target_mask [B, G]).
+
+    Returns (fg_mask, matched_gt, matched_iou, loss_components) and, with ``with_targets``, also (cls_target,
+    obj_target, reg_target, l1_target).
+    """
+
+    def __init__(self, config: LossConfig, shapes: Sequence[tuple[int, int]], with_targets: bool = False):
+        super().__init__()
+        self.config = config
+        self.shapes = [tuple(s) for s in shapes]
+        self.with_targets = with_targets
+        grid = make_grid(self.shapes, config.strides)
+        self.register_buffer("x_shifts", grid.x_shifts, persistent=False)
+        self.register_buffer("y_shifts", grid.y_shifts, persistent=False)
+        self.register_buffer("strides", grid.strides, persistent=False)
+
+    @property
+    def num_cells(self) -> int:
+        return int(self.strides.shape[0])
+
+    def forward(self, predictions: Tensor, targets: Tensor, target_mask: Tensor):
+        out = padded_loss(predictions, targets, target_mask, Grid(self.x_shifts, self.y_shifts, self.strides), self.config)
+        a = out.assignment
+        outputs = (a.fg_mask, a.matched_gt, a.matched_iou, out.components)
+        if self.with_targets:
+            outputs += (out.cls_target, out.obj_target, out.reg_target, out.l1_target)
+        return outputs
+
+
+def check_padded(raw: Tensor, gt: Tensor, gt_mask: Tensor, shapes: Sequence[tuple[int, int]], config: LossConfig) -> None:
+    """Shapes and dtypes of the padded entry point's inputs."""
+    cells = sum(h * w for h, w in shapes)
+    if raw.dim() != 3 or raw.shape[1] != cells or raw.shape[2] != 5 + config.num_classes:
+        raise ValueError(f"predictions must be [B, {cells}, {5 + config.num_classes}], got {tuple(raw.shape)}")
+    if not raw.is_floating_point():
+        raise TypeError(f"predictions must be floating point, got {raw.dtype}")
+    if gt.dim() != 3 or gt.shape[0] != raw.shape[0] or gt.shape[2] != 5:
+        raise ValueError(f"targets must be [{raw.shape[0]}, G, 5], got {tuple(gt.shape)}")
+    if gt.shape[1] < 1:
+        raise ValueError("targets must have G >= 1 slots; mark unused slots False in the mask")
+    if gt_mask.dtype != torch.bool or tuple(gt_mask.shape) != tuple(gt.shape[:2]):
+        raise ValueError(f"target_mask must be bool {tuple(gt.shape[:2])}, got {gt_mask.dtype} {tuple(gt_mask.shape)}")
