@@ -1,0 +1,231 @@
+"""Run an exported ONNX model under onnxruntime, checking every feed against the model's declared inputs.
+
+onnxruntime's own errors for a wrong feed are terse and come from deep inside the session; :class:`OrtRunner`
+checks names, ranks, static dimensions, shared symbolic dimensions and dtypes first and names the input, what it
+expected and what it got. onnxruntime is imported when a runner is created, not when this module is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["DEFAULT_PROVIDERS", "InputSpec", "OrtRunner", "check_feeds", "default_providers", "numpy_dtype"]
+
+DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+"""Execution providers in order of preference; :func:`default_providers` keeps the available ones."""
+
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int16)": np.int16,
+    "tensor(int8)": np.int8,
+    "tensor(uint64)": np.uint64,
+    "tensor(uint32)": np.uint32,
+    "tensor(uint16)": np.uint16,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
+
+_INSTALL_HINT = "onnxruntime is not installed; install it with `pip install yolox-export[cpu]`"
+
+
+def numpy_dtype(ort_type: str) -> np.dtype | None:
+    """Return the numpy dtype for an onnxruntime type string such as ``'tensor(float)'``, or None if numpy has none."""
+    dtype = _ORT_TYPES.get(ort_type)
+    return None if dtype is None else np.dtype(dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """A model input as onnxruntime declares it.
+
+    Attributes:
+        name: the input's name.
+        shape: one entry per axis: an int for a static dimension, a string (symbolic name) or None for a dynamic one.
+        ort_type: onnxruntime's type string, e.g. ``'tensor(float)'``.
+        dtype: the matching numpy dtype, or None when numpy has none (e.g. bfloat16): such inputs are not
+            dtype-checked.
+    """
+
+    name: str
+    shape: tuple[int | str | None, ...]
+    ort_type: str
+    dtype: np.dtype | None
+
+    def describe_shape(self) -> str:
+        """Return the shape as text, dynamic axes by name (``?`` when unnamed): ``[N, 4]``."""
+        return "[" + ", ".join("?" if dim is None else str(dim) for dim in self.shape) + "]"
+
+
+def _import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise ImportError(_INSTALL_HINT) from err
+    return onnxruntime
+
+
+def default_providers(available: Sequence[str]) -> list[str]:
+    """Return the providers of :data:`DEFAULT_PROVIDERS` that are in ``available``, in preference order."""
+    return [provider for provider in DEFAULT_PROVIDERS if provider in available]
+
+
+def _provider_name(provider: str | tuple[str, Mapping[str, Any]]) -> str:
+    return provider if isinstance(provider, str) else provider[0]
+
+
+def _load_errors(onnxruntime: Any) -> tuple[type[BaseException], ...]:
+    """Return the exception types onnxruntime raises for a model it cannot load."""
+    state = onnxruntime.capi.onnxruntime_pybind11_state
+    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile", "NotImplemented")
+    return tuple(getattr(state, name) for name in names if hasattr(state, name))
+
+
+def _as_numpy(name: str, value: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return np.ascontiguousarray(value.detach().cpu().numpy())
+    if isinstance(value, np.ndarray):
+        return np.ascontiguousarray(value)
+    raise TypeError(f"input {name!r}: expected a numpy.ndarray or torch.Tensor, got {type(value).__name__}")
+
+
+def _check_names(specs: Sequence[InputSpec], feeds: Mapping[str, object]) -> None:
+    expected = [spec.name for spec in specs]
+    missing = [name for name in expected if name not in feeds]
+    unexpected = sorted(name for name in feeds if name not in expected)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected}")
+        raise ValueError(f"model inputs are {expected}: {', '.join(parts)}")
+
+
+def _check_shape(spec: InputSpec, array: np.ndarray) -> None:
+    if array.ndim != len(spec.shape):
+        raise ValueError(f"input {spec.name!r}: expected rank {len(spec.shape)} (shape {spec.describe_shape()}), "
+                         f"got rank {array.ndim} (shape {list(array.shape)})")
+    for axis, (want, got) in enumerate(zip(spec.shape, array.shape)):
+        if isinstance(want, int) and want != got:
+            raise ValueError(f"input {spec.name!r}: expected size {want} on axis {axis} (shape "
+                             f"{spec.describe_shape()}), got shape {list(array.shape)}")
+
+
+def _check_dtype(spec: InputSpec, array: np.ndarray) -> None:
+    if spec.dtype is not None and array.dtype != spec.dtype:
+        raise TypeError(f"input {spec.name!r}: expected dtype {spec.dtype} ({spec.ort_type}), got {array.dtype}")
+
+
+def _check_symbolic_dims(specs: Sequence[InputSpec], arrays: Mapping[str, np.ndarray]) -> None:
+    """Check that every named dynamic dimension has one size across all inputs that use it."""
+    seen: dict[str, tuple[int, str]] = {}
+    for spec in specs:
+        for dim, size in zip(spec.shape, arrays[spec.name].shape):
+            if not isinstance(dim, str):
+                continue
+            if dim in seen and seen[dim][0] != size:
+                first_size, first_input = seen[dim]
+                raise ValueError(f"dimension {dim!r} is {first_size} in input {first_input!r} but {size} in input "
+                                 f"{spec.name!r}")
+            seen.setdefault(dim, (size, spec.name))
+
+
+def check_feeds(specs: Sequence[InputSpec], feeds: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, np.ndarray]:
+    """Return ``feeds`` as contiguous numpy arrays after checking them against ``specs``.
+
+    Raises:
+        ValueError: missing or unexpected names, a wrong rank or static dimension, or one named dynamic dimension
+            with different sizes in different inputs.
+        TypeError: a feed that is not an array or tensor, or has the wrong dtype.
+    """
+    _check_names(specs, feeds)
+    arrays = {spec.name: _as_numpy(spec.name, feeds[spec.name]) for spec in specs}
+    for spec in specs:
+        _check_shape(spec, arrays[spec.name])
+        _check_dtype(spec, arrays[spec.name])
+    _check_symbolic_dims(specs, arrays)
+    return arrays
+
+
+class OrtRunner:
+    """An onnxruntime session over one ``.onnx`` file, with feed validation.
+
+    Args:
+        model_path: the ``.onnx`` file.
+        providers: execution providers (names, or ``(name, options)`` pairs), in preference order. Default: those of
+            :data:`DEFAULT_PROVIDERS` that this onnxruntime build offers.
+        validate: check every feed in :meth:`run` against the model's inputs before running.
+
+    Raises:
+        ImportError: onnxruntime is not installed.
+        FileNotFoundError: ``model_path`` does not exist.
+        ValueError: onnxruntime cannot load the file, or a requested provider is not available.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        providers: Sequence[str | tuple[str, Mapping[str, Any]]] | None = None,
+        validate: bool = True,
+    ) -> None:
+        self.model_path = Path(model_path)
+        self.validate = validate
+        if not self.model_path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {self.model_path}")
+        onnxruntime = _import_onnxruntime()
+        available = onnxruntime.get_available_providers()
+        if providers is None:
+            providers = default_providers(available)
+        unavailable = [_provider_name(p) for p in providers if _provider_name(p) not in available]
+        if unavailable:
+            raise ValueError(f"execution providers {unavailable} are not available; this onnxruntime offers "
+                             f"{list(available)}")
+        try:
+            self._session = onnxruntime.InferenceSession(str(self.model_path), providers=list(providers))
+        except _load_errors(onnxruntime) as err:
+            raise ValueError(f"onnxruntime cannot load {self.model_path}: {err}") from err
+        self._input_specs = tuple(
+            InputSpec(arg.name, tuple(arg.shape), arg.type, numpy_dtype(arg.type)) for arg in self._session.get_inputs()
+        )
+        self._output_names = tuple(arg.name for arg in self._session.get_outputs())
+
+    @property
+    def input_specs(self) -> tuple[InputSpec, ...]:
+        """The model's inputs, in declaration order."""
+        return self._input_specs
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The model's output names, in declaration order."""
+        return self._output_names
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session actually uses, in priority order."""
+        return list(self._session.get_providers())
+
+    def run(self, feeds: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, np.ndarray]:
+        """Return ``{output name: array}`` for one run on ``feeds``.
+
+        Torch tensors are copied to host numpy arrays. With ``validate`` set, the feeds are checked as in
+        :func:`check_feeds` first.
+        """
+        if self.validate:
+            arrays = check_feeds(self._input_specs, feeds)
+        else:
+            arrays = {name: _as_numpy(name, value) for name, value in feeds.items()}
+        outputs = self._session.run(list(self._output_names), arrays)
+        return dict(zip(self._output_names, outputs))
+
+    def __repr__(self) -> str:
+        return f"OrtRunner({str(self.model_path)!r}, providers={self.providers})"

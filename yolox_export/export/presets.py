@@ -1,0 +1,185 @@
+"""Export presets: the shapes and options one exported graph is built for, read from ``models/*.toml``.
+
+A preset fixes what the static graph bakes in (image size, strides, number of classes, assignment mode, opset) and
+the (min, opt, max) ranges of its two dynamic axes, the batch size and the padded number of targets per image
+(``max_gt``, the G axis), used for TensorRT optimization profiles and export examples. ``models/README.md``
+describes the file format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+__all__ = ["DEFAULT_PRESET", "MODES", "OPSET_RANGE", "Preset", "load_preset", "parse_range", "preset_from_mapping"]
+
+DEFAULT_PRESET = "models/yolox_s.toml"
+"""Preset used when none is named, relative to the repository root."""
+
+MODES = ("regular", "fast")
+"""Assignment modes: the older YOLOX SimOTA (``regular``) or super-gradients' fast variant (``fast``)."""
+
+OPSET_RANGE = (17, 24)
+"""Inclusive range of ONNX opsets a preset may ask for."""
+
+Range = tuple[int, int, int]
+
+_KEYS = ("name", "image_size", "strides", "num_classes", "mode", "batch", "max_gt", "opset")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_range(value: object, key: str) -> Range:
+    """Return ``value`` as a ``(min, opt, max)`` tuple with ``1 <= min <= opt <= max``, else raise ValueError."""
+    if not isinstance(value, (tuple, list)) or len(value) != 3 or not all(_is_int(v) for v in value):
+        raise ValueError(f"key {key!r}: expected three integers (min, opt, max), got {value!r}")
+    low, opt, high = value
+    if not 1 <= low <= opt <= high:
+        raise ValueError(f"key {key!r}: need 1 <= min <= opt <= max, got {tuple(value)}")
+    return (low, opt, high)
+
+
+def parse_range(text: str) -> Range:
+    """Return ``(min, opt, max)`` from text such as ``"1:8:16"``.
+
+    Raises:
+        ValueError: not three colon-separated integers with ``1 <= min <= opt <= max``.
+    """
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise ValueError(f"expected MIN:OPT:MAX, e.g. '1:8:16', got {text!r}")
+    try:
+        values = tuple(int(part) for part in parts)
+    except ValueError as err:
+        raise ValueError(f"expected integers in MIN:OPT:MAX, got {text!r}") from err
+    low, opt, high = values
+    if not 1 <= low <= opt <= high:
+        raise ValueError(f"need 1 <= min <= opt <= max in MIN:OPT:MAX, got {text!r}")
+    return values
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """What one exported graph is built for.
+
+    Attributes:
+        name: the preset's name; exported files are named after it.
+        image_size: input image ``(H, W)`` in pixels.
+        strides: feature-map strides, each dividing H and W.
+        num_classes: number of object classes.
+        mode: ``"regular"`` or ``"fast"`` assignment.
+        batch: ``(min, opt, max)`` batch sizes.
+        max_gt: ``(min, opt, max)`` padded number of targets per image (the G axis).
+        opset: ONNX opset to export with.
+
+    Raises:
+        ValueError: on construction, naming the field that is invalid.
+    """
+
+    name: str
+    image_size: tuple[int, int]
+    strides: tuple[int, ...]
+    num_classes: int
+    mode: str
+    batch: Range
+    max_gt: Range
+    opset: int
+
+    def __post_init__(self) -> None:
+        for field in ("image_size", "strides", "batch", "max_gt"):
+            if isinstance(getattr(self, field), list):
+                object.__setattr__(self, field, tuple(getattr(self, field)))
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"key 'name': expected a non-empty string, got {self.name!r}")
+        size = self.image_size
+        if not isinstance(size, tuple) or len(size) != 2 or not all(_is_int(d) and d > 0 for d in size):
+            raise ValueError(f"key 'image_size': expected two positive integers (H, W), got {size!r}")
+        self._check_strides()
+        if not _is_int(self.num_classes) or self.num_classes < 1:
+            raise ValueError(f"key 'num_classes': expected an integer >= 1, got {self.num_classes!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"key 'mode': expected one of {list(MODES)}, got {self.mode!r}")
+        _check_range(self.batch, "batch")
+        _check_range(self.max_gt, "max_gt")
+        low, high = OPSET_RANGE
+        if not _is_int(self.opset) or not low <= self.opset <= high:
+            raise ValueError(f"key 'opset': expected an integer in {low}..{high}, got {self.opset!r}")
+
+    def _check_strides(self) -> None:
+        strides = self.strides
+        if not isinstance(strides, tuple) or not strides or not all(_is_int(s) and s > 0 for s in strides):
+            raise ValueError(f"key 'strides': expected a non-empty list of positive integers, got {strides!r}")
+        height, width = self.image_size
+        bad = [s for s in strides if height % s or width % s]
+        if bad:
+            raise ValueError(f"key 'strides': {bad} do not divide the image size {height}x{width}")
+
+    @property
+    def num_anchors(self) -> int:
+        """Number of anchor points (grid cells over all strides): the A axis of the graph."""
+        height, width = self.image_size
+        return sum((height // s) * (width // s) for s in self.strides)
+
+
+def _range_value(value: object, key: str) -> object:
+    """Return a range given as ``"min:opt:max"`` text parsed, any other value as is (:class:`Preset` checks it)."""
+    if isinstance(value, str):
+        try:
+            return parse_range(value)
+        except ValueError as err:
+            raise ValueError(f"key {key!r}: {err}") from err
+    return value
+
+
+def preset_from_mapping(data: Mapping[str, object]) -> Preset:
+    """Return the :class:`Preset` described by a parsed TOML table.
+
+    Raises:
+        ValueError: a missing, unknown or invalid key, naming it.
+    """
+    missing = [key for key in _KEYS if key not in data]
+    if missing:
+        raise ValueError(f"missing key(s) {missing}")
+    unknown = sorted(set(data) - set(_KEYS))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown}; expected {list(_KEYS)}")
+    return Preset(
+        name=data["name"],
+        image_size=data["image_size"],
+        strides=data["strides"],
+        num_classes=data["num_classes"],
+        mode=data["mode"],
+        batch=_range_value(data["batch"], "batch"),
+        max_gt=_range_value(data["max_gt"], "max_gt"),
+        opset=data["opset"],
+    )
+
+
+def load_preset(path: str | Path = DEFAULT_PRESET) -> Preset:
+    """Return the :class:`Preset` stored in the TOML file at ``path``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not valid TOML, or a key is missing, unknown or invalid; the message names the file
+            and the key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"preset not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: not valid TOML: {err}") from err
+    try:
+        return preset_from_mapping(data)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err

@@ -1,0 +1,123 @@
+"""Seeded scenario generator: head outputs and targets of the kinds the parity tests, the parity CLI and the
+benchmark run on. Predictions are per-level lists [B, 1, H, W, 5 + C]; targets [N, 6] rows
+(image_index, class, cx, cy, w, h) in pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+KINDS = ("random", "fitted", "fresh", "crowded", "sparse", "empty", "duplicates", "border", "oversized", "coco")
+
+
+@dataclass
+class Scenario:
+    kind: str
+    seed: int
+    image_size: tuple[int, int]
+    strides: tuple[int, ...]
+    num_classes: int
+    predictions: list[Tensor]
+    targets: Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.predictions[0].shape[0])
+
+
+def make_scenario(kind: str, batch_size: int = 2, image_size: tuple[int, int] = (640, 640), num_classes: int = 80,
+                  strides: tuple[int, ...] = (8, 16, 32), seed: int = 0) -> Scenario:
+    """One seeded batch of ``kind`` (see ``KINDS``)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown scenario kind {kind!r}; choose from {KINDS}")
+    height, width = image_size
+    for s in strides:
+        if height % s or width % s:
+            raise ValueError(f"image size {height}x{width} is not divisible by stride {s}")
+    gen = torch.Generator().manual_seed(seed)
+    targets = _targets(kind, batch_size, height, width, num_classes, gen)
+    predictions = [_level(kind, batch_size, height // s, width // s, s, num_classes, targets, gen) for s in strides]
+    return Scenario(kind, seed, (height, width), tuple(strides), num_classes, predictions, targets)
+
+
+def _uniform(gen: torch.Generator, n: int, low: float, high: float) -> Tensor:
+    return low + (high - low) * torch.rand(n, generator=gen)
+
+
+def _counts(kind: str, batch: int, gen: torch.Generator) -> list[int]:
+    if kind == "empty":
+        return [0] * batch
+    if kind == "crowded":
+        return torch.randint(100, 201, (batch,), generator=gen).tolist()
+    if kind == "sparse":
+        return torch.randint(0, 4, (batch,), generator=gen).tolist()
+    if kind == "coco":  # mean about 7, at most 50
+        return torch.clamp(torch.poisson(torch.full((batch,), 7.0), generator=gen), 0, 50).long().tolist()
+    return torch.randint(1, 11, (batch,), generator=gen).tolist()
+
+
+def _targets(kind: str, batch: int, height: int, width: int, num_classes: int, gen: torch.Generator) -> Tensor:
+    rows = []
+    for image, n in enumerate(_counts(kind, batch, gen)):
+        if n == 0:
+            continue
+        if kind == "crowded":
+            w, h = _uniform(gen, n, 6, 40), _uniform(gen, n, 6, 40)
+        elif kind == "sparse":
+            w, h = _uniform(gen, n, 0.3 * width, 0.9 * width), _uniform(gen, n, 0.3 * height, 0.9 * height)
+        elif kind == "oversized":
+            w, h = _uniform(gen, n, 0.8 * width, 1.6 * width), _uniform(gen, n, 0.8 * height, 1.6 * height)
+        else:
+            w, h = _uniform(gen, n, 8, 0.5 * width), _uniform(gen, n, 8, 0.5 * height)
+        cx, cy = _uniform(gen, n, 0, width), _uniform(gen, n, 0, height)
+        if kind == "border":  # every box touches a border: left/top or right/bottom edge exactly on it
+            left = torch.rand(n, generator=gen) < 0.5
+            cx = torch.where(left, w / 2, width - w / 2)
+            cy = torch.where(torch.rand(n, generator=gen) < 0.5, h / 2, height - h / 2)
+        cls = torch.randint(0, num_classes, (n,), generator=gen).float()
+        block = torch.stack((torch.full((n,), float(image)), cls, cx, cy, w, h), dim=1)
+        if kind == "duplicates":  # each box again with another class
+            again = block.clone()
+            again[:, 1] = (again[:, 1] + 1 + torch.randint(0, max(num_classes - 1, 1), (n,), generator=gen)) % num_classes
+            block = torch.cat((block, again))
+        rows.append(block)
+    if not rows:
+        return torch.zeros((0, 6))
+    return torch.cat(rows)
+
+
+def _level(kind: str, batch: int, h: int, w: int, stride: int, num_classes: int, targets: Tensor,
+           gen: torch.Generator) -> Tensor:
+    if kind == "fresh":  # freshly initialised head: zero box regression, prior-probability logits everywhere
+        out = torch.zeros((batch, 1, h, w, 5 + num_classes))
+        out[..., 4:] = -4.59511985013459  # log(0.01 / 0.99)
+        return out
+    out = torch.randn((batch, 1, h, w, 5 + num_classes), generator=gen)
+    out[..., :4] *= 0.5
+    out[..., 4:] = out[..., 4:] * 2.0 - 3.0
+    if kind in ("fitted", "coco", "crowded"):
+        _fit_to_targets(out, stride, targets, gen)
+    return out
+
+
+def _fit_to_targets(out: Tensor, stride: int, targets: Tensor, gen: torch.Generator) -> None:
+    """Mid-training predictions: cells near a target regress towards it and score its class."""
+    _, _, h, w, _ = out.shape
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    for row in targets:
+        b, cls, cx, cy, bw, bh = row.tolist()
+        near = ((xs + 0.5) * stride - cx).abs().le(2.5 * stride) & ((ys + 0.5) * stride - cy).abs().le(2.5 * stride)
+        if not bool(near.any()):
+            continue
+        noise = 0.1 * torch.randn((int(near.sum()), 4), generator=gen)
+        cell = out[int(b), 0][near]
+        cell[:, 0] = cx / stride - xs[near] + noise[:, 0]
+        cell[:, 1] = cy / stride - ys[near] + noise[:, 1]
+        cell[:, 2] = torch.log(torch.tensor(bw / stride)) + noise[:, 2]
+        cell[:, 3] = torch.log(torch.tensor(bh / stride)) + noise[:, 3]
+        cell[:, 4] += 3.0
+        cell[:, 5 + int(cls)] += 4.0
+        out[int(b), 0][near] = cell
