@@ -1,0 +1,173 @@
+"""Tests for yolox_export.export.ort_runtime on a tiny hand-built model."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+pytest.importorskip("onnxruntime")
+
+from yolox_export.export.ort_runtime import DEFAULT_PROVIDERS, OrtRunner, default_providers, numpy_dtype  # noqa: E402
+
+
+def _tiny_model() -> onnx.ModelProto:
+    """predictions [N, 4] float, mask [N] bool -> masked_sum [N] = sum(predictions, -1) where mask else 0."""
+    nodes = [
+        helper.make_node("ReduceSum", ["predictions", "axes"], ["row_sum"], keepdims=0),
+        helper.make_node("Cast", ["mask"], ["mask_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["row_sum", "mask_f"], ["masked_sum"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("predictions", TensorProto.FLOAT, ["N", 4]),
+         helper.make_tensor_value_info("mask", TensorProto.BOOL, ["N"])],
+        [helper.make_tensor_value_info("masked_sum", TensorProto.FLOAT, ["N"])],
+        initializer=[numpy_helper.from_array(np.array([1], np.int64), "axes")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ort") / "tiny.onnx"
+    onnx.save(_tiny_model(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def runner(model_path):
+    return OrtRunner(model_path, providers=["CPUExecutionProvider"])
+
+
+def _feeds(n=3):
+    predictions = np.arange(n * 4, dtype=np.float32).reshape(n, 4)
+    mask = np.arange(n) % 2 == 0
+    return predictions, mask
+
+
+def test_run_matches_numpy(runner):
+    predictions, mask = _feeds()
+    out = runner.run({"predictions": predictions, "mask": mask})
+    assert list(out) == ["masked_sum"]
+    np.testing.assert_allclose(out["masked_sum"], predictions.sum(-1) * mask, rtol=0, atol=0)
+
+
+def test_run_accepts_torch_tensors(runner):
+    predictions, mask = _feeds(5)
+    out = runner.run({"predictions": torch.from_numpy(predictions), "mask": torch.from_numpy(mask)})
+    torch.testing.assert_close(torch.from_numpy(out["masked_sum"]), torch.from_numpy(predictions.sum(-1) * mask))
+
+
+def test_specs_and_providers(runner):
+    specs = {spec.name: spec for spec in runner.input_specs}
+    assert list(specs) == ["predictions", "mask"]
+    assert specs["predictions"].shape == ("N", 4) and specs["predictions"].dtype == np.float32
+    assert specs["mask"].ort_type == "tensor(bool)" and specs["mask"].dtype == np.bool_
+    assert runner.output_names == ("masked_sum",)
+    assert runner.providers == ["CPUExecutionProvider"]
+
+
+def test_default_providers_keep_preference_order():
+    assert default_providers(["CPUExecutionProvider", "TensorrtExecutionProvider"]) == [
+        "TensorrtExecutionProvider", "CPUExecutionProvider"]
+    assert default_providers(["AzureExecutionProvider"]) == []
+    assert DEFAULT_PROVIDERS[-1] == "CPUExecutionProvider"
+
+
+def test_default_runner_uses_available_providers(model_path):
+    import onnxruntime
+
+    runner = OrtRunner(model_path)
+    assert runner.providers == default_providers(onnxruntime.get_available_providers())
+
+
+def test_numpy_dtype_map():
+    assert numpy_dtype("tensor(float)") == np.float32
+    assert numpy_dtype("tensor(int64)") == np.int64
+    assert numpy_dtype("tensor(bool)") == np.bool_
+    assert numpy_dtype("tensor(bfloat16)") is None
+
+
+def test_wrong_names_are_named(runner):
+    predictions, mask = _feeds()
+    with pytest.raises(ValueError, match=r"missing \['mask'\].*unexpected \['masks'\]"):
+        runner.run({"predictions": predictions, "masks": mask})
+
+
+def test_wrong_dtype_names_input_expected_and_got(runner):
+    predictions, mask = _feeds()
+    with pytest.raises(TypeError, match=r"'mask'.*bool.*got float32"):
+        runner.run({"predictions": predictions, "mask": mask.astype(np.float32)})
+    with pytest.raises(TypeError, match=r"'predictions'.*float32.*got float64"):
+        runner.run({"predictions": predictions.astype(np.float64), "mask": mask})
+
+
+def test_wrong_static_dim_is_named(runner):
+    predictions, mask = _feeds()
+    with pytest.raises(ValueError, match=r"'predictions'.*size 4 on axis 1.*\[3, 5\]"):
+        runner.run({"predictions": np.zeros((3, 5), np.float32), "mask": mask})
+
+
+def test_wrong_rank_is_named(runner):
+    _, mask = _feeds()
+    with pytest.raises(ValueError, match=r"'predictions'.*rank 2.*rank 3"):
+        runner.run({"predictions": np.zeros((3, 4, 1), np.float32), "mask": mask})
+
+
+def test_shared_dynamic_dim_must_agree(runner):
+    predictions, _ = _feeds(3)
+    with pytest.raises(ValueError, match=r"'N' is 3 in input 'predictions' but 2 in input 'mask'"):
+        runner.run({"predictions": predictions, "mask": np.ones(2, bool)})
+
+
+def test_non_array_feed_is_a_type_error(runner):
+    _, mask = _feeds()
+    with pytest.raises(TypeError, match="'predictions'.*list"):
+        runner.run({"predictions": [[0.0] * 4] * 3, "mask": mask})
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent.onnx"):
+        OrtRunner(tmp_path / "absent.onnx")
+
+
+def test_corrupt_file_names_path(tmp_path):
+    path = tmp_path / "corrupt.onnx"
+    path.write_bytes(b"this is not a protobuf \x00\xff\xfe")
+    with pytest.raises(ValueError, match="corrupt.onnx"):
+        OrtRunner(path, providers=["CPUExecutionProvider"])
+
+
+def test_unavailable_provider_is_refused(model_path):
+    with pytest.raises(ValueError, match="NoSuchExecutionProvider"):
+        OrtRunner(model_path, providers=["NoSuchExecutionProvider"])
+
+
+def test_missing_onnxruntime_gives_install_hint(model_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "onnxruntime" or name.startswith("onnxruntime."):
+            raise ImportError("No module named 'onnxruntime'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(ImportError, match=r"pip install yolox-export\[cpu\]"):
+        OrtRunner(model_path)
+
+
+def test_validate_false_leaves_checks_to_onnxruntime(model_path):
+    runner = OrtRunner(model_path, providers=["CPUExecutionProvider"], validate=False)
+    predictions, mask = _feeds()
+    with pytest.raises(Exception) as info:
+        runner.run({"predictions": predictions, "mask": mask.astype(np.float32)})
+    assert not isinstance(info.value, TypeError)

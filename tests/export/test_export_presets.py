@@ -1,0 +1,129 @@
+"""Tests for yolox_export.export.presets and the preset files in models/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from yolox_export.export.presets import DEFAULT_PRESET, Preset, load_preset, parse_range
+
+ROOT = Path(__file__).resolve().parents[2]
+PRESET_FILES = sorted((ROOT / "models").glob("*.toml"))
+
+GOOD = """\
+name = "custom"
+image_size = [320, 480]
+strides = [8, 16, 32]
+num_classes = 3
+mode = "fast"
+batch = "2:4:8"
+max_gt = [1, 10, 50]
+opset = 18
+"""
+
+
+def _write(tmp_path, text, name="preset.toml"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _replace(key, line):
+    lines = [line if current.startswith(f"{key} =") else current for current in GOOD.splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+def _without(key):
+    return "\n".join(line for line in GOOD.splitlines() if not line.startswith(f"{key} =")) + "\n"
+
+
+def test_expected_preset_files_exist():
+    names = {path.stem for path in PRESET_FILES}
+    assert {"yolox_nano", "yolox_tiny", "yolox_s", "yolox_m", "yolox_l", "yolox_x"} <= names
+    assert (ROOT / DEFAULT_PRESET).is_file()
+
+
+@pytest.mark.parametrize("path", PRESET_FILES, ids=lambda p: p.stem)
+def test_every_preset_loads(path):
+    preset = load_preset(path)
+    assert preset.name == path.stem
+    side = 416 if path.stem in ("yolox_nano", "yolox_tiny") else 640
+    assert preset.image_size == (side, side)
+    assert preset.strides == (8, 16, 32)
+    assert preset.num_classes == 80 and preset.mode == "regular" and preset.opset == 20
+    assert preset.batch == (1, 8, 32)
+    assert preset.max_gt[0] == 1 and preset.max_gt[0] <= preset.max_gt[1] <= preset.max_gt[2]
+
+
+def test_num_anchors():
+    assert load_preset(ROOT / "models" / "yolox_s.toml").num_anchors == 8400
+    assert load_preset(ROOT / "models" / "yolox_nano.toml").num_anchors == 3549
+
+
+def test_custom_preset_and_range_text(tmp_path):
+    preset = load_preset(_write(tmp_path, GOOD))
+    assert preset == Preset("custom", (320, 480), (8, 16, 32), 3, "fast", (2, 4, 8), (1, 10, 50), 18)
+
+
+@pytest.mark.parametrize(
+    ("key", "line"),
+    [
+        ("name", 'name = ""'),
+        ("image_size", "image_size = [320]"),
+        ("image_size", "image_size = [320, -480]"),
+        ("strides", "strides = [8, 16, 0]"),
+        ("strides", "strides = [8, 16, 64]"),
+        ("strides", "strides = []"),
+        ("num_classes", "num_classes = 0"),
+        ("num_classes", "num_classes = true"),
+        ("mode", 'mode = "slow"'),
+        ("batch", "batch = [4, 2, 8]"),
+        ("batch", 'batch = "0:1:2"'),
+        ("batch", 'batch = "1:2"'),
+        ("max_gt", "max_gt = [1, 10]"),
+        ("opset", "opset = 16"),
+        ("opset", "opset = 25"),
+        ("opset", 'opset = "20"'),
+    ],
+)
+def test_invalid_value_names_file_and_key(tmp_path, key, line):
+    path = _write(tmp_path, _replace(key, line))
+    with pytest.raises(ValueError, match=rf"preset\.toml: key '{key}'"):
+        load_preset(path)
+
+
+@pytest.mark.parametrize("key", ["name", "strides", "batch", "opset"])
+def test_missing_key_is_named(tmp_path, key):
+    with pytest.raises(ValueError, match=rf"preset\.toml: missing key\(s\) \['{key}'\]"):
+        load_preset(_write(tmp_path, _without(key)))
+
+
+def test_unknown_key_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['num_clases'\]"):
+        load_preset(_write(tmp_path, GOOD + "num_clases = 80\n"))
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    with pytest.raises(ValueError, match=r"broken\.toml: not valid TOML"):
+        load_preset(_write(tmp_path, "name = [unclosed\n", "broken.toml"))
+    with pytest.raises(FileNotFoundError, match="absent.toml"):
+        load_preset(tmp_path / "absent.toml")
+
+
+def test_direct_construction_is_checked():
+    with pytest.raises(ValueError, match="key 'mode'"):
+        Preset("p", (64, 64), (8,), 1, "other", (1, 1, 1), (1, 1, 1), 20)
+    preset = Preset("p", [64, 64], [8], 1, "regular", [1, 2, 3], [1, 1, 1], 20)
+    assert preset.image_size == (64, 64) and preset.batch == (1, 2, 3)
+
+
+@pytest.mark.parametrize(("text", "expected"), [("1:8:16", (1, 8, 16)), ("4:4:4", (4, 4, 4)), (" 1: 2 :3", (1, 2, 3))])
+def test_parse_range(text, expected):
+    assert parse_range(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "1:8", "1:8:16:32", "a:b:c", "1.5:2:3", "0:1:2", "3:2:1", "1:3:2"])
+def test_parse_range_rejects(text):
+    with pytest.raises(ValueError):
+        parse_range(text)
