@@ -1,0 +1,152 @@
+"""ONNX export of the padded assignment + loss graph (``PaddedYoloXLoss``) and its validation.
+
+Graph inputs: ``predictions`` float32 [batch, A, 5 + C], ``targets`` float32 [batch, max_gt, 5] (class, cx, cy, w, h
+in pixels), ``target_mask`` bool [batch, max_gt]. Outputs: ``fg_mask`` bool [batch, A], ``matched_gt`` int64
+[batch, A] (-1 background), ``matched_iou`` float32 [batch, A], ``loss_components`` float32 [6]; with targets also
+``cls_target`` [batch, A, C], ``obj_target`` [batch, A], ``reg_target`` [batch, A, 4], ``l1_target`` [batch, A, 4].
+``batch`` and ``max_gt`` are dynamic axes; the configuration is stored in ``metadata_props``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from ..config import LossConfig
+from ..static import PaddedYoloXLoss
+from .presets import Preset
+from .trt_compat import check_tensorrt_compatibility, find_forbidden_ops
+
+INPUT_NAMES = ("predictions", "targets", "target_mask")
+OUTPUT_NAMES = ("fg_mask", "matched_gt", "matched_iou", "loss_components")
+TARGET_OUTPUT_NAMES = ("cls_target", "obj_target", "reg_target", "l1_target")
+
+
+def preset_config(preset: Preset) -> LossConfig:
+    return LossConfig(tuple(preset.strides), preset.num_classes, mode=preset.mode)
+
+
+def level_shapes_for(preset: Preset) -> list[tuple[int, int]]:
+    height, width = preset.image_size
+    return [(height // s, width // s) for s in preset.strides]
+
+
+def metadata(config: LossConfig, preset: Preset, with_targets: bool) -> dict[str, str]:
+    from .. import __version__
+
+    return {
+        "yolox_export.version": __version__,
+        "strides": ",".join(str(s) for s in config.strides),
+        "num_classes": str(config.num_classes),
+        "mode": config.mode,
+        "center_sampling_radius": repr(config.center_radius),
+        "dynamic_ks_bias": repr(config.dynamic_ks_bias),
+        "iou_type": config.iou_type,
+        "use_l1": str(config.use_l1),
+        "obj_loss_fix": str(config.obj_loss_fix),
+        "image_size": f"{preset.image_size[0]}x{preset.image_size[1]}",
+        "with_targets": str(with_targets),
+    }
+
+
+def example_inputs(config: LossConfig, num_cells: int, batch: int = 2, max_gt: int = 3) -> tuple[torch.Tensor, ...]:
+    """Tracing inputs; sizes >= 2 so the exporter keeps the axes symbolic."""
+    gen = torch.Generator().manual_seed(0)
+    predictions = torch.randn((batch, num_cells, 5 + config.num_classes), generator=gen)
+    targets = torch.tensor([0.0, 64.0, 64.0, 32.0, 32.0]).repeat(batch, max_gt, 1)
+    mask = torch.ones((batch, max_gt), dtype=torch.bool)
+    return predictions, targets, mask
+
+
+def export_onnx(preset: Preset, output: str | Path, with_targets: bool = False,
+                config: LossConfig | None = None) -> Path:
+    """Export the preset's graph to ``output`` and return its path (not yet validated: see ``validate_onnx``)."""
+    config = config or preset_config(preset)
+    module = PaddedYoloXLoss(config, level_shapes_for(preset), with_targets=with_targets).eval()
+    inputs = example_inputs(config, module.num_cells)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    max_gt = torch.export.Dim("max_gt", min=1, max=65536)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    names = OUTPUT_NAMES + (TARGET_OUTPUT_NAMES if with_targets else ())
+    program = torch.onnx.export(
+        module, inputs, dynamo=True, opset_version=preset.opset, input_names=list(INPUT_NAMES), output_names=list(names),
+        dynamic_shapes=({0: batch}, {0: batch, 1: max_gt}, {0: batch, 1: max_gt}), verbose=False,
+    )
+    model = program.model_proto
+    for key, value in metadata(config, preset, with_targets).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(output))
+    return output
+
+
+@dataclass
+class Validation:
+    """What ``validate_onnx`` found. ``ok`` when every list is empty."""
+
+    path: Path
+    checker_error: str | None = None
+    forbidden: list[str] = field(default_factory=list)
+    tensorrt: list[str] = field(default_factory=list)
+    static_axes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.checker_error is None and not self.forbidden and not self.tensorrt and not self.static_axes
+
+    def problems(self) -> list[str]:
+        found = [f"onnx.checker: {self.checker_error}"] if self.checker_error else []
+        return found + self.forbidden + [f"TensorRT: {p}" for p in self.tensorrt] + self.static_axes
+
+
+def validate_onnx(path: str | Path) -> Validation:
+    """onnx.checker (full_check), forbidden ops, TensorRT compatibility, and symbolic batch/max_gt axes."""
+    path = Path(path)
+    result = Validation(path)
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as error:
+        result.checker_error = str(error).splitlines()[0]
+    model = onnx.load(str(path))
+    result.forbidden = find_forbidden_ops(model)
+    result.tensorrt = [str(p) for p in check_tensorrt_compatibility(model)]
+    result.static_axes = _static_axes(model)
+    return result
+
+
+def _static_axes(model: onnx.ModelProto) -> list[str]:
+    """Inputs whose batch (and max_gt) axes were specialised to a number instead of staying symbolic."""
+    problems = []
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        dynamic = 1 if value.name == "predictions" else 2
+        for axis in range(min(dynamic, len(dims))):
+            if not dims[axis].dim_param:
+                problems.append(f"input {value.name} axis {axis} is fixed at {dims[axis].dim_value}, not dynamic")
+    return problems
+
+
+def ort_latency_ms(path: str | Path, preset: Preset, repeats: int = 10, threads: int | None = None) -> float:
+    """Median latency (ms) of the graph under onnxruntime's CPU EP at the preset's opt batch and max_gt."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    config = preset_config(preset)
+    cells = sum(h * w for h, w in level_shapes_for(preset))
+    feeds = {k: v.numpy() for k, v in zip(INPUT_NAMES, example_inputs(config, cells, preset.batch[1], preset.max_gt[1]))}
+    session.run(None, feeds)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)

@@ -1,0 +1,59 @@
+"""The export pipeline behind ``scripts/export.py``: export, validate, time, optionally build a TensorRT engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .onnx_export import export_onnx, ort_latency_ms, validate_onnx, Validation
+from .presets import Preset
+
+
+@dataclass
+class ExportReport:
+    preset: Preset
+    onnx_path: Path
+    validation: Validation
+    ort_latency_ms: float | None
+    engine_path: Path | None = None
+
+    def __str__(self) -> str:
+        p = self.preset
+        lines = [
+            f"exported   {self.onnx_path}",
+            f"preset     {p.name}: {p.image_size[0]}x{p.image_size[1]}, strides {list(p.strides)}, {p.num_classes} classes, "
+            f"mode {p.mode}, opset {p.opset}, A = {p.num_anchors}",
+            f"dynamic    batch {':'.join(map(str, p.batch))}, max_gt {':'.join(map(str, p.max_gt))}",
+            "checks     onnx.checker full_check, forbidden ops, TensorRT parser support: "
+            + ("all passed" if self.validation.ok else "FAILED"),
+        ]
+        lines += [f"  - {problem}" for problem in self.validation.problems()]
+        if self.ort_latency_ms is not None:
+            lines.append(f"latency    {self.ort_latency_ms:.1f} ms median, onnxruntime CPU EP, batch {p.batch[1]}, max_gt {p.max_gt[1]}")
+        if self.engine_path is not None:
+            lines.append(f"engine     {self.engine_path}")
+        return "\n".join(lines)
+
+
+def export_and_validate(preset: Preset, output: str | Path, with_targets: bool = False, engine: str | Path | None = None,
+                        time_it: bool = True) -> ExportReport:
+    """Export ``preset`` to ``output``, validate it, time it under onnxruntime, and build ``engine`` if asked."""
+    path = export_onnx(preset, output, with_targets=with_targets)
+    validation = validate_onnx(path)
+    latency = ort_latency_ms(path, preset) if (time_it and validation.ok) else None
+    engine_path = None
+    if engine is not None and validation.ok:
+        from .tensorrt import build_engine
+
+        engine_path = build_engine(path, engine, tensorrt_profiles(preset))
+    return ExportReport(preset, path, validation, latency, engine_path)
+
+
+def tensorrt_profiles(preset: Preset) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """One optimisation profile (min, opt, max) per dynamic input, from the preset's batch and max_gt ranges."""
+    cells, width = preset.num_anchors, 5 + preset.num_classes
+    return {
+        "predictions": tuple((b, cells, width) for b in preset.batch),
+        "targets": tuple((b, g, 5) for b, g in zip(preset.batch, preset.max_gt)),
+        "target_mask": tuple((b, g) for b, g in zip(preset.batch, preset.max_gt)),
+    }
