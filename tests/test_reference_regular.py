@@ -395,5 +395,48 @@ def test_tuple_input_matches_list():
     assert torch.equal(a.matched_iou, b.matched_iou)
 
 
+def test_matched_gt_is_the_slot_within_the_image():
+    # two images, targets interleaved in the list: rows 0 and 2 belong to image 1, row 1 to image 0.
+    # Each image gets the main case's predictions; image 1's second target (row 2) is the main-case target and
+    # its first (row 0) sits far away at (28, 28, 8, 8) (strong cell 15, IoU with the default box there 1/7, k 1).
+    # The far target's candidates (x, y in {1, 2, 3}) add cells 7, 11, 13, 14, 15 to image 1's union, all with IoU 0
+    # against the main-case target, so its k stays 2 and it keeps cells 0 and 4.
+    p, _ = main_case(batch=2)
+    t = torch.tensor([[1, 0, 28, 28, 8, 8], [0, 1, 4, 4, 8, 8], [1, 1, 4, 4, 8, 8.0]])
+    a = RegularYoloXLoss([8], 2).assign([p], t)
+    assert fg_cells(a, 0) == [0, 4] and fg_cells(a, 1) == [0, 4, 15]
+    # slot = position among the image's own targets: image 0 -> 0; image 1: row 2 -> slot 1, row 0 -> slot 0
+    assert a.matched_gt[0, [0, 4]].tolist() == [0, 0]
+    assert a.matched_gt[1, [0, 4, 15]].tolist() == [1, 1, 0]
+    loss, comps = RegularYoloXLoss([8], 2)([p], t)
+    # num_fg = 2 + 3 = 5, num_gts = 3 -> num_fg / num_gts = 5/3
+    # iou: cell 0 of each image 448/529, cell 15: 1 - (1/7)^2 = 48/49 -> (2 * 0.846881 + 0.979592) / 5 = 0.534671
+    # obj: 32 cells at logit 0 -> 32 ln2 / 5
+    # cls: each image's main-case pair 2.326402, cell 15 logits (0, 0) vs (1/7, 0) -> 2 ln2 -> 6.039097 / 5 = 1.207819
+    iou = (2 * 448 / 529 + 48 / 49) / 5
+    obj = 32 * LN2 / 5
+    cls = (2 * 2 * MAIN_CLS + 2 * LN2) / 5
+    expected = torch.tensor([iou, obj, cls, 0.0, 5 / 3, 5 * iou + obj + cls])
+    assert_close(comps, expected, **TOL[torch.float32])
+
+
+def test_in_box_but_outside_radius_is_penalised():
+    # target class 0, (4, 4, 64, 8) -> [-28, 36] x [0, 8]. In box: row y = 0 (centre 4), all four cells 0, 1, 2, 3.
+    # Centre test: x, y in {0, 1, 2} (28 is 24 from 4). So cell 3 is a candidate (in box) but not strong: its cost
+    # carries 1e5 although its centre is inside the box.
+    # Predictions: cell 3: t = (-2.5, .5, ln 8, 0) -> centre (4, 4), 64x8 = the target, IoU 1.
+    #   Default 8x8 boxes of cells 0, 1, 2 (y [-4, 4]) and 4, 5, 6 (y [4, 12]): inter 8 * 4 = 32, union 544 -> 1/17.
+    #   k = 1 (1 + 6/17 = 1.353; x 1.1 = 1.488 in fast mode).
+    # Costs: cell 1 has cls_0 = 2: ln2 - log(sqrt(sigmoid(2) / 2)) = 1.103171, + 3 ln 17 (8.499) = 9.602;
+    #   cells 0, 2: 2 ln2 + 8.499 = 9.886;  cell 3: 1e5 + 2 ln2.  -> cell 1, not the perfect cell 3.
+    p = head()
+    set_cell(p, 3, box=(-2.5, 0.5, math.log(8.0), 0.0))
+    set_cell(p, 1, cls={0: 2.0})
+    t = torch.tensor([[0, 0, 4, 4, 64, 8.0]])
+    a = RegularYoloXLoss([8], 2).assign([p], t)
+    assert fg_cells(a) == [1]
+    assert_close(a.matched_iou[0, 1], torch.tensor(1 / 17), **IOU_TOL)
+
+
 def test_component_names():
     assert RegularYoloXLoss([8], 2).component_names == ["iou", "obj", "cls", "l1", "num_fg", "Loss"]

@@ -1,0 +1,95 @@
+"""The exported graph: validation, forbidden-op detection, metadata, dynamic axes, and onnxruntime parity with
+eager at two batch / max_gt sizes on fresh seeded inputs of every scenario kind."""
+
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+
+from yolox_export import PaddedYoloXLoss, pad_targets
+from yolox_export.export.onnx_export import export_onnx, preset_config, validate_onnx, level_shapes_for
+from yolox_export.export.ort_runtime import OrtRunner
+from yolox_export.export.presets import Preset
+from yolox_export.export.trt_compat import find_forbidden_ops
+from yolox_export.grid import flatten_levels
+from yolox_export.scenarios import KINDS, make_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def small_preset(mode):
+    return Preset(name=f"small_{mode}", image_size=(128, 160), strides=(8, 16, 32), num_classes=6, mode=mode,
+                  batch=(1, 2, 8), max_gt=(1, 8, 256), opset=20)
+
+
+@pytest.fixture(scope="module", params=("regular", "fast"))
+def exported(request, tmp_path_factory):
+    preset = small_preset(request.param)
+    path = export_onnx(preset, tmp_path_factory.mktemp("onnx") / f"{preset.name}.onnx", with_targets=True)
+    return preset, path
+
+
+def test_exported_graph_passes_every_check(exported):
+    _, path = exported
+    result = validate_onnx(path)
+    assert result.ok, result.problems()
+
+
+def test_metadata_and_io(exported):
+    preset, path = exported
+    model = onnx.load(str(path))
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["mode"] == preset.mode and meta["num_classes"] == "6" and meta["strides"] == "8,16,32"
+    assert meta["center_sampling_radius"] == "2.5" and meta["dynamic_ks_bias"] == "1.1" and "yolox_export.version" in meta
+    assert [i.name for i in model.graph.input] == ["predictions", "targets", "target_mask"]
+    assert [o.name for o in model.graph.output][:4] == ["fg_mask", "matched_gt", "matched_iou", "loss_components"]
+
+
+@pytest.mark.parametrize("batch,max_gt", ((2, 250), (5, 210)))
+def test_onnxruntime_equals_eager_on_every_kind(exported, batch, max_gt):
+    preset, path = exported
+    runner = OrtRunner(path, providers=["CPUExecutionProvider"])
+    module = PaddedYoloXLoss(preset_config(preset), level_shapes_for(preset), with_targets=True)
+    for seed, kind in enumerate(KINDS):
+        s = make_scenario(kind, batch_size=batch, image_size=preset.image_size, num_classes=6, seed=100 * batch + seed)
+        raw = flatten_levels(s.predictions)
+        gt, mask = pad_targets(s.targets, batch, max_gt)
+        got = runner.run({"predictions": raw, "targets": gt, "target_mask": mask})
+        want = module(raw, gt, mask)
+        for name, w in zip(("fg_mask", "matched_gt"), want[:2]):
+            torch.testing.assert_close(torch.as_tensor(got[name]), w, rtol=0, atol=0, msg=f"{kind}: {name}")
+        torch.testing.assert_close(torch.as_tensor(got["matched_iou"]), want[2], rtol=0, atol=1e-5, msg=kind)
+        torch.testing.assert_close(torch.as_tensor(got["loss_components"]), want[3], rtol=1e-5, atol=1e-6, msg=kind)
+
+
+def test_a_planted_nonzero_is_caught(tmp_path):
+    class Leaky(torch.nn.Module):
+        def forward(self, x):
+            return torch.nonzero(x > 0)
+
+    program = torch.onnx.export(Leaky(), (torch.randn(4, 3),), dynamo=True)
+    path = tmp_path / "leaky.onnx"
+    onnx.save(program.model_proto, str(path))
+    assert any("NonZero" in p for p in find_forbidden_ops(onnx.load(str(path))))
+    assert not validate_onnx(path).ok
+
+
+def test_script_exports_the_default_preset(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import export as export_script
+
+    out = tmp_path / "yolox_s.onnx"
+    assert export_script.main(["--output", str(out), "--no-timing"]) == 0
+    assert out.exists() and "all passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", (["--preset", "missing.toml"], ["--engine", "x.engine", "--output", "unused.onnx"]))
+def test_script_stops_with_exit_code_2(argv, capsys):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import export as export_script
+
+    assert export_script.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err
