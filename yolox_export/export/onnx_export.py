@@ -74,10 +74,16 @@ def export_onnx(preset: Preset, output: str | Path, with_targets: bool = False,
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     names = OUTPUT_NAMES + (TARGET_OUTPUT_NAMES if with_targets else ())
+    # optimize=False: the exporter's graph optimiser (torch 2.13 / onnxscript 0.7) folds ``x + 1e-8`` into ``x``,
+    # dropping SimOTA's log and IoU epsilons (-log(0) = inf costs); the unoptimised graph keeps them.
     program = torch.onnx.export(
-        module, inputs, dynamo=True, opset_version=preset.opset, input_names=list(INPUT_NAMES), output_names=list(names),
+        module, inputs, dynamo=True, optimize=False, opset_version=preset.opset, input_names=list(INPUT_NAMES),
+        output_names=list(names),
         dynamic_shapes=({0: batch}, {0: batch, 1: max_gt}, {0: batch, 1: max_gt}), verbose=False,
     )
+    import onnxscript.optimizer
+
+    onnxscript.optimizer.fold_constants(program.model)  # constant Reduce axes for TensorRT; keeps the epsilons
     model = program.model_proto
     for key, value in metadata(config, preset, with_targets).items():
         entry = model.metadata_props.add()
