@@ -20,6 +20,8 @@ OUTSIDE_COST = 100000.0
 CANDIDATE_TOPK = 10
 #: Weight of the IoU loss term in the total loss.
 REG_WEIGHT = 5.0
+#: Names of the loss components, in the order of the components vector.
+COMPONENT_NAMES = ("iou", "obj", "cls", "l1", "num_fg", "Loss")
 #: Fast mode's centre radius, hard-coded in the fast reference whatever ``center_sampling_radius`` says.
 FAST_CENTER_RADIUS = 2.5
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..assignment import Assignment
 from ..boxes import iou_loss, l1_target
-from ..config import REG_WEIGHT, LossConfig
+from ..config import COMPONENT_NAMES, REG_WEIGHT, LossConfig
 from ..grid import Grid, decode_boxes, flatten_levels, level_shapes, make_grid
 from ..targets import pad_targets
 from ..validation import check_predictions, check_targets, unwrap_model_output
@@ -36,6 +36,37 @@ class Prepared:
     @property
     def cls(self) -> Tensor:
         return self.raw[..., 5:]  # [B, A, C]
+
+
+class ReferenceLoss(nn.Module):
+    """What both eager references share: the config, input preparation, ``assign`` and the loss over an assignment.
+    Subclasses implement ``_assign(prep, targets)``."""
+
+    def __init__(self, config: LossConfig, validate: bool):
+        super().__init__()
+        self.config = config
+        self.validate = validate
+
+    @property
+    def component_names(self) -> list[str]:
+        return list(COMPONENT_NAMES)
+
+    def forward(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor]:
+        prep, targets = prepare(model_output, targets, self.config, self.validate)
+        assignment = self._assign(prep, targets)
+        return assignment_loss(prep, targets, assignment, self.config, num_fg=self._num_fg(assignment, prep))
+
+    @torch.no_grad()
+    def assign(self, model_output, targets: Tensor) -> Assignment:
+        prep, targets = prepare(model_output, targets, self.config, self.validate)
+        return self._assign(prep, targets)
+
+    def _assign(self, prep: Prepared, targets: Tensor) -> Assignment:
+        raise NotImplementedError
+
+    def _num_fg(self, assignment: Assignment, prep: Prepared) -> Tensor | float | None:
+        """num_fg override; None means max(matched cells, 1)."""
+        return None
 
 
 def prepare(model_output, targets: Tensor, config: LossConfig, validate: bool) -> tuple[Prepared, Tensor]:

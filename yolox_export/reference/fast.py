@@ -19,42 +19,31 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..assignment import Assignment
 from ..boxes import fast_pairwise_iou
 from ..config import CANDIDATE_TOPK, IOU_COST_WEIGHT, OUTSIDE_COST, LossConfig
 from ..grid import Grid
 from ..targets import per_image_slots
-from .common import Prepared, assignment_loss, bce_class_cost, prepare
+from .common import Prepared, ReferenceLoss, bce_class_cost
 
 
-class FastYoloXLoss(nn.Module):
+class FastYoloXLoss(ReferenceLoss):
     """YOLOX loss with fast SimOTA. ``forward(model_output, targets) -> (loss, components)``."""
 
     def __init__(self, strides, num_classes: int, use_l1: bool = False, center_sampling_radius: float = 2.5,
                  iou_type: str = "iou", dynamic_ks_bias: float = 1.1, sync_num_fgs: bool = False,
                  obj_loss_fix: bool = False, validate: bool = True):
-        super().__init__()
-        self.config = LossConfig(tuple(strides), num_classes, mode="fast", use_l1=use_l1,
-                                 center_sampling_radius=center_sampling_radius, iou_type=iou_type,
-                                 dynamic_ks_bias=dynamic_ks_bias, sync_num_fgs=sync_num_fgs, obj_loss_fix=obj_loss_fix)
-        self.validate = validate
+        super().__init__(LossConfig(tuple(strides), num_classes, mode="fast", use_l1=use_l1,
+                                    center_sampling_radius=center_sampling_radius, iou_type=iou_type,
+                                    dynamic_ks_bias=dynamic_ks_bias, sync_num_fgs=sync_num_fgs,
+                                    obj_loss_fix=obj_loss_fix), validate)
 
-    @property
-    def component_names(self) -> list[str]:
-        return ["iou", "obj", "cls", "l1", "num_fg", "Loss"]
-
-    def forward(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor]:
-        prep, targets = prepare(model_output, targets, self.config, self.validate)
-        assignment = self._assign(prep, targets)
-        num_fg = synced_num_fg(int(assignment.fg_mask.sum()), prep.raw.device) if self.config.sync_num_fgs else None
-        return assignment_loss(prep, targets, assignment, self.config, num_fg=num_fg)
-
-    @torch.no_grad()
-    def assign(self, model_output, targets: Tensor) -> Assignment:
-        prep, targets = prepare(model_output, targets, self.config, self.validate)
-        return self._assign(prep, targets)
+    def _num_fg(self, assignment: Assignment, prep: Prepared) -> Tensor | float | None:
+        if not self.config.sync_num_fgs:
+            return None
+        return synced_num_fg(int(assignment.fg_mask.sum()), prep.raw.device)
 
     @torch.no_grad()
     def _assign(self, prep: Prepared, targets: Tensor) -> Assignment:

@@ -18,38 +18,22 @@ whose targets have no candidate cell at all gets no assignment (the original rai
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..assignment import Assignment
 from ..boxes import regular_pairwise_iou
 from ..config import IOU_COST_WEIGHT, OUTSIDE_COST, CANDIDATE_TOPK, LossConfig
 from ..grid import Grid
-from .common import Prepared, assignment_loss, bce_class_cost, prepare
+from .common import Prepared, ReferenceLoss, bce_class_cost
 
 
-class RegularYoloXLoss(nn.Module):
+class RegularYoloXLoss(ReferenceLoss):
     """YOLOX loss with regular SimOTA. ``forward(model_output, targets) -> (loss, components)``."""
 
     def __init__(self, strides, num_classes: int, use_l1: bool = False, center_sampling_radius: float = 2.5,
                  iou_type: str = "iou", validate: bool = True):
-        super().__init__()
-        self.config = LossConfig(tuple(strides), num_classes, mode="regular", use_l1=use_l1,
-                                 center_sampling_radius=center_sampling_radius, iou_type=iou_type)
-        self.validate = validate
-
-    @property
-    def component_names(self) -> list[str]:
-        return ["iou", "obj", "cls", "l1", "num_fg", "Loss"]
-
-    def forward(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor]:
-        prep, targets = prepare(model_output, targets, self.config, self.validate)
-        assignment = self._assign(prep, targets)
-        return assignment_loss(prep, targets, assignment, self.config)
-
-    @torch.no_grad()
-    def assign(self, model_output, targets: Tensor) -> Assignment:
-        prep, targets = prepare(model_output, targets, self.config, self.validate)
-        return self._assign(prep, targets)
+        super().__init__(LossConfig(tuple(strides), num_classes, mode="regular", use_l1=use_l1,
+                                    center_sampling_radius=center_sampling_radius, iou_type=iou_type), validate)
 
     @torch.no_grad()
     def _assign(self, prep: Prepared, targets: Tensor) -> Assignment:

@@ -54,8 +54,8 @@ def candidate_masks(gt_boxes: Tensor, grid: Grid, config: LossConfig) -> tuple[T
 
 def pairwise_iou(gt_boxes: Tensor, boxes: Tensor, mode: str) -> Tensor:
     """IoU [B, G, A] of every target [B, G, 4] with every predicted box [B, A, 4], by the mode's formula."""
-    a = [gt_boxes[..., i].unsqueeze(-1) for i in range(4)]  # [B, G, 1]
-    b = [boxes[..., i].unsqueeze(1) for i in range(4)]  # [B, 1, A]
+    a = gt_boxes.unsqueeze(-2).unbind(-1)  # 4 x [B, G, 1]
+    b = boxes.unsqueeze(1).unbind(-1)  # 4 x [B, 1, A]
     formula = regular_pairwise_iou if mode == "regular" else fast_pairwise_iou
     return formula(*a, *b)
 

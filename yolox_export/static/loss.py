@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ..assignment import Assignment
 from ..boxes import iou_loss, l1_target
-from ..config import REG_WEIGHT, LossConfig
+from ..config import COMPONENT_NAMES, REG_WEIGHT, LossConfig
 from ..grid import Grid, decode_boxes, flatten_levels, level_shapes, make_grid
 from ..targets import pad_targets
 from ..validation import check_predictions, check_targets, unwrap_model_output
@@ -134,7 +134,7 @@ class StaticYoloXLoss(nn.Module):
 
     @property
     def component_names(self) -> list[str]:
-        return ["iou", "obj", "cls", "l1", "num_fg", "Loss"]
+        return list(COMPONENT_NAMES)
 
     def forward(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor]:
         out = self.forward_padded(*self._padded_inputs(model_output, targets))
