@@ -1,8 +1,10 @@
 """Tie analysis: is a difference between two SimOTA answers explained by the reference's own ambiguity?
 
-Costs are recomputed in float64 from the float32 inputs. The IoUs enter as the float32 values of the mode's own
-formula (``boxes``), which every implementation here computes with the same operations, so they are not a source of
-disagreement; the class cost and the dynamic k are recomputed in float64. Two costs are "equal within float32
+Costs are recomputed in float64 from the float32 quantities the references compute: the IoUs of the mode's own
+formula (``boxes``) and the probabilities sqrt(sigmoid(cls) * sigmoid(obj)); logs, sums and the dynamic k are then
+float64. (A float64 sigmoid would not be a better oracle: where float32 rounds a probability to 1, the references'
+clamped log makes the cost 100, and that is the answer to explain.) When another runtime is compared, whose sigmoid
+and exp may differ from torch's by a few ulps, the tolerance also covers how far such a change moves each cost. Two costs are "equal within float32
 rounding" when they differ by at most ``tolerance``: 16 float32 epsilons of the summed class and IoU terms plus 4 of
 the cost itself (the penalty term brings costs to 1e5, where one float32 step is ~0.008).
 
@@ -24,7 +26,7 @@ from torch import Tensor
 
 from .config import CANDIDATE_TOPK, IOU_COST_WEIGHT, OUTSIDE_COST, LossConfig
 from .grid import Grid, decode_boxes
-from .static.assign import candidate_masks, class_cost, pairwise_iou
+from .static.assign import candidate_masks, pairwise_iou
 
 EPS32 = 2.0**-23
 
@@ -42,8 +44,14 @@ class ImageTies:
         return self.ambiguous.any(0) | self.contest_tie  # [A]
 
 
-def image_ties(raw: Tensor, gt: Tensor, grid: Grid, config: LossConfig) -> ImageTies:
-    """Tie facts for one image: raw [A, 5 + C] head outputs, gt [n, 5] (class, cx, cy, w, h), n >= 1."""
+def image_ties(raw: Tensor, gt: Tensor, grid: Grid, config: LossConfig, input_ulps: int = 0) -> ImageTies:
+    """Tie facts for one image: raw [A, 5 + C] head outputs, gt [n, 5] (class, cx, cy, w, h), n >= 1.
+
+    ``input_ulps`` is how many float32 ulps the compared implementation's element-wise transcendentals (sigmoid,
+    exp) may differ from torch's: 0 for the static module in eager torch (bit-identical inputs to the costs), a few
+    for another runtime. Costs then count as equal when they differ by less than what that perturbation of the
+    probabilities and predicted boxes can move them.
+    """
     raw = raw.detach().float().unsqueeze(0)
     gt = gt.float().unsqueeze(0)
     boxes = decode_boxes(raw, grid)
@@ -51,34 +59,86 @@ def image_ties(raw: Tensor, gt: Tensor, grid: Grid, config: LossConfig) -> Image
     usable = torch.isfinite(boxes).all(-1) & torch.isfinite(raw[..., 4:]).all(-1)  # [1, A]
     near = (in_box | in_centre) & usable.unsqueeze(1)
     candidates = (near.any(1, keepdim=True).expand_as(near) if config.mode == "regular" else near)[0]  # [n, A]
-    iou = pairwise_iou(gt[..., 1:5], boxes, config.mode)[0].double()  # [n, A]
-    cls = class_cost(raw[..., 5:].double(), raw[..., 4].double(), gt[..., 0].long())[0]
+    iou32 = pairwise_iou(gt[..., 1:5], boxes, config.mode)[0]  # [n, A]
+    iou = iou32.double()
+    classes = gt[0, :, 0].long()
+    probabilities = (raw[0, :, 5:].sigmoid() * raw[0, :, 4:5].sigmoid()).sqrt()  # [A, C] float32, as the references
+    cls, cls_slack = class_cost_with_slack(probabilities, classes, input_ulps)
     iou_term = IOU_COST_WEIGHT * -torch.log(iou + 1e-8)
     cost = cls + iou_term + OUTSIDE_COST * (~(in_box & in_centre))[0].double()
-    tolerance = 16 * EPS32 * (cls.abs() + iou_term.abs()) + 4 * EPS32 * cost.abs()
-    k_range = admissible_ks(iou, candidates, config)
+    tolerance = 16 * EPS32 * (cls.abs() + iou_term.abs()) + 4 * EPS32 * cost.abs() + cls_slack
+    iou_slack = torch.zeros_like(iou)
+    if input_ulps:
+        iou_slack = iou_perturbation(gt[0, :, 1:5], boxes[0], config.mode, input_ulps, iou)
+        tolerance = tolerance + IOU_COST_WEIGHT * (torch.log(iou + 1e-8) - torch.log((iou - iou_slack).clamp(min=0) + 1e-8))
+    k_range = admissible_ks(iou, candidates, config, iou_slack)
     ambiguous, possible = selection_status(cost, tolerance, candidates, k_range)
     return ImageTies(ambiguous, contested_ties(cost, tolerance, candidates, possible, config.mode), k_range)
 
 
-def admissible_ks(iou: Tensor, candidates: Tensor, config: LossConfig) -> Tensor:
-    """int64 [n, 2]: smallest and largest dynamic k that float32 rounding of the top-10 IoU sum allows."""
+def class_cost_with_slack(probabilities: Tensor, classes: Tensor, input_ulps: int) -> tuple[Tensor, Tensor]:
+    """(cost, slack), float64 [n, A]: SimOTA's class cost from the float32 probabilities [A, C] that the references
+    compute, logs and sum in float64; and how far ``input_ulps`` ulps of change in each probability can move it
+    (large where a probability is within a few ulps of 1, where torch's -100 clamp makes the cost jump)."""
+    neg, pos = bce_logs(probabilities)  # [A, C] each
+    cost = (neg - pos)[:, classes].T - neg.sum(-1)  # [n, A]
+    if not input_ulps:
+        return cost, torch.zeros_like(cost)
+    neg_move, pos_move = torch.zeros_like(neg), torch.zeros_like(pos)
+    for direction in (0.0, 1.0):
+        moved = probabilities
+        for _ in range(input_ulps):
+            moved = torch.nextafter(moved, torch.full_like(moved, direction))
+        moved_neg, moved_pos = bce_logs(moved)
+        neg_move = torch.maximum(neg_move, (moved_neg - neg).abs())
+        pos_move = torch.maximum(pos_move, (moved_pos - pos).abs())
+    return cost, neg_move.sum(-1) + (pos_move + neg_move)[:, classes].T
+
+
+def bce_logs(probabilities: Tensor) -> tuple[Tensor, Tensor]:
+    """float64 (max(log1p(-p), -100), max(log(p), -100)) of float32 probabilities, torch's clamps kept."""
+    p = probabilities.double()
+    return torch.log1p(-p).clamp(min=-100.0), torch.log(p).clamp(min=-100.0)
+
+
+def iou_perturbation(gt_boxes: Tensor, boxes: Tensor, mode: str, input_ulps: int, iou: Tensor) -> Tensor:
+    """float64 [n, A]: largest IoU change when every predicted box component moves by ``input_ulps`` relative ulps."""
+    step = input_ulps * 2 * EPS32
+    moved = [pairwise_iou(gt_boxes.unsqueeze(0), (boxes * scale).unsqueeze(0), mode)[0].double()
+             for scale in (1 + step, 1 - step)]
+    sizes_moved = boxes.clone()
+    sizes_moved[:, 2:] *= 1 + step
+    moved.append(pairwise_iou(gt_boxes.unsqueeze(0), sizes_moved.unsqueeze(0), mode)[0].double())
+    return torch.stack([(m - iou).abs() for m in moved]).amax(0)
+
+
+def admissible_ks(iou: Tensor, candidates: Tensor, config: LossConfig, iou_slack: Tensor | None = None) -> Tensor:
+    """int64 [n, 2]: smallest and largest dynamic k that float32 rounding of the top-10 IoU sum allows (plus the
+    IoUs' own uncertainty ``iou_slack`` [n, A] when comparing another runtime)."""
     top = min(CANDIDATE_TOPK, iou.shape[-1])
     total = torch.where(candidates, iou, torch.zeros_like(iou)).topk(top, dim=-1).values.sum(-1)
+    slack = 16 * EPS32 * total.clamp(min=1.0)
+    if iou_slack is not None:
+        slack = slack + top * torch.where(candidates, iou_slack, torch.zeros_like(iou_slack)).amax(-1)
     if config.mode == "fast":
         total = total * config.dynamic_ks_bias
-    slack = 16 * EPS32 * total.clamp(min=1.0)
+        slack = slack * config.dynamic_ks_bias
     low = torch.floor(total - slack).clamp(min=1).long()
     high = torch.floor(total + slack).clamp(min=1).long()
     return torch.stack((low, high), dim=-1)
 
 
 def selection_status(cost: Tensor, tolerance: Tensor, candidates: Tensor, k_range: Tensor) -> tuple[Tensor, Tensor]:
-    """(ambiguous, possibly selected), bool [n, A], for each target's top-k among its candidates."""
-    masked = torch.where(candidates, cost, torch.full_like(cost, float("inf")))
-    ordered = masked.sort(dim=-1).values  # [n, A]
-    surely_cheaper = torch.searchsorted(ordered, (masked - tolerance).contiguous(), right=False)  # [n, A]
-    maybe_cheaper = torch.searchsorted(ordered, (masked + tolerance).contiguous(), right=True)
+    """(ambiguous, possibly selected), bool [n, A], for each target's top-k among its candidates.
+
+    Each cost is an interval [c - tol, c + tol]: cell j is surely cheaper than a when c_j + tol_j < c_a - tol_a and
+    maybe cheaper when c_j - tol_j <= c_a + tol_a.
+    """
+    inf = torch.full_like(cost, float("inf"))
+    low = torch.where(candidates, cost - tolerance, inf)
+    high = torch.where(candidates, cost + tolerance, inf)
+    surely_cheaper = torch.searchsorted(high.sort(dim=-1).values, low.contiguous(), right=False)  # [n, A]
+    maybe_cheaper = torch.searchsorted(low.sort(dim=-1).values, high.contiguous(), right=True)
     surely_in = maybe_cheaper <= k_range[:, :1]
     surely_out = surely_cheaper >= k_range[:, 1:]
     possible = candidates & ~surely_out
@@ -86,14 +146,11 @@ def selection_status(cost: Tensor, tolerance: Tensor, candidates: Tensor, k_rang
 
 
 def contested_ties(cost: Tensor, tolerance: Tensor, candidates: Tensor, possible: Tensor, mode: str) -> Tensor:
-    """bool [A]: cells possibly selected by two or more targets whose two cheapest contenders are equal within
-    rounding. Contenders are all the image's targets in regular mode, the possible selectors in fast mode."""
+    """bool [A]: cells possibly selected by two or more targets where two or more contenders' cost intervals reach
+    the cheapest one's. Contenders are all the image's targets in regular mode, the possible selectors in fast mode."""
     contested = possible.sum(0) >= 2
     contenders = candidates if mode == "regular" else possible
     inf = torch.full_like(cost, float("inf"))
-    keyed = torch.where(contenders, cost, inf)
-    if keyed.shape[0] < 2:
-        return torch.zeros_like(contested)
-    best, order = keyed.topk(2, dim=0, largest=False)  # [2, A]
-    tol = torch.maximum(tolerance.gather(0, order[:1]), tolerance.gather(0, order[1:2]))[0]
-    return contested & (best[1] - best[0] <= tol)
+    best_high = torch.where(contenders, cost + tolerance, inf).amin(0)  # [A]
+    rivals = (contenders & (cost - tolerance <= best_high)).sum(0)
+    return contested & (rivals >= 2)
