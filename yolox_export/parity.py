@@ -147,8 +147,7 @@ class Outcome:
 
 def eager_outcome(loss_module, predictions: Sequence[Tensor], targets: Tensor, gradients: bool) -> Outcome:
     leaves = [p.detach().clone().requires_grad_(gradients) for p in predictions]
-    assignment = loss_module.assign(leaves, targets)
-    loss, components = loss_module(leaves, targets)
+    loss, components, assignment = loss_module.loss_and_assignment(leaves, targets)
     grads = list(torch.autograd.grad(loss, leaves)) if gradients else None
     return Outcome(assignment, components, grads)
 

@@ -137,8 +137,8 @@ def selection_status(cost: Tensor, tolerance: Tensor, candidates: Tensor, k_rang
     inf = torch.full_like(cost, float("inf"))
     low = torch.where(candidates, cost - tolerance, inf)
     high = torch.where(candidates, cost + tolerance, inf)
-    surely_cheaper = torch.searchsorted(high.sort(dim=-1).values, low.contiguous(), right=False)  # [n, A]
-    maybe_cheaper = torch.searchsorted(low.sort(dim=-1).values, high.contiguous(), right=True)
+    surely_cheaper = torch.searchsorted(high.sort(dim=-1).values.contiguous(), low.contiguous(), right=False)  # [n, A]
+    maybe_cheaper = torch.searchsorted(low.sort(dim=-1).values.contiguous(), high.contiguous(), right=True)
     surely_in = maybe_cheaper <= k_range[:, :1]
     surely_out = surely_cheaper >= k_range[:, 1:]
     possible = candidates & ~surely_out

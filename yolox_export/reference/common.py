@@ -52,9 +52,15 @@ class ReferenceLoss(nn.Module):
         return list(COMPONENT_NAMES)
 
     def forward(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor]:
+        loss, components, _ = self.loss_and_assignment(model_output, targets)
+        return loss, components
+
+    def loss_and_assignment(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor, Assignment]:
+        """``forward``'s (loss, components) and the assignment they were computed from, in one pass."""
         prep, targets = prepare(model_output, targets, self.config, self.validate)
         assignment = self._assign(prep, targets)
-        return assignment_loss(prep, targets, assignment, self.config, num_fg=self._num_fg(assignment, prep))
+        loss, components = assignment_loss(prep, targets, assignment, self.config, num_fg=self._num_fg(assignment, prep))
+        return loss, components, assignment
 
     @torch.no_grad()
     def assign(self, model_output, targets: Tensor) -> Assignment:

@@ -111,6 +111,14 @@ def first_argmin(values: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     return best.squeeze(dim), first
 
 
+def contenders(selected: Tensor, count: Tensor, mode: str) -> Tensor:
+    """bool [B, G, A]: the targets competing for each cell. Fast: those that selected it. Regular: those too, and
+    for a cell selected by several targets every target of the image (the original's argmin over all targets)."""
+    if mode == "regular":
+        return selected | (count > 1).unsqueeze(1)
+    return selected
+
+
 def assign(boxes: Tensor, cls_logits: Tensor, obj_logits: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid,
            config: LossConfig) -> Assignment:
     """SimOTA of ``config.mode`` for padded targets, float32.
@@ -133,8 +141,8 @@ def assign(boxes: Tensor, cls_logits: Tensor, obj_logits: Tensor, gt: Tensor, gt
     del cost, in_box, in_centre, near
     selected = select_topk(masked_cost, candidates, dynamic_ks(ious, candidates, config), config.max_dynamic_k)
     count = selected.sum(1)  # [B, A]
-    contenders = selected | (count > 1).unsqueeze(1) if config.mode == "regular" else selected
-    _, winner = first_argmin(torch.where(contenders, masked_cost, torch.full_like(masked_cost, float("inf"))), dim=1)
+    rivals = contenders(selected, count, config.mode)
+    _, winner = first_argmin(torch.where(rivals, masked_cost, torch.full_like(masked_cost, float("inf"))), dim=1)
     fg_mask = count > 0
     winner = torch.where(fg_mask, winner, torch.zeros_like(winner)).long()  # [B, A]
     matched_iou = ious.gather(1, winner.unsqueeze(1)).squeeze(1)

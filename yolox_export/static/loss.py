@@ -137,8 +137,13 @@ class StaticYoloXLoss(nn.Module):
         return list(COMPONENT_NAMES)
 
     def forward(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor]:
+        loss, components, _ = self.loss_and_assignment(model_output, targets)
+        return loss, components
+
+    def loss_and_assignment(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor, Assignment]:
+        """``forward``'s (loss, components) and the assignment they were computed from, in one pass."""
         out = self.forward_padded(*self._padded_inputs(model_output, targets))
-        return out.loss, out.components
+        return out.loss, out.components, out.assignment
 
     def assign(self, model_output, targets: Tensor) -> Assignment:
         raw, gt, gt_mask, shapes = self._padded_inputs(model_output, targets)

@@ -1,0 +1,99 @@
+"""The parity report: a planted semantic bug is a real mismatch, pure ties are explained, JSON round-trips, and the
+printed table shows tolerances and the tolerance each output would have needed."""
+
+from unittest import mock
+
+import pytest
+
+import yolox_export.static.assign as static_assign
+from yolox_export import LossConfig, StaticYoloXLoss
+from yolox_export.parity import TOLERANCES, ParityReport, compare
+from yolox_export.scenarios import make_scenario
+
+STRIDES = (8, 16, 32)
+
+
+def selectors_only(selected, count, mode):
+    """Planted bug: a contested cell goes to the cheapest of the targets that selected it, in regular mode too
+    (regular SimOTA lets every target of the image contend)."""
+    return selected
+
+
+class PatchedStatic(StaticYoloXLoss):
+    """A StaticYoloXLoss whose contender rule is ``rule``; nothing else changes."""
+
+    def __init__(self, *args, rule, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rule = rule
+
+    def loss_and_assignment(self, model_output, targets):
+        with mock.patch.object(static_assign, "contenders", self.rule):
+            return super().loss_and_assignment(model_output, targets)
+
+    def assign(self, model_output, targets):
+        with mock.patch.object(static_assign, "contenders", self.rule):
+            return super().assign(model_output, targets)
+
+
+def crowded_batches():
+    # 100-200 small boxes in 64x64: many cells selected by two targets while a third, non-selecting one is cheaper
+    return [make_scenario("crowded", batch_size=1, image_size=(64, 64), num_classes=4, seed=s) for s in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def planted_report():
+    config = LossConfig(STRIDES, 4, mode="regular")
+    planted = PatchedStatic(STRIDES, 4, mode="regular", rule=selectors_only)
+    return compare(crowded_batches(), config, static_module=planted)
+
+
+def test_a_planted_conflict_rule_is_a_real_mismatch(planted_report):
+    report = planted_report
+    assert not report, str(report)
+    assert report.row("static", "matched_gt").real > 0, str(report)
+    assert any(not d.explained for d in report.differences)
+    assert "FAIL" in str(report)
+
+
+def test_pure_ties_are_explained():
+    # a freshly initialised head: every cost ties, and the fast reference's topk picks among them as it likes
+    batches = [make_scenario("fresh", batch_size=2, image_size=(160, 160), num_classes=4, seed=s) for s in (0, 1)]
+    report = compare(batches, LossConfig(STRIDES, 4, mode="fast"))
+    assert report, str(report)
+    row = report.row("static", "matched_gt")
+    assert row.real == 0 and row.explained > 0, str(report)
+    assert report.differences and all(d.explained for d in report.differences)
+    assert report.tie_batches.get("static", 0) >= 1
+    assert str(report).endswith("PASS")
+
+
+@pytest.mark.parametrize("which", ("planted", "clean"))
+def test_json_round_trip(which, planted_report):
+    if which == "planted":
+        report = planted_report
+    else:
+        report = compare([make_scenario("fitted", batch_size=2, image_size=(128, 128), num_classes=4, seed=0)],
+                         LossConfig(STRIDES, 4, mode="fast"))
+    again = ParityReport.from_json(report.to_json())
+    assert again.mode == report.mode and again.batches == report.batches
+    assert again.rows == report.rows
+    assert again.differences == report.differences
+    assert again.tie_batches == report.tie_batches
+    assert bool(again) == bool(report)
+    assert str(again) == str(report)
+    assert ParityReport.from_json(report.to_json(indent=2)).rows == report.rows
+
+
+def test_table_shows_tolerance_and_needed():
+    report = compare([make_scenario("fitted", batch_size=2, image_size=(128, 128), num_classes=4, seed=1)],
+                     LossConfig(STRIDES, 4, mode="regular"))
+    text = str(report)
+    header = text.splitlines()[1].split()
+    assert "tol" in header and "needed" in header and "verdict" in header
+    for output, tol in (("matched_iou", TOLERANCES["matched_iou"]), ("loss", TOLERANCES["components"]),
+                        ("gradients", TOLERANCES["gradients"])):
+        row = report.row("static", output)
+        line = next(line for line in text.splitlines() if line.split()[:2] == ["static", output])
+        assert f"{tol:.0e}" in line
+        assert f"{row.needed:.3g}" in line
+        assert line.rstrip().endswith("ok")
