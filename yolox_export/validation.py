@@ -52,6 +52,8 @@ def check_predictions(predictions: Sequence[Tensor], strides: Sequence[int], num
             )
         if p.device != predictions[0].device:
             raise ValueError(f"prediction level {level} is on {p.device}; level 0 is on {predictions[0].device}")
+        if p.device.type == "meta":  # no values to inspect: shapes, dtypes and devices are all that can be checked
+            continue
         bad = ~torch.isfinite(p)
         if bool(bad.any()):
             index = tuple(int(i) for i in bad.nonzero()[0])
@@ -59,7 +61,12 @@ def check_predictions(predictions: Sequence[Tensor], strides: Sequence[int], num
 
 
 def check_targets(targets: Tensor, batch_size: int, num_classes: int | None = None, device=None) -> None:
-    """Targets [N, 6] rows (image_index, class, cx, cy, w, h), pixels."""
+    """Targets [N, 6] rows (image_index, class, cx, cy, w, h), pixels.
+
+    Image indices must be integers in [0, batch_size); class ids integers in [0, num_classes), or integers >= 0 when
+    ``num_classes`` is None (``pad_targets`` does not know it); coordinates finite; w and h > 0. ``device``, when
+    given, is the predictions' device. Targets on the meta device have no values: only shape, dtype and device are
+    checked."""
     if not isinstance(targets, Tensor):
         raise TypeError(f"targets must be a tensor [N, 6], got {type(targets).__name__}")
     if targets.dim() != 2 or targets.shape[1] != 6:
@@ -68,12 +75,11 @@ def check_targets(targets: Tensor, batch_size: int, num_classes: int | None = No
         raise TypeError(f"targets must be floating point, got {targets.dtype}")
     if device is not None and targets.device != torch.device(device):
         raise ValueError(f"targets are on {targets.device} but predictions are on {device}")
-    if targets.shape[0] == 0:
+    if targets.shape[0] == 0 or targets.device.type == "meta":
         return
     t = targets.detach().double().cpu()
     _check_index_column(t[:, 0], "image index", batch_size, "batch size")
-    if num_classes is not None:
-        _check_index_column(t[:, 1], "class id", num_classes, "num_classes")
+    _check_index_column(t[:, 1], "class id", num_classes, "num_classes")
     finite = torch.isfinite(t[:, 2:]).all(dim=1)
     if not bool(finite.all()):
         row = int((~finite).nonzero()[0])
@@ -84,10 +90,12 @@ def check_targets(targets: Tensor, batch_size: int, num_classes: int | None = No
         raise ValueError(f"targets row {row} has w, h = {t[row, 4].item()}, {t[row, 5].item()}; both must be > 0")
 
 
-def _check_index_column(values: Tensor, what: str, limit: int, limit_name: str) -> None:
-    bad = ~torch.isfinite(values) | (values != torch.floor(values)) | (values < 0) | (values >= limit)
+def _check_index_column(values: Tensor, what: str, limit: int | None, limit_name: str) -> None:
+    """Integers in [0, limit), or integers >= 0 when ``limit`` is None; names the first bad row and its value."""
+    bad = ~torch.isfinite(values) | (values != torch.floor(values)) | (values < 0)
+    if limit is not None:
+        bad |= values >= limit
     if bool(bad.any()):
         row = int(bad.nonzero()[0])
-        raise ValueError(
-            f"targets row {row} has {what} {values[row].item()}; it must be an integer in [0, {limit}) ({limit_name} = {limit})"
-        )
+        allowed = f"an integer in [0, {limit}) ({limit_name} = {limit})" if limit is not None else "an integer >= 0"
+        raise ValueError(f"targets row {row} has {what} {values[row].item()}; it must be {allowed}")
