@@ -1,0 +1,138 @@
+"""The benchmark: a tiny configuration end to end through scripts/bench.py, the markdown renderer on a hand-made
+results document, target evaluation and option errors. Nothing here asserts on timings."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from yolox_export import bench
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--kinds", "coco", "--batch", "1", "--image-size", "128", "--num-classes", "5", "--repeats", "1",
+        "--modes", "regular", "--subjects", "regular", "fast", "static", "ort-cpu", "--one-process"]
+TINY_SUBJECTS = ("regular", "fast", "static", "ort-cpu")
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    code = load_script().main(TINY + ["--out", str(out)])
+    return code, out
+
+
+def test_tiny_run_writes_json_markdown_and_plot_with_every_subject(tiny_run):
+    code, out = tiny_run
+    assert code == 0
+    results = json.loads((out / "bench.json").read_text())
+    markdown = (out / "bench.md").read_text()
+    assert (out / "bench.png").stat().st_size > 0
+    assert {r["subject"] for r in results["records"]} == set(TINY_SUBJECTS)
+    for record in results["records"]:
+        assert record["status"] == "ok", record["error"]
+        assert record["n"] == 1 and record["median_s"] > 0
+        assert record["peak_extra_bytes"] is not None
+        assert record["case"]["image_size"] == [128, 128]
+    assert len({r["inputs_sha1"] for r in results["records"]}) == 1  # every subject saw the same inputs
+    for name in TINY_SUBJECTS:
+        assert bench.SUBJECTS[name].label in markdown
+    assert markdown == bench.render_markdown(results)
+
+
+def test_tiny_run_records_machine_versions_and_guards_cuda(tiny_run):
+    _, out = tiny_run
+    results = json.loads((out / "bench.json").read_text())
+    assert results["machine"]["cpu_model"] and results["machine"]["usable_cores"] >= 1
+    for library in ("python", "torch", "onnx", "onnxruntime", "numpy"):
+        assert library in results["versions"]
+    assert results["settings"]["threads"] == 2
+    skipped = {entry["subject"] for entry in results["skipped"]}
+    assert {r["subject"] for r in results["records"]}.isdisjoint(skipped)
+    if not torch.cuda.is_available():
+        assert results["skipped"] == []  # only CPU subjects were asked for
+        assert bench.unavailable_reason(bench.SUBJECTS["static-cudagraph"]).startswith("no CUDA device")
+
+
+def record(subject, median, kind="coco", mode=None, measurement="fwd", peak=None, status="ok"):
+    info = bench.SUBJECTS[subject]
+    return {"case": {"kind": kind, "batch": 2, "image_size": [64, 64], "num_classes": 3, "seed": 0,
+                     "strides": [8, 16, 32]},
+            "subject": subject, "label": info.label, "family": info.family, "mode": mode or info.reference_mode,
+            "device": info.device, "measurement": measurement, "status": status,
+            "error": None if status == "ok" else "RuntimeError: boom", "times_s": [median], "n": 1,
+            "median_s": median, "q1_s": median, "q3_s": median, "min_s": median, "max_s": median,
+            "peak_extra_bytes": peak, "num_targets": 5, "max_gt": 4, "cells": 84}
+
+
+def hand_made_results():
+    records = [record("regular", 0.5), record("fast", 0.1), record("ort-cpu", 0.02, mode="regular", peak=2 * 2688),
+               record("ort-cpu", 0.025, mode="fast", peak=20 * 2688),
+               record("static-compile", 0.01, mode="fast", status="error")]
+    bench.add_ratios(records)
+    return {"created": "2026-01-01T00:00:00+00:00", "command": "python scripts/bench.py --hand-made",
+            "machine": {"cpu_model": "Test CPU 9000", "usable_cores": 4, "memory_gib": 8.0, "gpu": None,
+                        "platform": "TestOS", "load_average_start": [0.5, 0.4, 0.3], "load_average_end": [1, 1, 1]},
+            "versions": {"torch": "9.9", "onnxruntime": "8.8", "python": "3.99"},
+            "settings": {"threads": 2, "warmup": 1, "repeats": 5, "max_seconds": 60.0, "omp_wait_policy": "PASSIVE",
+                         "memory_method": "test method"},
+            "skipped": [{"subject": "ort-cuda", "label": "ONNX graph, onnxruntime CUDA", "reason": "no CUDA device"}],
+            "records": records, "targets": bench.evaluate_targets(records)}
+
+
+def test_render_markdown_from_hand_made_results():
+    results = hand_made_results()
+    markdown = bench.render_markdown(results)
+    assert "Test CPU 9000" in markdown and "torch 9.9" in markdown and "onnxruntime 8.8" in markdown
+    assert "### coco, B=2, 64x64, C=3 (5 targets, G=4, A=84" in markdown
+    # ORT regular: 0.5 / 0.02 = 25x Regular, 0.1 / 0.02 = 5x Fast; memory 2 x B·G·A·4
+    assert "| fwd | ONNX graph, onnxruntime CPU | regular | 20.0 | 20.0-20.0 | 20.0-20.0 | 1 | 25.00x | 5.00x |" \
+           in markdown
+    assert "| 2.0 |" in markdown.split("regular | 20.0")[1].splitlines()[0]
+    assert "error: RuntimeError: boom" in markdown
+    assert "Not run: ONNX graph, onnxruntime CUDA (ort-cuda): no CUDA device." in markdown
+    assert "| ORT graph vs FastYoloXLoss, assign+loss forward | coco, B=2, 64x64, C=3 | fast | 4.00x | >= 3 | PASS |" \
+           in markdown
+    assert "| ORT graph vs RegularYoloXLoss, assign+loss forward | coco, B=2, 64x64, C=3 | regular | 25.00x | >= 10 " \
+           "| PASS |" in markdown
+
+
+def test_targets_pass_miss_and_not_measured():
+    targets = {(t["name"], t["kind"]): t for t in hand_made_results()["targets"]}
+    assert {t["kind"] for t in targets.values()} == {"coco"}  # no crowded records: no crowded targets
+    memory = targets[("Peak extra memory, ORT graph (x B·G·A·4 bytes)", "coco")]
+    assert memory["status"] == "MISS" and memory["value"] == pytest.approx(20.0) and memory["mode"] == "fast"
+    compiled = targets[("StaticYoloXLoss torch.compile vs FastYoloXLoss, assign+loss forward", "coco")]
+    assert compiled["status"] == "N/A" and "boom" in compiled["note"]
+    eager = targets[("StaticYoloXLoss eager vs RegularYoloXLoss, forward+backward", "coco")]
+    assert eager["status"] == "N/A" and eager["note"] == "not measured"
+    lines = bench.target_lines(hand_made_results())
+    assert any(line.startswith("PASS") and "ORT graph vs RegularYoloXLoss" in line for line in lines)
+
+
+def test_summarise_quartiles():
+    stats = bench.summarise([4.0, 1.0, 3.0, 2.0, 5.0])
+    assert (stats["median_s"], stats["q1_s"], stats["q3_s"], stats["min_s"], stats["max_s"], stats["n"]) == \
+           (3.0, 2.0, 4.0, 1.0, 5.0, 5)
+    assert bench.summarise([])["median_s"] is None
+
+
+@pytest.mark.parametrize("argv", [["--batch", "0"], ["--kinds", "nope"], ["--image-size", "100"],
+                                  ["--subjects", "nope"], ["--threads", "0"], ["--modes", "slow"]])
+def test_bad_options_print_one_line_and_exit_2(argv, capsys):
+    script = load_script()
+    try:
+        code = script.main(argv)
+    except SystemExit as stop:
+        code = stop.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
