@@ -252,18 +252,6 @@ def save_mismatch(raw, gt, mask, mode, scene, poisoned, message):
     torch.save(saved, MISMATCH_PATH)
 
 
-ORT_SIGMOID_BUG = pytest.mark.xfail(
-    strict=False,
-    raises=AssertionError,
-    reason="bug found by this test: onnxruntime's CPU Sigmoid (1.32) is off by up to ~7x for logits in [-18, -10] "
-    "and returns 0 below -18 (torch: 1.5e-8 at -18); SimOTA's class cost takes log(sqrt(sigmoid(cls) * "
-    "sigmoid(obj))), so with saturated logits onnxruntime's costs differ by tens and it selects other cells "
-    "(minimal case: one 1x1 target, 2 cells differ, not explained by the tie analysis even with RUNTIME_ULPS). "
-    "Fix in static/assign.py class_cost: 1 / (1 + exp(-x)) instead of .sigmoid(); see the report of issue #7",
-)
-
-
-@ORT_SIGMOID_BUG
 @ORT_SETTINGS
 @given(case=padded_scenes())
 def test_onnxruntime_equals_eager(exported, case):
@@ -290,9 +278,7 @@ def test_onnxruntime_equals_eager(exported, case):
     event(f"onnxruntime: {'tie-explained difference' if differs.any() else 'identical'}")
     if poisoned is not None:
         (b, cell, channel), value = poisoned
-        size_minus_inf = channel in (2, 3) and value == -math.inf  # known bug, strict xfail in test_validation.py
-        if not size_minus_inf:
-            assert not bool(got["fg_mask"][b, cell]), f"non-finite cell {(b, cell, channel)} assigned"
+        assert not bool(got["fg_mask"][b, cell]), f"non-finite cell {(b, cell, channel)} assigned"
 
 
 def unexplained_cells(differs, raw, gt, mask, config) -> list[tuple[int, int]]:

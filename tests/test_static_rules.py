@@ -123,7 +123,7 @@ def test_gradients_flow_through_the_loss_not_the_assignment(mode):
     s = make_scenario("fitted", batch_size=2, image_size=(320, 320), num_classes=20, seed=4)
     preds = [p.clone().requires_grad_(True) for p in s.predictions]
     model = StaticYoloXLoss(s.strides, 20, mode=mode, use_l1=True)
-    out = model.forward_padded(flatten_levels(preds), *pad_targets(s.targets, 2), level_shapes(preds))
+    out = model.forward_padded(flatten_levels(preds), *pad_targets(s.targets, 2), level_shapes(preds), with_targets=True)
     for t in (out.assignment.fg_mask, out.assignment.matched_gt, out.assignment.matched_iou, out.cls_target):
         assert not t.requires_grad
     out.loss.backward()

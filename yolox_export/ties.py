@@ -56,7 +56,7 @@ def image_ties(raw: Tensor, gt: Tensor, grid: Grid, config: LossConfig, input_ul
     gt = gt.float().unsqueeze(0)
     boxes = decode_boxes(raw, grid)
     in_box, in_centre = candidate_masks(gt[..., 1:5], grid, config)
-    usable = torch.isfinite(boxes).all(-1) & torch.isfinite(raw[..., 4:]).all(-1)  # [1, A]
+    usable = torch.isfinite(boxes).all(-1) & torch.isfinite(raw).all(-1)  # [1, A]
     near = (in_box | in_centre) & usable.unsqueeze(1)
     candidates = (near.any(1, keepdim=True).expand_as(near) if config.mode == "regular" else near)[0]  # [n, A]
     iou32 = pairwise_iou(gt[..., 1:5], boxes, config.mode)[0]  # [n, A]

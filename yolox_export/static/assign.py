@@ -27,7 +27,7 @@ from torch import Tensor
 from ..assignment import Assignment
 from ..boxes import fast_pairwise_iou, regular_pairwise_iou
 from ..config import CANDIDATE_TOPK, IOU_COST_WEIGHT, OUTSIDE_COST, LossConfig
-from ..grid import Grid
+from ..grid import Grid, decode_boxes
 
 
 def candidate_masks(gt_boxes: Tensor, grid: Grid, config: LossConfig) -> tuple[Tensor, Tensor]:
@@ -43,12 +43,21 @@ def candidate_masks(gt_boxes: Tensor, grid: Grid, config: LossConfig) -> tuple[T
         x_c, y_c = (grid.x_shifts + 0.5) * stride, (grid.y_shifts + 0.5) * stride
     cx, cy = gt_boxes[..., 0:1], gt_boxes[..., 1:2]  # [B, G, 1]
     half_w, half_h = 0.5 * gt_boxes[..., 2:3], 0.5 * gt_boxes[..., 3:4]
-    in_box = (x_c > cx - half_w) & (cx + half_w > x_c) & (y_c > cy - half_h) & (cy + half_h > y_c)  # [B, G, A]
+    in_box = x_c > cx - half_w  # [B, G, A]
+    in_box &= cx + half_w > x_c
+    in_box &= y_c > cy - half_h
+    in_box &= cy + half_h > y_c
     reach = config.center_radius * stride  # [A]
     if config.mode == "regular":
-        in_centre = (x_c > cx - reach) & (cx + reach > x_c) & (y_c > cy - reach) & (cy + reach > y_c)
+        in_centre = x_c > cx - reach
+        in_centre &= cx + reach > x_c
+        in_centre &= y_c > cy - reach
+        in_centre &= cy + reach > y_c
     else:
-        in_centre = (x_c + reach > cx) & (cx > x_c - reach) & (y_c + reach > cy) & (cy > y_c - reach)
+        in_centre = x_c + reach > cx
+        in_centre &= cx > x_c - reach
+        in_centre &= y_c + reach > cy
+        in_centre &= cy > y_c - reach
     return in_box, in_centre
 
 
@@ -60,28 +69,34 @@ def pairwise_iou(gt_boxes: Tensor, boxes: Tensor, mode: str) -> Tensor:
     return formula(*a, *b)
 
 
+def sigmoid(x: Tensor) -> Tensor:
+    """1 / (1 + exp(-x)), written out: onnxruntime's CPU Sigmoid (1.32) is off by up to several hundred percent for
+    logits below about -10 (and returns 0 below -18), while its Exp is accurate. Within 3 ulps of torch.sigmoid."""
+    return x.neg().exp_().add_(1.0).reciprocal_()
+
+
 def class_cost(cls_logits: Tensor, obj_logits: Tensor, gt_classes: Tensor) -> Tensor:
     """SimOTA class cost [B, G, A] without a [B, G, A, C] tensor.
 
     With p = sqrt(sigmoid(cls) * sigmoid(obj)) [B, A, C], the references' BCE(p, one-hot(k)).sum(-1) is
     ``-sum_c n_c + (n_k - l_k)``, n = max(log1p(-p), -100) and l = max(log(p), -100), torch's clamps kept: the sum
-    over classes is one [B, A] reduction and the target class's term one row gather per target.
+    over classes is one [B, A] reduction, and the target class's p is one row gather per target, whose two logs are
+    then taken on [B, G, A]. In-place steps keep the [B, A, C] work to a few passes over one buffer.
     """
     batch, cells, classes = cls_logits.shape
-    p = (cls_logits.sigmoid() * obj_logits.sigmoid().unsqueeze(-1)).sqrt()  # [B, A, C]
-    log_not_p = torch.log1p(-p).clamp(min=-100.0)
-    log_p = torch.log(p).clamp(min=-100.0)
-    neg_sum = log_not_p.sum(-1)  # [B, A]
-    delta = (log_not_p - log_p).transpose(1, 2).reshape(batch * classes, cells)  # [B * C, A]
+    p = sigmoid(cls_logits).mul_(sigmoid(obj_logits).unsqueeze(-1)).sqrt_()  # [B, A, C]
+    neg_sum = p.neg().log1p_().clamp_(min=-100.0).sum(-1)  # [B, A]
     rows = torch.arange(batch, device=cls_logits.device).unsqueeze(1) * classes + gt_classes  # [B, G]
-    target_term = delta.index_select(0, rows.reshape(-1)).reshape(batch, -1, cells)  # [B, G, A]
-    return target_term - neg_sum.unsqueeze(1)
+    p_target = p.transpose(1, 2).reshape(batch * classes, cells).index_select(0, rows.reshape(-1))  # [B * G, A]
+    p_target = p_target.reshape(batch, -1, cells)  # [B, G, A]
+    term = p_target.neg().log1p_().clamp_(min=-100.0).sub_(p_target.log().clamp_(min=-100.0))
+    return term.sub_(neg_sum.unsqueeze(1))
 
 
 def dynamic_ks(ious: Tensor, candidates: Tensor, config: LossConfig) -> Tensor:
     """int64 [B, G]: max(int(sum of the top-10 candidate IoUs [* bias in fast mode]), 1)."""
     top = min(CANDIDATE_TOPK, ious.shape[-1])
-    total = torch.where(candidates, ious, torch.zeros((), dtype=ious.dtype, device=ious.device)).topk(top, dim=-1).values.sum(-1)
+    total = ious.masked_fill(~candidates, 0.0).topk(top, dim=-1).values.sum(-1)
     if config.mode == "fast":
         total = total * config.dynamic_ks_bias
     return total.long().clamp(min=1)
@@ -107,7 +122,7 @@ def first_argmin(values: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     positions = torch.arange(values.shape[dim], device=values.device, dtype=values.dtype)
     shape = [1] * values.dim()
     shape[dim] = -1
-    first = torch.where(values == best, positions.reshape(shape), torch.full_like(values, float("inf"))).amin(dim)
+    first = positions.reshape(shape).masked_fill(values != best, float("inf")).amin(dim)
     return best.squeeze(dim), first
 
 
@@ -119,35 +134,38 @@ def contenders(selected: Tensor, count: Tensor, mode: str) -> Tensor:
     return selected
 
 
-def assign(boxes: Tensor, cls_logits: Tensor, obj_logits: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid,
-           config: LossConfig) -> Assignment:
-    """SimOTA of ``config.mode`` for padded targets, float32.
+def assign(raw: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig) -> Assignment:
+    """SimOTA of ``config.mode`` for padded targets, float32, no gradient.
 
-    boxes [B, A, 4] decoded predictions; cls_logits [B, A, C]; obj_logits [B, A]; gt [B, G, 5] rows
-    (class, cx, cy, w, h); gt_mask bool [B, G]. A cell with a non-finite decoded box or logit is never assigned.
+    raw [B, A, 5 + C] head outputs; usable bool [B, A], False for a cell with a non-finite output (never assigned,
+    nor is one whose box decodes to a non-finite value); gt [B, G, 5] rows (class, cx, cy, w, h); gt_mask bool [B, G].
     """
+    boxes = decode_boxes(raw, grid)  # [B, A, 4]
+    usable = usable & torch.isfinite(boxes).all(-1)
     gt_boxes, gt_classes = gt[..., 1:5], gt[..., 0].long()
-    usable = torch.isfinite(boxes).all(-1) & torch.isfinite(obj_logits) & torch.isfinite(cls_logits).all(-1)  # [B, A]
     in_box, in_centre = candidate_masks(gt_boxes, grid, config)
-    near = (in_box | in_centre) & gt_mask.unsqueeze(-1) & usable.unsqueeze(1)  # [B, G, A]
+    near = in_box | in_centre
+    near &= gt_mask.unsqueeze(-1) & usable.unsqueeze(1)  # [B, G, A]
     if config.mode == "regular":
         candidates = near.any(1, keepdim=True) & gt_mask.unsqueeze(-1)  # union over the image's targets
     else:
         candidates = near
     ious = pairwise_iou(gt_boxes, boxes, config.mode)  # [B, G, A]
-    cost = class_cost(cls_logits, obj_logits, gt_classes) + IOU_COST_WEIGHT * -torch.log(ious + 1e-8)
-    cost = cost + OUTSIDE_COST * (~(in_box & in_centre)).to(cost.dtype)
-    masked_cost = torch.where(candidates, cost, torch.full_like(cost, float("inf")))
-    del cost, in_box, in_centre, near
+    cost = class_cost(raw[..., 5:], raw[..., 4], gt_classes)
+    cost += torch.log(ious + 1e-8).neg_().mul_(IOU_COST_WEIGHT)
+    in_box &= in_centre
+    cost += (~in_box).to(cost.dtype).mul_(OUTSIDE_COST)
+    del in_box, in_centre, near
+    masked_cost = cost.masked_fill_(~candidates, float("inf"))
     selected = select_topk(masked_cost, candidates, dynamic_ks(ious, candidates, config), config.max_dynamic_k)
     count = selected.sum(1)  # [B, A]
     rivals = contenders(selected, count, config.mode)
-    _, winner = first_argmin(torch.where(rivals, masked_cost, torch.full_like(masked_cost, float("inf"))), dim=1)
+    _, winner = first_argmin(masked_cost.masked_fill_(~rivals, float("inf")), dim=1)
     fg_mask = count > 0
-    winner = torch.where(fg_mask, winner, torch.zeros_like(winner)).long()  # [B, A]
+    winner = winner.masked_fill(~fg_mask, 0).long()  # [B, A]
     matched_iou = ious.gather(1, winner.unsqueeze(1)).squeeze(1)
     return Assignment(
         fg_mask=fg_mask,
-        matched_gt=torch.where(fg_mask, winner, torch.full_like(winner, -1)),
-        matched_iou=torch.where(fg_mask, matched_iou, torch.zeros_like(matched_iou)),
+        matched_gt=winner.masked_fill(~fg_mask, -1),
+        matched_iou=matched_iou.masked_fill(~fg_mask, 0.0),
     )

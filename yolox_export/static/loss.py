@@ -14,6 +14,7 @@ from typing import Sequence
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..assignment import Assignment
@@ -27,63 +28,86 @@ from .assign import assign
 
 @dataclass
 class StaticOutput:
-    """Everything the padded entry point computes. Targets are [B, A, ...] and zero on background cells."""
+    """Everything the padded entry point computes. The targets ([B, A, ...], zero on background cells) are only
+    computed when asked for (``with_targets``), else None."""
 
     assignment: Assignment
     loss: Tensor
     components: Tensor  # [6]: iou, obj, cls, l1, num_fg / num_gts, loss (detached)
-    cls_target: Tensor  # [B, A, C]
-    obj_target: Tensor  # [B, A]
-    reg_target: Tensor  # [B, A, 4]
-    l1_target: Tensor  # [B, A, 4]
+    cls_target: Tensor | None = None  # [B, A, C]
+    obj_target: Tensor | None = None  # [B, A]
+    reg_target: Tensor | None = None  # [B, A, 4]
+    l1_target: Tensor | None = None  # [B, A, 4]
 
 
-def padded_assign(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig) -> Assignment:
-    """The float32 assignment for raw predictions [B, A, 5 + C] and padded targets."""
+def nonfinite_marks(raw: Tensor) -> Tensor:
+    """float [B, A]: 0 for a cell whose outputs are all finite, NaN otherwise (x * 0 is 0 only for finite x)."""
+    return (raw.detach() * 0).sum(-1)
+
+
+def padded_assign(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig,
+                  marks: Tensor | None = None) -> Assignment:
+    """The float32 assignment for raw predictions [B, A, 5 + C] and padded targets (``marks``: ``nonfinite_marks``
+    of ``raw`` when the caller has them)."""
     with torch.no_grad(), torch.autocast(device_type=raw.device.type, enabled=False):
         raw = raw.detach().float()
-        return assign(decode_boxes(raw, grid), raw[..., 5:], raw[..., 4], gt.float(), gt_mask, grid, config)
+        marks = nonfinite_marks(raw) if marks is None else marks
+        return assign(raw, marks == 0, gt.float(), gt_mask, grid, config)
 
 
 def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig,
-                synchronise: bool = False) -> StaticOutput:
-    """Assignment, loss and targets for raw predictions [B, A, 5 + C] and padded targets [B, G, 5] / [B, G].
+                synchronise: bool = False, with_targets: bool = False) -> StaticOutput:
+    """Assignment, loss (and, with ``with_targets``, the targets) for raw predictions [B, A, 5 + C] and padded
+    targets [B, G, 5] / [B, G].
 
-    ``synchronise`` averages num_fg over the default process group (fast mode's ``sync_num_fgs``); it is eager-only.
+    Every loss term is a masked sum over all cells. The class term uses
+    sum_c BCE(x_c, z_c) = sum_c softplus(x_c) - x_k * iou for a cell matched to class k, so only the [B, A] sum of
+    softplus and one gathered logit per cell are needed, not a [B, A, C] target. A non-finite output anywhere makes
+    the loss and its components NaN (those cells are also never assigned). ``synchronise`` averages num_fg over the
+    default process group (fast mode's ``sync_num_fgs``); it is eager-only.
     """
-    assignment = padded_assign(raw, gt, gt_mask, grid, config)
     with torch.autocast(device_type=raw.device.type, enabled=False):
         raw = raw.float()
         gt = gt.float()
-        boxes = decode_boxes(raw, grid)  # [B, A, 4], with gradient
+        marks = nonfinite_marks(raw)  # [B, A]
+        assignment = padded_assign(raw, gt, gt_mask, grid, config, marks)
         fg = assignment.fg_mask
         fg_float = fg.to(raw.dtype)
         matched = gt.gather(1, assignment.matched_gt.clamp(min=0).unsqueeze(-1).expand(-1, -1, 5))  # [B, A, 5]
-        reg_target = matched[..., 1:5] * fg_float.unsqueeze(-1)
         num_fg = fg_float.sum().clamp(min=1.0)
         if synchronise and dist.is_available() and dist.is_initialized():
             num_fg = num_fg.clone()
             dist.all_reduce(num_fg, op=dist.ReduceOp.SUM)
             num_fg = num_fg / dist.get_world_size()
-        classes = torch.arange(config.num_classes, device=raw.device, dtype=matched.dtype)
-        cls_target = (matched[..., :1] == classes).to(raw.dtype) * assignment.matched_iou.unsqueeze(-1) * fg_float.unsqueeze(-1)
-        l1 = l1_target(matched[..., 1:5], grid.strides, grid.x_shifts, grid.y_shifts) * fg_float.unsqueeze(-1)
+        poison = marks.sum()  # 0, or NaN when any output is not finite
 
         zero = torch.zeros((), dtype=raw.dtype, device=raw.device)
+        boxes = decode_boxes(raw, grid)  # [B, A, 4], with gradient
         loss_iou = total(torch.where(fg, iou_loss(boxes, matched[..., 1:5], config.iou_type), zero)) / num_fg
-        bce_obj = bce_with_logits(raw[..., 4], fg_float)
         obj_divisor = fg.numel() if (config.mode == "fast" and config.obj_loss_fix) else num_fg
-        loss_obj = total(bce_obj) / obj_divisor
-        bce_cls = bce_with_logits(raw[..., 5:], cls_target)
-        loss_cls = total(torch.where(fg.unsqueeze(-1), bce_cls, zero)) / num_fg
+        loss_obj = total(bce_with_logits(raw[..., 4], fg_float)) / obj_divisor
+        cls_logits = raw[..., 5:]
+        matched_logit = cls_logits.gather(-1, matched[..., :1].long()).squeeze(-1)  # [B, A]
+        cls_bce = F.softplus(cls_logits).sum(-1) - matched_logit * assignment.matched_iou  # [B, A]
+        loss_cls = total(torch.where(fg, cls_bce, zero)) / num_fg
+        l1 = l1_target(matched[..., 1:5], grid.strides, grid.x_shifts, grid.y_shifts)  # [B, A, 4]
         if config.use_l1:
             loss_l1 = total(torch.where(fg.unsqueeze(-1), (raw[..., :4] - l1).abs(), zero)) / num_fg
         else:
             loss_l1 = zero
+        loss_iou, loss_obj, loss_cls, loss_l1 = (term + poison for term in (loss_iou, loss_obj, loss_cls, loss_l1))
         loss = REG_WEIGHT * loss_iou + loss_obj + loss_cls + loss_l1
         num_gts = gt_mask.sum().to(raw.dtype).clamp(min=1.0)
         components = torch.stack((loss_iou, loss_obj, loss_cls, loss_l1, num_fg / num_gts, loss)).detach()
-    return StaticOutput(assignment, loss, components, cls_target, fg_float, reg_target, l1)
+        out = StaticOutput(assignment, loss, components)
+        if with_targets:
+            classes = torch.arange(config.num_classes, device=raw.device, dtype=matched.dtype)
+            on = fg_float.unsqueeze(-1)
+            out.cls_target = (matched[..., :1] == classes).to(raw.dtype) * assignment.matched_iou.unsqueeze(-1) * on
+            out.obj_target = fg_float
+            out.reg_target = matched[..., 1:5] * on
+            out.l1_target = l1 * on
+    return out
 
 
 def log1p(y: Tensor) -> Tensor:
@@ -149,13 +173,14 @@ class StaticYoloXLoss(nn.Module):
         raw, gt, gt_mask, shapes = self._padded_inputs(model_output, targets)
         return padded_assign(raw, gt, gt_mask, self.grid_for(shapes, raw.device), self.config)
 
-    def forward_padded(self, raw: Tensor, gt: Tensor, gt_mask: Tensor, shapes: Sequence[tuple[int, int]]) -> StaticOutput:
+    def forward_padded(self, raw: Tensor, gt: Tensor, gt_mask: Tensor, shapes: Sequence[tuple[int, int]],
+                       with_targets: bool = False) -> StaticOutput:
         """The padded entry point: raw [B, A, 5 + C], gt [B, G, 5], gt_mask [B, G], and the levels' (H, W)."""
         if self.validate:
             check_padded(raw, gt, gt_mask, shapes, self.config)
         grid = self.grid_for(shapes, raw.device)
         synchronise = self.config.mode == "fast" and self.config.sync_num_fgs
-        return padded_loss(raw, gt, gt_mask, grid, self.config, synchronise=synchronise)
+        return padded_loss(raw, gt, gt_mask, grid, self.config, synchronise=synchronise, with_targets=with_targets)
 
     def grid_for(self, shapes: Sequence[tuple[int, int]], device) -> Grid:
         return make_grid(shapes, self.config.strides, device=device)
@@ -194,7 +219,8 @@ class PaddedYoloXLoss(nn.Module):
         return int(self.strides.shape[0])
 
     def forward(self, predictions: Tensor, targets: Tensor, target_mask: Tensor):
-        out = padded_loss(predictions, targets, target_mask, Grid(self.x_shifts, self.y_shifts, self.strides), self.config)
+        out = padded_loss(predictions, targets, target_mask, Grid(self.x_shifts, self.y_shifts, self.strides), self.config,
+                          with_targets=self.with_targets)
         a = out.assignment
         outputs = (a.fg_mask, a.matched_gt, a.matched_iou, out.components)
         if self.with_targets:
