@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from yolox_export import bench  # noqa: E402
+from yolox_export.cli import one_line_errors  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,12 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", action="store_true", help="also write DIR/profile.md: torch.profiler of "
                         "StaticYoloXLoss eager and onnxruntime's node profile, per case and mode")
 
-    def one_line_error(message: str) -> None:
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-    parser.error = one_line_error
-    return parser
+    return one_line_errors(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

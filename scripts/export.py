@@ -13,7 +13,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from yolox_export.cli import one_line_errors  # noqa: E402
 from yolox_export.export.presets import DEFAULT_PRESET, load_preset, parse_range  # noqa: E402
+
+
+def _range(text: str) -> tuple[int, int, int]:
+    try:
+        return parse_range(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,12 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-classes", type=int, help="number of classes (default: the preset's)")
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="input size (default: the preset's)")
     parser.add_argument("--opset", type=int, help="ONNX opset (default: the preset's)")
-    parser.add_argument("--batch", type=parse_range, metavar="MIN:OPT:MAX", help="dynamic batch range / TensorRT profile")
-    parser.add_argument("--max-gt", type=parse_range, metavar="MIN:OPT:MAX", help="dynamic max_gt range / TensorRT profile")
+    parser.add_argument("--batch", type=_range, metavar="MIN:OPT:MAX", help="dynamic batch range / TensorRT profile")
+    parser.add_argument("--max-gt", type=_range, metavar="MIN:OPT:MAX", help="dynamic max_gt range / TensorRT profile")
     parser.add_argument("--engine", help="also build a TensorRT engine at this path")
     parser.add_argument("--with-targets", action="store_true", help="add cls/obj/reg/l1 targets to the outputs")
     parser.add_argument("--no-timing", action="store_true", help="skip the onnxruntime latency measurement")
-    return parser
+    return one_line_errors(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from yolox_export import parity_cli  # noqa: E402
+from yolox_export.cli import one_line_errors  # noqa: E402
 from yolox_export.parity import SUBJECTS  # noqa: E402
 from yolox_export.scenarios import KINDS  # noqa: E402
 
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--plot", metavar="DIR", help="write a PNG per image with differing cells")
     out.add_argument("--plot-limit", type=_count, default=parity_cli.DEFAULT_PLOT_LIMIT, metavar="N",
                      help="at most N plots per mode (default: %(default)s)")
-    return parser
+    return one_line_errors(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,3 +95,15 @@ def test_script_stops_with_exit_code_2(argv, capsys):
     assert export_script.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err
+
+
+@pytest.mark.parametrize("argv", (["--batch", "3:2:1"], ["--num-classes", "many"], ["--mode", "slow"]))
+def test_script_bad_option_values_are_one_line_errors(argv, capsys):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import export as export_script
+
+    with pytest.raises(SystemExit) as stop:
+        export_script.main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err
