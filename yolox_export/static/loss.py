@@ -82,17 +82,17 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
         poison = marks.sum()  # 0, or NaN when any output is not finite
 
         zero = torch.zeros((), dtype=raw.dtype, device=raw.device)
-        boxes = decode_boxes(raw, grid)  # [B, A, 4], with gradient
+        box_logits, obj_logits, cls_logits = split_outputs(raw, config.num_classes)
+        boxes = decode_boxes(box_logits, grid)  # [B, A, 4], with gradient
         loss_iou = total(torch.where(fg, iou_loss(boxes, matched[..., 1:5], config.iou_type), zero)) / num_fg
         obj_divisor = fg.numel() if (config.mode == "fast" and config.obj_loss_fix) else num_fg
-        loss_obj = total(bce_with_logits(raw[..., 4], fg_float)) / obj_divisor
-        cls_logits = raw[..., 5:]
+        loss_obj = total(bce_with_logits(obj_logits.squeeze(-1), fg_float)) / obj_divisor
         matched_logit = cls_logits.gather(-1, matched[..., :1].long()).squeeze(-1)  # [B, A]
         cls_bce = F.softplus(cls_logits).sum(-1) - matched_logit * assignment.matched_iou  # [B, A]
         loss_cls = total(torch.where(fg, cls_bce, zero)) / num_fg
         l1 = l1_target(matched[..., 1:5], grid.strides, grid.x_shifts, grid.y_shifts)  # [B, A, 4]
         if config.use_l1:
-            loss_l1 = total(torch.where(fg.unsqueeze(-1), (raw[..., :4] - l1).abs(), zero)) / num_fg
+            loss_l1 = total(torch.where(fg.unsqueeze(-1), (box_logits - l1).abs(), zero)) / num_fg
         else:
             loss_l1 = zero
         loss_iou, loss_obj, loss_cls, loss_l1 = (term + poison for term in (loss_iou, loss_obj, loss_cls, loss_l1))
@@ -108,6 +108,17 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
             out.reg_target = matched[..., 1:5] * on
             out.l1_target = l1 * on
     return out
+
+
+def split_outputs(raw: Tensor, num_classes: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(box [B, A, 4], objectness [B, A, 1], class [B, A, C]) logits of raw [B, A, 5 + C].
+
+    One ``split`` in eager, so that backward assembles the [B, A, 5 + C] gradient once rather than zero-filling and
+    adding one full-size tensor per slice; plain slices under ONNX export, where a split becomes a sequence op that
+    TensorRT's parser lacks. The values are the same either way."""
+    if torch.onnx.is_in_onnx_export():
+        return raw[..., :4], raw[..., 4:5], raw[..., 5:]
+    return raw.split((4, 1, num_classes), dim=-1)
 
 
 def log1p(y: Tensor) -> Tensor:
