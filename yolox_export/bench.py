@@ -746,19 +746,9 @@ def ensure_onnx(key: tuple, cache_dir: Path) -> Path:
         return path
     preset = Preset(name, tuple(image_size), tuple(strides), num_classes, mode, (1, 1, 1), (1, 1, 1), OPSET)
     partial = path.with_suffix(f".{os.getpid()}.partial")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _quiet_torch_logs()
-        export_onnx(preset, partial)
+    export_onnx(preset, partial)
     partial.replace(path)
     return path
-
-
-def _quiet_torch_logs() -> None:
-    import logging
-
-    for name in ("torch.onnx", "torch.export", "torch._export", "onnxscript"):
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def export_graphs(settings: Settings, log: Callable[[str], None]) -> tuple[dict[tuple, str], list[dict]]:

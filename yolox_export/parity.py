@@ -19,7 +19,7 @@ from .assignment import Assignment
 from .config import LossConfig
 from .grid import flatten_levels, level_shapes, make_grid
 from .reference import FastYoloXLoss, RegularYoloXLoss
-from .static import PaddedYoloXLoss, StaticYoloXLoss
+from .static import StaticYoloXLoss
 from .targets import pad_targets
 from .ties import image_ties
 

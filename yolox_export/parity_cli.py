@@ -8,14 +8,10 @@ script prints it and exits with code 2. Exit code 0 means every report passed, 1
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import sys
 import tempfile
 import time
-import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,26 +259,10 @@ def export_graphs(modes: Sequence[str], configs: dict[str, LossConfig], image_si
     for mode in modes:
         start = time.perf_counter()
         target = Path(directory) / f"parity_{mode}.onnx"
-        with _quiet():
-            paths[mode] = export_onnx(_preset(configs[mode], image_size), target, config=configs[mode])
+        paths[mode] = export_onnx(_preset(configs[mode], image_size), target, config=configs[mode])
         if log is not None:
             print(f"exported the {mode}-mode graph to {target} in {time.perf_counter() - start:.1f} s", file=log)
     return paths
-
-
-@contextlib.contextmanager
-def _quiet():
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
-    levels = [lg.level for lg in loggers]
-    try:
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
 
 
 def resolve_engines(paths: Sequence[str | Path] | None, modes: Sequence[str]) -> dict[str, Path]:

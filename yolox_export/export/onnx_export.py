@@ -9,7 +9,11 @@ in pixels), ``target_mask`` bool [batch, max_gt]. Outputs: ``fg_mask`` bool [bat
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,33 +67,61 @@ def example_inputs(config: LossConfig, num_cells: int, batch: int = 2, max_gt: i
     return predictions, targets, mask
 
 
+@contextlib.contextmanager
+def quiet_exporter():
+    """Silence the exporter's own chatter (torch.onnx / torch.export / onnxscript logs, warnings and progress lines)
+    for the duration of an export; problems with the graph are reported by ``validate_onnx``."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._export", "torch._dynamo",
+                                                      "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def export_onnx(preset: Preset, output: str | Path, with_targets: bool = False,
                 config: LossConfig | None = None) -> Path:
     """Export the preset's graph to ``output`` and return its path (not yet validated: see ``validate_onnx``)."""
     config = config or preset_config(preset)
     module = PaddedYoloXLoss(config, level_shapes_for(preset), with_targets=with_targets).eval()
-    inputs = example_inputs(config, module.num_cells)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    max_gt = torch.export.Dim("max_gt", min=1, max=65536)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     names = OUTPUT_NAMES + (TARGET_OUTPUT_NAMES if with_targets else ())
-    # optimize=False: the exporter's graph optimiser (torch 2.13 / onnxscript 0.7) folds ``x + 1e-8`` into ``x``,
-    # dropping SimOTA's log and IoU epsilons (-log(0) = inf costs); the unoptimised graph keeps them.
-    program = torch.onnx.export(
-        module, inputs, dynamo=True, optimize=False, opset_version=preset.opset, input_names=list(INPUT_NAMES),
-        output_names=list(names),
-        dynamic_shapes=({0: batch}, {0: batch, 1: max_gt}, {0: batch, 1: max_gt}), verbose=False,
-    )
-    import onnxscript.optimizer
-
-    onnxscript.optimizer.fold_constants(program.model)  # constant Reduce axes for TensorRT; keeps the epsilons
-    model = program.model_proto
+    with quiet_exporter():
+        model = exported_model(module, example_inputs(config, module.num_cells), names, preset.opset)
     for key, value in metadata(config, preset, with_targets).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(model, str(output))
     return output
+
+
+def exported_model(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output_names: tuple[str, ...],
+                   opset: int) -> onnx.ModelProto:
+    """The dynamo export of ``module`` with dynamic batch and max_gt, constants folded.
+
+    optimize=False: the exporter's graph optimiser (torch 2.13 / onnxscript 0.7) folds ``x + 1e-8`` into ``x``,
+    dropping SimOTA's log and IoU epsilons (-log(0) = inf costs). Constant folding alone keeps them and still gives
+    TensorRT constant Reduce axes; unused nodes and initializers are then removed.
+    """
+    import onnxscript.optimizer
+
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    max_gt = torch.export.Dim("max_gt", min=1, max=65536)
+    program = torch.onnx.export(
+        module, inputs, dynamo=True, optimize=False, opset_version=opset, input_names=list(INPUT_NAMES),
+        output_names=list(output_names), dynamic_shapes=({0: batch}, {0: batch, 1: max_gt}, {0: batch, 1: max_gt}),
+        verbose=False,
+    )
+    onnxscript.optimizer.fold_constants(program.model)
+    onnxscript.optimizer.remove_unused_nodes(program.model)
+    return program.model_proto
 
 
 @dataclass
