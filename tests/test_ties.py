@@ -43,7 +43,7 @@ def test_contested_tie_needs_two_reachable_contenders():
     cost = torch.tensor([[5.0, 1.0], [5.0, 2.0], [9.0, 9.0]], dtype=torch.float64)
     tol = torch.full_like(cost, 1e-6)
     everything = torch.ones_like(cost, dtype=torch.bool)
-    assert contested_ties(cost, tol, everything, everything, "regular").tolist() == [True, False]
+    assert contested_ties(cost, tol, everything, everything, union=True).tolist() == [True, False]
 
 
 def test_a_probability_one_ulp_from_one_has_a_large_class_cost_slack():

@@ -10,12 +10,14 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-MODES = ("regular", "fast")
+MODES = ("regular", "fast", "megvii")
 IOU_TYPES = ("iou", "giou")
 
 #: SimOTA cost weights, fixed in both references.
 IOU_COST_WEIGHT = 3.0
 OUTSIDE_COST = 100000.0
+#: Megvii YOLOX's penalty on a cell outside a target's centre region (``float(1e6) * (~geometry_relation)``).
+MEGVII_OUTSIDE_COST = 1000000.0
 #: Top-k IoUs summed into the dynamic k.
 CANDIDATE_TOPK = 10
 #: Weight of the IoU loss term in the total loss.
@@ -24,6 +26,8 @@ REG_WEIGHT = 5.0
 COMPONENT_NAMES = ("iou", "obj", "cls", "l1", "num_fg", "Loss")
 #: Fast mode's centre radius, hard-coded in the fast reference whatever ``center_sampling_radius`` says.
 FAST_CENTER_RADIUS = 2.5
+#: Megvii mode's centre radius, hard-coded in Megvii's ``get_geometry_constraint``.
+MEGVII_CENTER_RADIUS = 1.5
 
 
 @dataclass(frozen=True)
@@ -31,8 +35,9 @@ class LossConfig:
     """Hyper-parameters of the YOLOX loss.
 
     ``strides`` are the head levels' strides in pixels, in the order the levels are given. ``mode`` picks the
-    assignment: "regular" (``YoloXDetectionLoss``) or "fast" (``YoloXFastDetectionLoss``). ``dynamic_ks_bias``,
-    ``sync_num_fgs`` and ``obj_loss_fix`` only act in fast mode, as in the references.
+    assignment: "regular" (``YoloXDetectionLoss``), "fast" (``YoloXFastDetectionLoss``) or "megvii" (Megvii YOLOX's
+    ``YOLOXHead.get_losses``). ``dynamic_ks_bias``, ``sync_num_fgs`` and ``obj_loss_fix`` only act in fast mode, as in
+    the references; megvii mode ignores ``center_sampling_radius`` (its radius is 1.5) and has no bias.
     """
 
     strides: tuple[int, ...]
@@ -61,12 +66,27 @@ class LossConfig:
     @property
     def center_radius(self) -> float:
         """Centre-sampling radius, in strides, that this mode's candidate test really uses."""
-        return FAST_CENTER_RADIUS if self.mode == "fast" else float(self.center_sampling_radius)
+        if self.mode == "fast":
+            return FAST_CENTER_RADIUS
+        if self.mode == "megvii":
+            return MEGVII_CENTER_RADIUS
+        return float(self.center_sampling_radius)
+
+    @property
+    def outside_cost(self) -> float:
+        """Cost penalty of a candidate that fails the mode's strong test: 1e5 (regular, fast) or 1e6 (megvii)."""
+        return MEGVII_OUTSIDE_COST if self.mode == "megvii" else OUTSIDE_COST
+
+    @property
+    def union_candidates(self) -> bool:
+        """True when every target is scored on the image's union of candidate cells and a contested cell goes to the
+        argmin over all the image's targets (regular, megvii); False when each target keeps its own (fast)."""
+        return self.mode in ("regular", "megvii")
 
     @property
     def max_dynamic_k(self) -> int:
-        """Largest dynamic k the mode can produce: 10 (regular) or int(float32(10) * float32(bias)) (fast)."""
-        if self.mode == "regular":
+        """Largest dynamic k the mode can produce: 10 (regular, megvii) or int(float32(10) * float32(bias)) (fast)."""
+        if self.mode in ("regular", "megvii"):
             return CANDIDATE_TOPK
         import torch
 

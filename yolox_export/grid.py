@@ -16,11 +16,14 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class Grid:
-    """Per-cell constants of the flattened head: cell column, row and stride, each float [A]."""
+    """Per-cell constants of the flattened head: cell column, row and stride, each float [A]; and the levels'
+    (H, W), which the windowed (megvii) assignment needs to locate a cell from its column and row (None when unknown).
+    """
 
     x_shifts: Tensor
     y_shifts: Tensor
     strides: Tensor
+    shapes: tuple[tuple[int, int], ...] | None = None
 
     @property
     def num_cells(self) -> int:
@@ -36,7 +39,8 @@ def make_grid(level_shapes: Sequence[tuple[int, int]], strides: Sequence[int],
         xs.append(xv.reshape(-1))
         ys.append(yv.reshape(-1))
         ss.append(torch.full((h * w,), float(stride), device=device))
-    return Grid(torch.cat(xs).to(dtype), torch.cat(ys).to(dtype), torch.cat(ss).to(dtype))
+    shapes = tuple((int(h), int(w)) for h, w in level_shapes)
+    return Grid(torch.cat(xs).to(dtype), torch.cat(ys).to(dtype), torch.cat(ss).to(dtype), shapes)
 
 
 def level_shapes(predictions: Sequence[Tensor]) -> list[tuple[int, int]]:

@@ -18,7 +18,7 @@ from torch import Tensor
 from .assignment import Assignment
 from .config import LossConfig
 from .grid import flatten_levels, level_shapes, make_grid
-from .reference import FastYoloXLoss, RegularYoloXLoss
+from .reference import FastYoloXLoss, MegviiYoloXLoss, RegularYoloXLoss
 from .static import StaticYoloXLoss
 from .targets import pad_targets
 from .ties import image_ties
@@ -121,6 +121,8 @@ class ParityReport:
 
 def reference_for(config: LossConfig):
     """The eager reference loss of ``config.mode``."""
+    if config.mode == "megvii":
+        return MegviiYoloXLoss(config.strides, config.num_classes, use_l1=config.use_l1)
     common = dict(strides=config.strides, num_classes=config.num_classes, use_l1=config.use_l1,
                   center_sampling_radius=config.center_sampling_radius, iou_type=config.iou_type)
     if config.mode == "regular":

@@ -6,7 +6,9 @@ float64. (A float64 sigmoid would not be a better oracle: where float32 rounds a
 clamped log makes the cost 100, and that is the answer to explain.) When another runtime is compared, whose sigmoid
 and exp may differ from torch's by a few ulps, the tolerance also covers how far such a change moves each cost. Two costs are "equal within float32
 rounding" when they differ by at most ``tolerance``: 16 float32 epsilons of the summed class and IoU terms plus 4 of
-the cost itself (the penalty term brings costs to 1e5, where one float32 step is ~0.008).
+the cost itself (the penalty term brings costs to 1e5, where one float32 step is ~0.008; 1e6 in megvii mode, ~0.06).
+Megvii mode uses the regular mode's structure (union candidates, argmin over all targets, no bias) with its own
+centre-only test (radius 1.5), the fast IoU formula and the 1e6 penalty, all read from ``LossConfig``.
 
 For each target a cell is surely selected (even if every near-equal cell were ordered first it is within the smallest
 admissible k), surely not selected, or ambiguous. A differing cell is explained by a tie when it is ambiguous for some
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .config import CANDIDATE_TOPK, IOU_COST_WEIGHT, OUTSIDE_COST, LossConfig
+from .config import CANDIDATE_TOPK, IOU_COST_WEIGHT, LossConfig
 from .grid import Grid, decode_boxes
 from .static.assign import candidate_masks, pairwise_iou
 
@@ -58,14 +60,14 @@ def image_ties(raw: Tensor, gt: Tensor, grid: Grid, config: LossConfig, input_ul
     in_box, in_centre = candidate_masks(gt[..., 1:5], grid, config)
     usable = torch.isfinite(boxes).all(-1) & torch.isfinite(raw).all(-1)  # [1, A]
     near = (in_box | in_centre) & usable.unsqueeze(1)
-    candidates = (near.any(1, keepdim=True).expand_as(near) if config.mode == "regular" else near)[0]  # [n, A]
+    candidates = (near.any(1, keepdim=True).expand_as(near) if config.union_candidates else near)[0]  # [n, A]
     iou32 = pairwise_iou(gt[..., 1:5], boxes, config.mode)[0]  # [n, A]
     iou = iou32.double()
     classes = gt[0, :, 0].long()
     probabilities = (raw[0, :, 5:].sigmoid() * raw[0, :, 4:5].sigmoid()).sqrt()  # [A, C] float32, as the references
     cls, cls_slack = class_cost_with_slack(probabilities, classes, input_ulps)
     iou_term = IOU_COST_WEIGHT * -torch.log(iou + 1e-8)
-    cost = cls + iou_term + OUTSIDE_COST * (~(in_box & in_centre))[0].double()
+    cost = cls + iou_term + config.outside_cost * (~(in_box & in_centre))[0].double()
     tolerance = 16 * EPS32 * (cls.abs() + iou_term.abs()) + 4 * EPS32 * cost.abs() + cls_slack
     iou_slack = torch.zeros_like(iou)
     if input_ulps:
@@ -73,7 +75,7 @@ def image_ties(raw: Tensor, gt: Tensor, grid: Grid, config: LossConfig, input_ul
         tolerance = tolerance + IOU_COST_WEIGHT * (torch.log(iou + 1e-8) - torch.log((iou - iou_slack).clamp(min=0) + 1e-8))
     k_range = admissible_ks(iou, candidates, config, iou_slack)
     ambiguous, possible = selection_status(cost, tolerance, candidates, k_range)
-    return ImageTies(ambiguous, contested_ties(cost, tolerance, candidates, possible, config.mode), k_range)
+    return ImageTies(ambiguous, contested_ties(cost, tolerance, candidates, possible, config.union_candidates), k_range)
 
 
 def class_cost_with_slack(probabilities: Tensor, classes: Tensor, input_ulps: int) -> tuple[Tensor, Tensor]:
@@ -145,11 +147,12 @@ def selection_status(cost: Tensor, tolerance: Tensor, candidates: Tensor, k_rang
     return possible & ~surely_in, possible
 
 
-def contested_ties(cost: Tensor, tolerance: Tensor, candidates: Tensor, possible: Tensor, mode: str) -> Tensor:
+def contested_ties(cost: Tensor, tolerance: Tensor, candidates: Tensor, possible: Tensor, union: bool) -> Tensor:
     """bool [A]: cells possibly selected by two or more targets where two or more contenders' cost intervals reach
-    the cheapest one's. Contenders are all the image's targets in regular mode, the possible selectors in fast mode."""
+    the cheapest one's. Contenders are all the image's targets when ``union`` (regular, megvii modes: the argmin
+    over all targets), the possible selectors otherwise (fast mode)."""
     contested = possible.sum(0) >= 2
-    contenders = candidates if mode == "regular" else possible
+    contenders = candidates if union else possible
     inf = torch.full_like(cost, float("inf"))
     best_high = torch.where(contenders, cost + tolerance, inf).amin(0)  # [A]
     rivals = (contenders & (cost - tolerance <= best_high)).sum(0)

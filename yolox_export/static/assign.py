@@ -35,8 +35,15 @@ def candidate_masks(gt_boxes: Tensor, grid: Grid, config: LossConfig) -> tuple[T
 
     ``x - l > 0`` in the references equals ``x > l`` here: the sign of a rounded IEEE difference is the sign of the
     exact one. The centre tests are written as each reference writes them, since there the roundings differ.
+    Megvii mode has no in-box test: both masks are its radius-1.5 centre test (so ``in_box | in_centre`` and
+    ``in_box & in_centre`` are that test); this dense form serves the tie analysis, the assignment uses windows.
     """
     stride = grid.strides
+    if config.mode == "megvii":
+        cx, cy, reach = gt_boxes[..., 0:1], gt_boxes[..., 1:2], config.center_radius * stride
+        x_c, y_c = (grid.x_shifts + 0.5) * stride, (grid.y_shifts + 0.5) * stride
+        in_centre = (x_c > cx - reach) & (y_c > cy - reach) & (cx + reach > x_c) & (cy + reach > y_c)
+        return in_centre, in_centre
     if config.mode == "regular":
         x_c, y_c = grid.x_shifts * stride + 0.5 * stride, grid.y_shifts * stride + 0.5 * stride  # [A]
     else:

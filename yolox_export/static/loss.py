@@ -24,6 +24,7 @@ from ..grid import Grid, decode_boxes, flatten_levels, level_shapes, make_grid
 from ..targets import pad_targets
 from ..validation import check_predictions, check_targets, unwrap_model_output
 from .assign import assign
+from .window import window_assign
 
 
 @dataclass
@@ -46,17 +47,22 @@ def nonfinite_marks(raw: Tensor) -> Tensor:
 
 
 def padded_assign(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig,
-                  marks: Tensor | None = None) -> Assignment:
+                  marks: Tensor | None = None, boxes: Tensor | None = None) -> Assignment:
     """The float32 assignment for raw predictions [B, A, 5 + C] and padded targets (``marks``: ``nonfinite_marks``
-    of ``raw`` when the caller has them)."""
+    of ``raw`` when the caller has them; ``boxes``: decoded boxes [B, A, 4] to use instead of decoding ``raw``'s box
+    logits, as Megvii's head hands them over)."""
     with torch.no_grad(), torch.autocast(device_type=raw.device.type, enabled=False):
         raw = raw.detach().float()
         marks = nonfinite_marks(raw) if marks is None else marks
-        return assign(raw, marks == 0, gt.float(), gt_mask, grid, config)
+        boxes = decode_boxes(raw, grid) if boxes is None else boxes.detach().float()
+        usable = (marks == 0) & torch.isfinite(boxes).all(-1)
+        if config.mode == "megvii":
+            return window_assign(raw, usable, gt.float(), gt_mask, grid, config, boxes)
+        return assign(raw, usable, gt.float(), gt_mask, grid, config)
 
 
 def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig,
-                synchronise: bool = False, with_targets: bool = False) -> StaticOutput:
+                synchronise: bool = False, with_targets: bool = False, boxes: Tensor | None = None) -> StaticOutput:
     """Assignment, loss (and, with ``with_targets``, the targets) for raw predictions [B, A, 5 + C] and padded
     targets [B, G, 5] / [B, G].
 
@@ -64,13 +70,15 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
     sum_c BCE(x_c, z_c) = sum_c softplus(x_c) - x_k * iou for a cell matched to class k, so only the [B, A] sum of
     softplus and one gathered logit per cell are needed, not a [B, A, C] target. A non-finite output anywhere makes
     the loss and its components NaN (those cells are also never assigned). ``synchronise`` averages num_fg over the
-    default process group (fast mode's ``sync_num_fgs``); it is eager-only.
+    default process group (fast mode's ``sync_num_fgs``); it is eager-only. ``boxes`` [B, A, 4], when given, are
+    the decoded boxes (with their own gradient path) used for the assignment and the IoU loss instead of decoding
+    ``raw``'s box logits; the L1 term still reads ``raw``'s box logits.
     """
     with torch.autocast(device_type=raw.device.type, enabled=False):
         raw = raw.float()
         gt = gt.float()
         marks = nonfinite_marks(raw)  # [B, A]
-        assignment = padded_assign(raw, gt, gt_mask, grid, config, marks)
+        assignment = padded_assign(raw, gt, gt_mask, grid, config, marks, boxes)
         fg = assignment.fg_mask
         fg_float = fg.to(raw.dtype)
         matched = gt.gather(1, assignment.matched_gt.clamp(min=0).unsqueeze(-1).expand(-1, -1, 5))  # [B, A, 5]
@@ -83,7 +91,7 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
 
         zero = torch.zeros((), dtype=raw.dtype, device=raw.device)
         box_logits, obj_logits, cls_logits = split_outputs(raw, config.num_classes)
-        boxes = decode_boxes(box_logits, grid)  # [B, A, 4], with gradient
+        boxes = decode_boxes(box_logits, grid) if boxes is None else boxes.float()  # [B, A, 4], with gradient
         loss_iou = total(torch.where(fg, iou_loss(boxes, matched[..., 1:5], config.iou_type), zero)) / num_fg
         obj_divisor = fg.numel() if (config.mode == "fast" and config.obj_loss_fix) else num_fg
         loss_obj = total(bce_with_logits(obj_logits.squeeze(-1), fg_float)) / obj_divisor
@@ -229,8 +237,8 @@ class PaddedYoloXLoss(nn.Module):
         return int(self.strides.shape[0])
 
     def forward(self, predictions: Tensor, targets: Tensor, target_mask: Tensor):
-        out = padded_loss(predictions, targets, target_mask, Grid(self.x_shifts, self.y_shifts, self.strides), self.config,
-                          with_targets=self.with_targets)
+        grid = Grid(self.x_shifts, self.y_shifts, self.strides, tuple(self.shapes))
+        out = padded_loss(predictions, targets, target_mask, grid, self.config, with_targets=self.with_targets)
         a = out.assignment
         outputs = (a.fg_mask, a.matched_gt, a.matched_iou, out.components)
         if self.with_targets:

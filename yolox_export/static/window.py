@@ -1,0 +1,200 @@
+"""Static-shape Megvii SimOTA on windows: the "megvii" mode's assignment without any [B, G, A] tensor.
+
+Shape legend: B batch, A cells (all levels, stride order, row-major), G padded targets, L levels, W window slots per
+target (9 per level, at least ``CANDIDATE_TOPK``), M = G * W union slots, C classes, K top-k. Boxes (cx, cy, w, h)
+in pixels.
+
+Geometry. Megvii's candidates of a target are the cells whose centre x_c = (i + 0.5) * s passes the strict test
+x_c - (cx - 1.5 s) > 0 and (cx + 1.5 s) - x_c > 0 (and the same in y). The sign of a rounded IEEE difference is the
+sign of the exact one, so the float test is x_c > fl(cx - r) and fl(cx + r) > x_c; x_c and r = 1.5 s are exact, and
+rounding is monotone, so a cell that passes the float test passes the exact test
+i + 0.5 in (cx / s - 1.5, cx / s + 1.5), i.e. i in {f - 1, f, f + 1} with f = floor(cx / s) taken exactly. f is
+computed as floor(cx / s) and then corrected by the exact comparisons f * s > cx and (f + 1) * s <= cx, so a rounded
+division can never shift the block. Each target's window is therefore that 3x3 block on every level; slots outside
+the grid are masked (never clamped onto a real cell), and the exact strict test is applied on the window cells.
+
+Union. The image's union U is the set of all targets' window cells that pass their own target's test. Every target
+is scored on the whole union, so the union is held as the list of all window slots [B, M], each slot kept only if it
+is the first occurrence of its cell: slot (g, w) is kept when its cell passes target g's test and no real target
+g' < g's test (a cell that passes g''s test is in g''s window, so this keeps exactly one slot per union cell). Then
+costs, IoUs, each target's dynamic k (top-10 IoUs over U), its k cheapest union cells (the cells outside its own
+centre region cost 1e6 more) and the contested-cell argmin over all the image's targets are computed on [B, G, M]:
+the same sets the reference ranks, so the result is exact by construction, also for windows clipped by the border,
+targets with fewer window cells than their k, cells in several windows, duplicate targets, centres outside the image
+and class costs above 1e6. Results are scattered back to [B, A] (each kept slot owns a distinct cell; the other
+slots write to a discarded slot of their own, so no index is written twice).
+
+Tie rule, the same as the other modes: at a target's top-k boundary equal costs are taken in cell-index order (a
+second constant-K top-k over the tied slots' cell indices); a contested cell whose best costs are equal goes to the
+lower target index.
+
+Cost: O(B * G * M) = O(B * G^2 * W) element-wise work and memory (W = 27 over three levels), plus the [B, A, C] class
+probabilities that every mode computes; the dense modes are O(B * G * A). The window form is smaller while
+G * W < A, i.e. G < 311 at 640x640 (A = 8400) and G < 1244 at 1280x1280; beyond that it costs more than a dense
+[B, G, A] pass (not switched automatically: G is a dynamic axis of the exported graph).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..assignment import Assignment
+from ..boxes import fast_pairwise_iou
+from ..config import CANDIDATE_TOPK, IOU_COST_WEIGHT, LossConfig
+from ..grid import Grid
+from .assign import first_argmin, sigmoid
+
+#: Window offsets per level, row-major: (dy, dx) in {-1, 0, 1}^2.
+OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+
+def exact_floor_div(value: Tensor, step: float) -> Tensor:
+    """floor(value / step) exactly (float tensor): the rounded quotient's floor, corrected by exact products."""
+    f = torch.floor(value / step)
+    f = f - (f * step > value).to(f.dtype)
+    return f + ((f + 1) * step <= value).to(f.dtype)
+
+
+def window_cells(centres: Tensor, shapes, strides) -> tuple[Tensor, Tensor]:
+    """(cell index int64 [B, G, W], in-grid bool [B, G, W]) of each target's window, centres [B, G, 2] (cx, cy).
+
+    Slots outside the grid point at cell 0 and are marked False. W = 9 * L, padded with masked slots to at least
+    ``CANDIDATE_TOPK`` so that the union always has room for a constant-K top-k.
+    """
+    cells, inside = [], []
+    offset = 0
+    dy = torch.tensor([o[0] for o in OFFSETS], device=centres.device)
+    dx = torch.tensor([o[1] for o in OFFSETS], device=centres.device)
+    for (h, w), s in zip(shapes, strides):
+        # a block wholly outside stays wholly outside when its base is clamped to [-2, side + 1]
+        fx = exact_floor_div(centres[..., 0], float(s)).clamp(-2, w + 1).long().unsqueeze(-1) + dx  # [B, G, 9]
+        fy = exact_floor_div(centres[..., 1], float(s)).clamp(-2, h + 1).long().unsqueeze(-1) + dy
+        ok = (fx >= 0) & (fx < w) & (fy >= 0) & (fy < h)
+        cells.append(torch.where(ok, offset + fy.clamp(0, h - 1) * w + fx.clamp(0, w - 1), 0))
+        inside.append(ok)
+        offset += h * w
+    missing = CANDIDATE_TOPK - 9 * len(shapes)
+    if missing > 0:
+        cells.append(torch.zeros_like(cells[0][..., :missing]))
+        inside.append(torch.zeros_like(inside[0][..., :missing]))
+    return torch.cat(cells, -1), torch.cat(inside, -1)
+
+
+def centre_test(gt_boxes: Tensor, x_c: Tensor, y_c: Tensor, stride: Tensor, radius: float) -> Tensor:
+    """bool [B, G, M]: Megvii's strict centre test of every target [B, G, 4] at the cells whose centres x_c, y_c and
+    stride are [B, M] (``x_c - (cx - r) > 0`` written as ``x_c > cx - r``: the same sign)."""
+    reach = (stride * radius).unsqueeze(1)  # [B, 1, M]
+    x_c, y_c = x_c.unsqueeze(1), y_c.unsqueeze(1)
+    cx, cy = gt_boxes[..., 0:1], gt_boxes[..., 1:2]  # [B, G, 1]
+    inside = x_c > cx - reach
+    inside &= y_c > cy - reach
+    inside &= cx + reach > x_c
+    inside &= cy + reach > y_c
+    return inside
+
+
+def union_slots(in_centre: Tensor, gt_mask: Tensor, in_grid: Tensor, usable: Tensor, per_target: int) -> Tensor:
+    """bool [B, M]: the slots that stand for the image's union, one per union cell (the first target's slot).
+
+    ``in_centre`` [B, G, M] is every target's test at every slot's cell; slot m belongs to target m // per_target.
+    """
+    real = in_centre & gt_mask.unsqueeze(-1)  # [B, G, M]
+    targets = torch.arange(gt_mask.shape[1], device=gt_mask.device)
+    owner = torch.arange(in_centre.shape[-1], device=gt_mask.device) // per_target  # [M]
+    own = real.gather(1, owner.expand(real.shape[0], 1, -1)).squeeze(1)  # [B, M]
+    earlier = (real & (targets.unsqueeze(-1) < owner)).any(1)  # [B, M]
+    return own & ~earlier & in_grid & usable
+
+
+def window_class_cost(cls_logits: Tensor, obj_logits: Tensor, gt_classes: Tensor, cells: Tensor) -> Tensor:
+    """SimOTA class cost [B, G, M] of every target at every slot's cell, without [B, G, A] or [B, G, A, C].
+
+    As ``assign.class_cost``: p = sqrt(sigmoid(cls) * sigmoid(obj)) [B, A, C]; cost = (n_k - l_k) - sum_c n_c with
+    n = max(log1p(-p), -100), l = max(log(p), -100), k the target's class; p_k is one gather per (target, slot).
+    """
+    batch, _, classes = cls_logits.shape
+    slots = cells.shape[-1]
+    p = sigmoid(cls_logits).mul_(sigmoid(obj_logits).unsqueeze(-1)).sqrt_()  # [B, A, C]
+    index = cells.unsqueeze(1) * classes + gt_classes.unsqueeze(-1)  # [B, G, M]
+    p_target = p.reshape(batch, -1).gather(1, index.reshape(batch, -1)).reshape(batch, -1, slots)  # [B, G, M]
+    neg_sum = p.neg_().log1p_().clamp_(min=-100.0).sum(-1).gather(1, cells)  # [B, M]; p is spent
+    term = p_target.neg().log1p_().clamp_(min=-100.0).sub_(p_target.log().clamp_(min=-100.0))
+    return term.sub_(neg_sum.unsqueeze(1))
+
+
+def union_dynamic_ks(ious: Tensor, union: Tensor) -> Tensor:
+    """int64 [B, G]: clamp(int(sum of the top-10 IoUs over the union), 1); slots outside the union count as 0, so
+    with fewer than 10 union cells the sum is that of all of them, as the reference's top-min(10, |U|)."""
+    return ious.masked_fill(~union.unsqueeze(1), 0.0).topk(CANDIDATE_TOPK, dim=-1).values.sum(-1).long().clamp(min=1)
+
+
+def select_cheapest(masked_cost: Tensor, candidates: Tensor, k: Tensor, cell_key: Tensor) -> Tensor:
+    """bool [B, G, M]: each target's k cheapest candidate slots; equal costs at the boundary in cell-index order.
+
+    t = the k-th smallest cost (one constant-K top-k); all slots below t, then the (k - #below) tied slots with the
+    lowest cell indices (``cell_key`` float [B, M], distinct over candidate slots), found by a second top-k.
+    """
+    values = masked_cost.topk(CANDIDATE_TOPK, dim=-1, largest=False, sorted=True).values  # [B, G, K]
+    inf = torch.full_like(values[..., :1], float("inf"))
+    threshold = torch.cat((values, inf), -1).gather(-1, (k.clamp(max=CANDIDATE_TOPK + 1) - 1).unsqueeze(-1))
+    below = masked_cost < threshold  # [B, G, M]
+    needed = (k.unsqueeze(-1) - below.sum(-1, keepdim=True)).clamp(0, CANDIDATE_TOPK)  # [B, G, 1]
+    at_threshold = (masked_cost == threshold) & candidates
+    key = torch.where(at_threshold, cell_key.unsqueeze(1), float("inf"))  # [B, G, M]
+    lowest = key.topk(CANDIDATE_TOPK, dim=-1, largest=False, sorted=True).values  # [B, G, K]
+    last = torch.cat((-inf, lowest), -1).gather(-1, needed)  # [B, G, 1]: the needed-th lowest tied cell index
+    return below | (at_threshold & (key <= last))
+
+
+def scatter_to_cells(values: Tensor, keep: Tensor, cells: Tensor, num_cells: int, fill) -> Tensor:
+    """[B, A]: ``values`` [B, M] of the kept slots at their cells, ``fill`` elsewhere. Each kept slot owns a distinct
+    cell; every other slot writes to its own discarded column A + m, so no index is written twice."""
+    spare = num_cells + torch.arange(cells.shape[-1], device=cells.device)  # [M]
+    index = torch.where(keep, cells, spare)
+    out = torch.full((values.shape[0], num_cells + cells.shape[-1]), fill, dtype=values.dtype, device=values.device)
+    return out.scatter(1, index, values)[:, :num_cells]
+
+
+def window_assign(raw: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig,
+                  boxes: Tensor) -> Assignment:
+    """Megvii SimOTA for padded targets on windows, float32, no gradient.
+
+    raw [B, A, 5 + C] head outputs (objectness, class logits used); boxes [B, A, 4] decoded predictions; usable bool
+    [B, A] (False: never assigned); gt [B, G, 5] rows (class, cx, cy, w, h); gt_mask bool [B, G]; ``grid.shapes``
+    gives the levels' (H, W).
+    """
+    if grid.shapes is None:
+        raise ValueError("megvii mode needs the levels' (H, W): build the grid with grid.make_grid")
+    batch, cells_total = raw.shape[:2]
+    safe = torch.tensor([0.0, 0.0, 1.0, 1.0], device=gt.device, dtype=gt.dtype)
+    gt_boxes = torch.where(gt_mask.unsqueeze(-1), gt[..., 1:5], safe)  # masked slots: a harmless unit box
+    gt_classes = torch.where(gt_mask, gt[..., 0], 0.0).long()  # [B, G]
+    cells, in_grid = window_cells(gt_boxes[..., :2], grid.shapes, config.strides)  # [B, G, W]
+    per_target = cells.shape[-1]
+    cells, in_grid = cells.reshape(batch, -1), in_grid.reshape(batch, -1)  # [B, M]
+    stride = grid.strides[cells]  # [B, M]
+    x_c = (grid.x_shifts[cells] + 0.5) * stride
+    y_c = (grid.y_shifts[cells] + 0.5) * stride
+    in_centre = centre_test(gt_boxes, x_c, y_c, stride, config.center_radius)  # [B, G, M]
+    union = union_slots(in_centre, gt_mask, in_grid, usable.gather(1, cells), per_target)  # [B, M]
+    candidates = union.unsqueeze(1) & gt_mask.unsqueeze(-1)  # [B, G, M]
+    pred = boxes.gather(1, cells.unsqueeze(-1).expand(-1, -1, 4))  # [B, M, 4]
+    ious = fast_pairwise_iou(*gt_boxes.unsqueeze(-2).unbind(-1), *pred.unsqueeze(1).unbind(-1))  # [B, G, M]
+    cost = window_class_cost(raw[..., 5:], raw[..., 4], gt_classes, cells)
+    cost += torch.log(ious + 1e-8).neg_().mul_(IOU_COST_WEIGHT)
+    cost += (~in_centre).to(cost.dtype).mul_(config.outside_cost)
+    masked_cost = cost.masked_fill_(~candidates, float("inf"))
+    selected = select_cheapest(masked_cost, candidates, union_dynamic_ks(ious, union), cells.to(cost.dtype))
+    count = selected.sum(1)  # [B, M]
+    rivals = selected | (count > 1).unsqueeze(1)  # a contested cell: every target of the image competes
+    _, winner = first_argmin(masked_cost.masked_fill_(~rivals, float("inf")), dim=1)
+    chosen = count > 0  # [B, M], only union slots can be chosen
+    winner = winner.masked_fill(~chosen, 0).long()
+    matched_iou = ious.gather(1, winner.unsqueeze(1)).squeeze(1)  # [B, M]
+    matched_gt = scatter_to_cells(winner, chosen, cells, cells_total, -1)
+    return Assignment(
+        fg_mask=matched_gt >= 0,
+        matched_gt=matched_gt,
+        matched_iou=scatter_to_cells(matched_iou, chosen, cells, cells_total, 0.0),
+    )
