@@ -23,8 +23,8 @@ __all__ = ["DEFAULT_PRESET", "MODES", "OPSET_RANGE", "Preset", "load_preset", "p
 DEFAULT_PRESET = "models/yolox_s.toml"
 """Preset used when none is named, relative to the repository root."""
 
-MODES = ("regular", "fast")
-"""Assignment modes: the older YOLOX SimOTA (``regular``) or super-gradients' fast variant (``fast``)."""
+MODES = ("regular", "fast", "megvii")
+"""Assignment modes: the older YOLOX SimOTA (``regular``), super-gradients' fast variant (``fast``), Megvii YOLOX's current SimOTA (``megvii``)."""
 
 OPSET_RANGE = (17, 24)
 """Inclusive range of ONNX opsets a preset may ask for."""

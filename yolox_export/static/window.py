@@ -101,7 +101,7 @@ def union_slots(in_centre: Tensor, gt_mask: Tensor, in_grid: Tensor, usable: Ten
     """
     real = in_centre & gt_mask.unsqueeze(-1)  # [B, G, M]
     targets = torch.arange(gt_mask.shape[1], device=gt_mask.device)
-    owner = torch.arange(in_centre.shape[-1], device=gt_mask.device) // per_target  # [M]
+    owner = targets.unsqueeze(-1).expand(-1, per_target).reshape(-1)  # [M]: slot m's target (no integer division)
     own = real.gather(1, owner.expand(real.shape[0], 1, -1)).squeeze(1)  # [B, M]
     earlier = (real & (targets.unsqueeze(-1) < owner)).any(1)  # [B, M]
     return own & ~earlier & in_grid & usable
