@@ -1,0 +1,162 @@
+"""Drop-in for Megvii YOLOX's ``YOLOXHead.get_losses``: the static megvii-mode loss behind Megvii's own calling
+convention, without importing Megvii's package.
+
+Megvii's head decodes its outputs itself and calls ``get_losses(imgs, x_shifts, y_shifts, expanded_strides, labels,
+outputs, origin_preds, dtype)`` with
+
+* ``outputs`` [B, A, 5 + C]: decoded boxes (cx, cy, w, h) in pixels, whose gradient flows back through the user's
+  decode, then the raw objectness and class logits; levels in stride order, row-major;
+* ``x_shifts``, ``y_shifts``, ``expanded_strides``: per level [1, h * w] cell columns, rows and strides;
+* ``labels`` [B, max_labels, 5] rows (class, cx, cy, w, h) in pixels, real rows first, padding rows all zero;
+* ``origin_preds``: per level [B, h * w, 4] raw box logits (used only with L1, when the head's ``use_l1`` is on).
+
+``MegviiLoss.get_losses`` returns Megvii's tuple ``(loss, 5 * iou_loss, obj_loss, cls_loss, l1_loss,
+num_fg / num_gts)``: ``loss`` carries the gradient; the four terms are detached float32 tensors (``l1_loss`` is the
+float 0.0 without L1, as in Megvii) and the last is a Python float. The decoded boxes are used as given (never
+re-derived from logits), so the assignment sees exactly Megvii's boxes; the loss runs in float32 whatever ``dtype``.
+
+Differences from Megvii, on purpose: labels whose real rows are not first, or an all-zero row among real rows, raise
+ValueError (Megvii counts rows with ``sum > 0`` and silently drops or misreads them); a real row is any row that is not
+all zero (Megvii would also drop a real row whose values sum to <= 0); class ids, coordinates and sizes are checked
+like every other entry point; an image whose targets have no centre cell gets no assignment (Megvii raises).
+
+A Megvii user changes two lines::
+
+    from yolox_export.integrations.megvii import bind_to_head
+    bind_to_head(model.head)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..config import REG_WEIGHT, LossConfig
+from ..grid import Grid, make_grid
+from ..static.loss import padded_loss
+from ..validation import check_targets
+
+
+class MegviiLoss(nn.Module):
+    """Megvii YOLOX's head loss, static and windowed (``StaticYoloXLoss(mode="megvii")``), with Megvii's
+    ``get_losses`` signature. ``use_l1`` may be switched at any time (Megvii's trainer turns it on for the last
+    epochs); ``bind_to_head`` follows the head's own ``use_l1``."""
+
+    def __init__(self, num_classes: int, strides: Sequence[int] = (8, 16, 32), use_l1: bool = False,
+                 validate: bool = True):
+        super().__init__()
+        self.config = LossConfig(tuple(int(s) for s in strides), num_classes, mode="megvii", use_l1=bool(use_l1))
+        self.use_l1 = bool(use_l1)
+        self.validate = validate
+        self._grids: dict[tuple, Grid] = {}
+
+    def get_losses(self, imgs, x_shifts: Sequence[Tensor], y_shifts: Sequence[Tensor],
+                   expanded_strides: Sequence[Tensor], labels: Tensor, outputs: Tensor, origin_preds, dtype=None):
+        """Megvii's ``YOLOXHead.get_losses``; see the module docstring. ``imgs`` and ``dtype`` are accepted for the
+        signature and not needed."""
+        config = dataclasses.replace(self.config, use_l1=bool(self.use_l1))
+        check_outputs(outputs, labels, config)
+        grid = self.grid(x_shifts, y_shifts, expanded_strides, outputs)
+        gt, gt_mask = labels_to_padded(labels, config.num_classes, self.validate)
+        if config.use_l1:
+            box_logits = torch.cat(list(origin_preds), 1)
+            if tuple(box_logits.shape) != (*outputs.shape[:2], 4):
+                raise ValueError(f"origin_preds concatenate to {tuple(box_logits.shape)}; expected "
+                                 f"{(*outputs.shape[:2], 4)} raw box logits")
+        else:
+            box_logits = outputs.new_zeros((*outputs.shape[:2], 4))  # unused without L1
+        raw = torch.cat((box_logits, outputs[..., 4:]), -1)  # [B, A, 5 + C]
+        out = padded_loss(raw, gt, gt_mask, grid, config, boxes=outputs[..., :4])
+        iou, obj, cls, l1, fg_ratio, _ = out.components
+        return out.loss, REG_WEIGHT * iou, obj, cls, (l1 if config.use_l1 else 0.0), float(fg_ratio)
+
+    def grid(self, x_shifts, y_shifts, expanded_strides, outputs: Tensor) -> Grid:
+        """The cell grid the head's shifts describe, checked once per set of level sizes against ours."""
+        sizes = tuple(int(x.shape[-1]) for x in x_shifts)
+        key = (sizes, outputs.device)
+        if key not in self._grids:
+            self._grids[key] = checked_grid(x_shifts, y_shifts, expanded_strides, self.config.strides, outputs)
+        return self._grids[key]
+
+
+def checked_grid(x_shifts, y_shifts, expanded_strides, strides: Sequence[int], outputs: Tensor) -> Grid:
+    """Level shapes from the per-level shifts [1, h * w]; ValueError unless they are the row-major grid of
+    ``strides`` with as many cells as ``outputs`` [B, A, ...]."""
+    if not (len(x_shifts) == len(y_shifts) == len(expanded_strides) == len(strides)):
+        raise ValueError(f"got {len(x_shifts)} x_shifts, {len(y_shifts)} y_shifts, {len(expanded_strides)} "
+                         f"expanded_strides for {len(strides)} strides {tuple(strides)}")
+    shapes = []
+    for level, x in enumerate(x_shifts):
+        cells = int(x.shape[-1])
+        width = int(x.detach().max()) + 1 if cells else 0
+        if width < 1 or cells % width:
+            raise ValueError(f"x_shifts of level {level} do not describe a row-major grid ({cells} cells)")
+        shapes.append((cells // width, width))
+    grid = make_grid(shapes, strides, device=outputs.device)
+    given = [torch.cat([t.reshape(-1).to(grid.strides.device, torch.float32) for t in ts])
+             for ts in (x_shifts, y_shifts, expanded_strides)]
+    if given[0].shape[0] != outputs.shape[1]:
+        raise ValueError(f"the shifts cover {given[0].shape[0]} cells but outputs has {outputs.shape[1]}")
+    for name, mine, theirs in zip(("x_shifts", "y_shifts", "expanded_strides"), (grid.x_shifts, grid.y_shifts,
+                                                                              grid.strides), given):
+        if not torch.equal(mine, theirs):
+            raise ValueError(f"{name} differ from the row-major grid of levels {shapes} at strides {tuple(strides)}")
+    return grid
+
+
+def check_outputs(outputs: Tensor, labels: Tensor, config: LossConfig) -> None:
+    if not isinstance(outputs, Tensor) or outputs.dim() != 3 or outputs.shape[-1] != 5 + config.num_classes:
+        raise ValueError(f"outputs must be [B, A, {5 + config.num_classes}], got "
+                         f"{tuple(outputs.shape) if isinstance(outputs, Tensor) else type(outputs).__name__}")
+    if not outputs.is_floating_point():
+        raise TypeError(f"outputs must be floating point, got {outputs.dtype}")
+    if not isinstance(labels, Tensor) or labels.dim() != 3 or labels.shape[-1] != 5 or labels.shape[0] != outputs.shape[0]:
+        raise ValueError(f"labels must be [{outputs.shape[0]}, max_labels, 5] rows (class, cx, cy, w, h), got "
+                         f"{tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__}")
+
+
+def labels_to_padded(labels: Tensor, num_classes: int, validate: bool = True) -> tuple[Tensor, Tensor]:
+    """Megvii's zero-padded labels [B, L, 5] to (gt [B, G, 5], gt_mask [B, G]), G = max(L, 1).
+
+    A real row is one that is not all zero; real rows must come first in each image (ValueError otherwise, naming
+    the image and row). With ``validate``, the real rows are checked like every entry point's targets.
+    """
+    real = (labels != 0).any(-1)  # [B, L]
+    late = real[:, 1:] & ~real[:, :-1]  # a real row right after a padding row
+    if bool(late.any()):
+        image, row = (int(i) for i in late.nonzero()[0])
+        raise ValueError(f"labels of image {image}: row {row + 1} is a real target after the all-zero row {row}; "
+                         "real rows must come first and padding rows be all zero (Megvii's count would miss it)")
+    if validate and bool(real.any()):
+        image, _ = real.nonzero(as_tuple=True)
+        rows = torch.cat((image.unsqueeze(1).to(labels.dtype), labels[real]), 1)
+        check_targets(rows.float(), labels.shape[0], num_classes, device=labels.device)
+    gt, mask = labels.float(), real
+    if gt.shape[1] == 0:  # the graph needs G >= 1: one masked slot stands for "no targets"
+        gt, mask = gt.new_zeros((gt.shape[0], 1, 5)), mask.new_zeros((mask.shape[0], 1))
+    return gt, mask
+
+
+def bind_to_head(head, loss: MegviiLoss | None = None):
+    """Replace ``head.get_losses`` (duck-typed: anything with Megvii's call) by ``loss``'s; returns the head.
+
+    ``loss`` defaults to ``MegviiLoss(head.num_classes, head.strides)``. At each call the loss follows the head's
+    ``use_l1`` when it has one. ValueError when ``loss`` disagrees with the head's ``num_classes`` or ``strides``.
+    """
+    if loss is None:
+        loss = MegviiLoss(head.num_classes, tuple(head.strides), use_l1=bool(getattr(head, "use_l1", False)))
+    if hasattr(head, "num_classes") and int(head.num_classes) != loss.config.num_classes:
+        raise ValueError(f"head has num_classes = {head.num_classes}, the loss {loss.config.num_classes}")
+    if hasattr(head, "strides") and tuple(int(s) for s in head.strides) != loss.config.strides:
+        raise ValueError(f"head has strides {tuple(head.strides)}, the loss {loss.config.strides}")
+
+    def get_losses(*args, **kwargs):
+        if hasattr(head, "use_l1"):
+            loss.use_l1 = bool(head.use_l1)
+        return loss.get_losses(*args, **kwargs)
+
+    head.get_losses = get_losses
+    return head
