@@ -45,7 +45,7 @@ PROFILE = settings.get_profile("yolox-export-long" if _REQUESTED else "yolox-exp
 PARITY_SETTINGS = settings(PROFILE, max_examples=PARITY_EXAMPLES)
 ORT_SETTINGS = settings(PROFILE, max_examples=ORT_EXAMPLES, phases=[p for p in Phase if p != Phase.explain])
 
-MODES = ("regular", "fast")
+MODES = ("regular", "fast", "megvii")
 STRIDE_CHOICES = (4, 8, 16, 32)
 MAX_SIDE = 128
 MAX_TARGETS = 12  # per image; crowded scenes (100-200 targets) are tests/export/test_export_onnx.py's
