@@ -24,7 +24,7 @@ from ..grid import Grid, decode_boxes, flatten_levels, level_shapes, make_grid
 from ..targets import pad_targets
 from ..validation import check_predictions, check_targets, unwrap_model_output
 from .assign import assign
-from .window import window_assign
+from .window import WindowAssignment, slot_class_bce, window_assign
 
 
 @dataclass
@@ -95,9 +95,14 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
         loss_iou = total(torch.where(fg, iou_loss(boxes, matched[..., 1:5], config.iou_type), zero)) / num_fg
         obj_divisor = fg.numel() if (config.mode == "fast" and config.obj_loss_fix) else num_fg
         loss_obj = total(bce_with_logits(obj_logits.squeeze(-1), fg_float)) / obj_divisor
-        matched_logit = cls_logits.gather(-1, matched[..., :1].long()).squeeze(-1)  # [B, A]
-        cls_bce = F.softplus(cls_logits).sum(-1) - matched_logit * assignment.matched_iou  # [B, A]
-        loss_cls = total(torch.where(fg, cls_bce, zero)) / num_fg
+        if isinstance(assignment, WindowAssignment):  # megvii: fg cells are among the M union slots
+            slot_iou = assignment.matched_iou.gather(1, assignment.slot_cells)  # [B, M]
+            classes = torch.where(gt_mask, gt[..., 0], 0.0).long()  # [B, G]; masked slots never matched
+            loss_cls = slot_class_bce(cls_logits, classes, assignment, slot_iou) / num_fg
+        else:
+            matched_logit = cls_logits.gather(-1, matched[..., :1].long()).squeeze(-1)  # [B, A]
+            cls_bce = F.softplus(cls_logits).sum(-1) - matched_logit * assignment.matched_iou  # [B, A]
+            loss_cls = total(torch.where(fg, cls_bce, zero)) / num_fg
         l1 = l1_target(matched[..., 1:5], grid.strides, grid.x_shifts, grid.y_shifts)  # [B, A, 4]
         if config.use_l1:
             loss_l1 = total(torch.where(fg.unsqueeze(-1), (box_logits - l1).abs(), zero)) / num_fg

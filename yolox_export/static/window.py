@@ -39,6 +39,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from dataclasses import dataclass
+
 from ..assignment import Assignment
 from ..boxes import fast_pairwise_iou
 from ..config import CANDIDATE_TOPK, IOU_COST_WEIGHT, LossConfig
@@ -47,6 +49,17 @@ from .assign import first_argmin, sigmoid
 
 #: Window offsets per level, row-major: (dy, dx) in {-1, 0, 1}^2.
 OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+
+@dataclass
+class WindowAssignment(Assignment):
+    """An ``Assignment`` that also keeps its union slots [B, M]: their cells, whether each was chosen (a fg cell,
+    each fg cell chosen by exactly one slot) and its target. The loss uses them to evaluate the class term on the
+    M slots instead of all A cells."""
+
+    slot_cells: Tensor | None = None  # int64 [B, M]
+    slot_chosen: Tensor | None = None  # bool [B, M]
+    slot_gt: Tensor | None = None  # int64 [B, M], 0 where not chosen
 
 
 def exact_floor_div(value: Tensor, step: float) -> Tensor:
@@ -110,15 +123,19 @@ def union_slots(in_centre: Tensor, gt_mask: Tensor, in_grid: Tensor, usable: Ten
 def window_class_cost(cls_logits: Tensor, obj_logits: Tensor, gt_classes: Tensor, cells: Tensor) -> Tensor:
     """SimOTA class cost [B, G, M] of every target at every slot's cell, without [B, G, A] or [B, G, A, C].
 
-    As ``assign.class_cost``: p = sqrt(sigmoid(cls) * sigmoid(obj)) [B, A, C]; cost = (n_k - l_k) - sum_c n_c with
-    n = max(log1p(-p), -100), l = max(log(p), -100), k the target's class; p_k is one gather per (target, slot).
+    As ``assign.class_cost``, on the slots' cells only: p = sqrt(sigmoid(cls) * sigmoid(obj)) [B, M, C] from the
+    logits gathered at the slots; cost = (n_k - l_k) - sum_c n_c with n = max(log1p(-p), -100),
+    l = max(log(p), -100), k the target's class; p_k is one gather per (target, slot). The same element-wise
+    operations as on [B, A, C], so the values are identical; the [B, A, C] work is avoided.
     """
-    batch, _, classes = cls_logits.shape
-    slots = cells.shape[-1]
-    p = sigmoid(cls_logits).mul_(sigmoid(obj_logits).unsqueeze(-1)).sqrt_()  # [B, A, C]
-    index = cells.unsqueeze(1) * classes + gt_classes.unsqueeze(-1)  # [B, G, M]
+    batch, slots = cells.shape
+    classes = cls_logits.shape[-1]
+    cls_at = cls_logits.gather(1, cells.unsqueeze(-1).expand(-1, -1, classes))  # [B, M, C]
+    obj_at = obj_logits.gather(1, cells)  # [B, M]
+    p = sigmoid(cls_at).mul_(sigmoid(obj_at).unsqueeze(-1)).sqrt_()  # [B, M, C]
+    index = torch.arange(slots, device=cells.device) * classes + gt_classes.unsqueeze(-1)  # [B, G, M]
     p_target = p.reshape(batch, -1).gather(1, index.reshape(batch, -1)).reshape(batch, -1, slots)  # [B, G, M]
-    neg_sum = p.neg_().log1p_().clamp_(min=-100.0).sum(-1).gather(1, cells)  # [B, M]; p is spent
+    neg_sum = p.neg_().log1p_().clamp_(min=-100.0).sum(-1)  # [B, M]; p is spent
     term = p_target.neg().log1p_().clamp_(min=-100.0).sub_(p_target.log().clamp_(min=-100.0))
     return term.sub_(neg_sum.unsqueeze(1))
 
@@ -157,7 +174,7 @@ def scatter_to_cells(values: Tensor, keep: Tensor, cells: Tensor, num_cells: int
 
 
 def window_assign(raw: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig,
-                  boxes: Tensor) -> Assignment:
+                  boxes: Tensor) -> WindowAssignment:
     """Megvii SimOTA for padded targets on windows, float32, no gradient.
 
     raw [B, A, 5 + C] head outputs (objectness, class logits used); boxes [B, A, 4] decoded predictions; usable bool
@@ -193,8 +210,21 @@ def window_assign(raw: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid
     winner = winner.masked_fill(~chosen, 0).long()
     matched_iou = ious.gather(1, winner.unsqueeze(1)).squeeze(1)  # [B, M]
     matched_gt = scatter_to_cells(winner, chosen, cells, cells_total, -1)
-    return Assignment(
+    return WindowAssignment(
         fg_mask=matched_gt >= 0,
         matched_gt=matched_gt,
         matched_iou=scatter_to_cells(matched_iou, chosen, cells, cells_total, 0.0),
+        slot_cells=cells, slot_chosen=chosen, slot_gt=winner,
     )
+
+
+def slot_class_bce(cls_logits: Tensor, gt_classes: Tensor, assignment: WindowAssignment, matched_iou: Tensor) -> Tensor:
+    """Sum over the fg cells of sum_c BCE(x_c, one-hot(k) * iou) = sum_c softplus(x_c) - x_k * iou, evaluated on the
+    chosen union slots (cls_logits [B, A, C] with gradient, gt_classes [B, G]; ``matched_iou`` [B, M] per slot):
+    a gather of [B, M, C] logits instead of a softplus over [B, A, C]."""
+    cells, chosen = assignment.slot_cells, assignment.slot_chosen
+    classes = cls_logits.shape[-1]
+    logits = cls_logits.gather(1, cells.unsqueeze(-1).expand(-1, -1, classes))  # [B, M, C]
+    k = gt_classes.gather(1, assignment.slot_gt)  # [B, M]
+    term = torch.nn.functional.softplus(logits).sum(-1) - logits.gather(-1, k.unsqueeze(-1)).squeeze(-1) * matched_iou
+    return torch.where(chosen, term, torch.zeros_like(term)).sum(-1).sum()
