@@ -89,6 +89,19 @@ def test_select_cheapest_breaks_ties_by_cell_index_not_slot_order():
     assert got.tolist() == [False, True, False, True, True]
 
 
+def test_window_iou_is_bit_identical_to_the_reference_formula():
+    from yolox_export.boxes import fast_pairwise_iou
+    from yolox_export.static.window import window_iou
+
+    gen = torch.Generator().manual_seed(2)
+    gt = torch.cat((100 * torch.rand((2, 7, 2), generator=gen), 1 + 30 * torch.rand((2, 7, 2), generator=gen)), -1)
+    pred = torch.cat((100 * torch.rand((2, 40, 2), generator=gen), 1 + 30 * torch.rand((2, 40, 2), generator=gen)), -1)
+    pred[:, :7] = gt[0]  # identical boxes (IoU 1) and touching ones below
+    pred[:, 7, 0] = gt[:, 0, 0] + gt[:, 0, 2]
+    want = fast_pairwise_iou(*gt.unsqueeze(-2).unbind(-1), *pred.unsqueeze(1).unbind(-1))
+    assert torch.equal(window_iou(gt, pred), want)
+
+
 def test_no_b_g_a_tensor_is_materialised():
     # B=2, G=60, A=8400 (640x640), C=4: B*G*A = 1.0M; the window form's largest are [B, G, G*W] = 2*60*1620 = 194k
     s = make_scenario("crowded", batch_size=2, image_size=(640, 640), num_classes=4, seed=1)

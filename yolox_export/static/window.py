@@ -42,7 +42,6 @@ from torch import Tensor
 from dataclasses import dataclass
 
 from ..assignment import Assignment
-from ..boxes import fast_pairwise_iou
 from ..config import CANDIDATE_TOPK, IOU_COST_WEIGHT, LossConfig
 from ..grid import Grid
 from .assign import first_argmin, sigmoid
@@ -133,11 +132,32 @@ def window_class_cost(cls_logits: Tensor, obj_logits: Tensor, gt_classes: Tensor
     cls_at = cls_logits.gather(1, cells.unsqueeze(-1).expand(-1, -1, classes))  # [B, M, C]
     obj_at = obj_logits.gather(1, cells)  # [B, M]
     p = sigmoid(cls_at).mul_(sigmoid(obj_at).unsqueeze(-1)).sqrt_()  # [B, M, C]
-    index = torch.arange(slots, device=cells.device) * classes + gt_classes.unsqueeze(-1)  # [B, G, M]
-    p_target = p.reshape(batch, -1).gather(1, index.reshape(batch, -1)).reshape(batch, -1, slots)  # [B, G, M]
+    rows = torch.arange(batch, device=cells.device).unsqueeze(1) * classes + gt_classes  # [B, G]
+    p_target = p.transpose(1, 2).reshape(batch * classes, slots).index_select(0, rows.reshape(-1))  # [B * G, M]
+    p_target = p_target.reshape(batch, -1, slots)  # [B, G, M]
     neg_sum = p.neg_().log1p_().clamp_(min=-100.0).sum(-1)  # [B, M]; p is spent
     term = p_target.neg().log1p_().clamp_(min=-100.0).sub_(p_target.log().clamp_(min=-100.0))
     return term.sub_(neg_sum.unsqueeze(1))
+
+
+def window_iou(gt_boxes: Tensor, pred: Tensor) -> Tensor:
+    """IoU [B, G, M] of targets [B, G, 4] with the slots' predicted boxes [B, M, 4]: ``boxes.fast_pairwise_iou``'s
+    operations in its order (bit-identical), with the [B, G, M] steps in place to hold fewer such tensors at once."""
+    ax, ay, aw, ah = gt_boxes.unsqueeze(-2).unbind(-1)  # [B, G, 1]
+    bx, by, bw, bh = pred.unsqueeze(1).unbind(-1)  # [B, 1, M]
+    dx = torch.minimum(ax + aw / 2, bx + bw / 2)
+    tl = torch.maximum(ax - aw / 2, bx - bw / 2)
+    overlap = tl < dx
+    dx.sub_(tl)
+    dy = torch.minimum(ay + ah / 2, by + bh / 2)
+    torch.maximum(ay - ah / 2, by - bh / 2, out=tl)
+    overlap &= tl < dy
+    dy.sub_(tl)
+    del tl
+    inter = dx.mul_(dy).mul_(overlap.to(dx.dtype))
+    del dy, overlap
+    union = (aw * ah + bw * bh).sub_(inter)
+    return inter.div_(union)
 
 
 def union_dynamic_ks(ious: Tensor, union: Tensor) -> Tensor:
@@ -197,7 +217,7 @@ def window_assign(raw: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid
     union = union_slots(in_centre, gt_mask, in_grid, usable.gather(1, cells), per_target)  # [B, M]
     candidates = union.unsqueeze(1) & gt_mask.unsqueeze(-1)  # [B, G, M]
     pred = boxes.gather(1, cells.unsqueeze(-1).expand(-1, -1, 4))  # [B, M, 4]
-    ious = fast_pairwise_iou(*gt_boxes.unsqueeze(-2).unbind(-1), *pred.unsqueeze(1).unbind(-1))  # [B, G, M]
+    ious = window_iou(gt_boxes, pred)  # [B, G, M]
     cost = window_class_cost(raw[..., 5:], raw[..., 4], gt_classes, cells)
     cost += torch.log(ious + 1e-8).neg_().mul_(IOU_COST_WEIGHT)
     cost += (~in_centre).to(cost.dtype).mul_(config.outside_cost)
