@@ -263,3 +263,32 @@ def test_a_grid_without_level_shapes_is_refused():
     with pytest.raises(ValueError, match="megvii mode needs the levels"):
         padded_assign(flatten_levels(s.predictions), gt, mask, Grid(grid.x_shifts, grid.y_shifts, grid.strides),
                       LossConfig(s.strides, 3, mode="megvii"))
+
+
+def test_tie_analysis_knows_the_megvii_cost():
+    """Target A (class 0) [4, 12]^2 and B (class 1) [20, 28]^2 on a 4x4 grid at stride 8; every union cell predicts
+    A's box and all class logits are 0. B's IoU is 0 everywhere, k_B = 1, and its 4 centre cells 10, 11, 14, 15 all
+    cost 2 ln2 + 3 * -log(1e-8): a four-way tie for B's one cell, so those cells are ambiguous for B; B's other
+    union cells cost 1e6 more (the megvii penalty), surely not selected. The static module takes cell 10 (lowest
+    index); cell 10 is contested (A takes all 8) and B wins it (56.6 < 1e6 + 1.4)."""
+    from yolox_export import MegviiYoloXLoss
+    from yolox_export.ties import image_ties
+
+    level = torch.zeros(1, 1, 4, 4, 7)
+    for cell in (0, 1, 4, 5, 10, 11, 14, 15):
+        y, x = divmod(cell, 4)
+        level[0, 0, y, x, 0], level[0, 0, y, x, 1] = 1.0 - x, 1.0 - y
+    targets = torch.tensor([[0.0, 0.0, 8.0, 8.0, 8.0, 8.0], [0.0, 1.0, 24.0, 24.0, 8.0, 8.0]])
+    config = LossConfig((8,), 2, mode="megvii")
+    ties = image_ties(flatten_levels([level])[0], targets[:, 1:], make_grid([(4, 4)], (8,)), config)
+    assert ties.ambiguous[1].nonzero().flatten().tolist() == [10, 11, 14, 15]
+    # A: k = int(8 * 1.0) = 8 = |U|, but 8.0 sits on an integer, so k = 7 is within rounding: A's own cells (cost
+    # 1.4) are surely selected, its four equal 1e6 cells are the ambiguous ones
+    assert ties.ambiguous[0].nonzero().flatten().tolist() == [10, 11, 14, 15]
+    assert ties.k_range[0].tolist() == [7, 8]
+    got = StaticYoloXLoss((8,), 2, mode="megvii").assign([level], targets)
+    assert got.matched_gt[0].tolist() == [0, 0, -1, -1, 0, 0, -1, -1, -1, -1, 1, 0, -1, -1, 0, 0]
+    report = compare([([level], targets)], config)
+    assert report.row("static", "matched_gt").real == 0, str(report)
+    want = MegviiYoloXLoss((8,), 2).assign([level], targets)
+    assert int((want.matched_gt[0] == 1).sum()) == 1
