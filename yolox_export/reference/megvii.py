@@ -31,7 +31,7 @@ from ..boxes import fast_pairwise_iou
 from ..config import IOU_COST_WEIGHT, MEGVII_OUTSIDE_COST, LossConfig
 from ..grid import Grid
 from .common import Prepared, ReferenceLoss, bce_class_cost
-from .regular import dynamic_k_matching
+from .regular import assign_per_image, dynamic_k_matching
 
 
 class MegviiYoloXLoss(ReferenceLoss):
@@ -42,18 +42,7 @@ class MegviiYoloXLoss(ReferenceLoss):
 
     @torch.no_grad()
     def _assign(self, prep: Prepared, targets: Tensor) -> Assignment:
-        batch, cells = prep.raw.shape[:2]
-        fg_mask = torch.zeros((batch, cells), dtype=torch.bool, device=prep.raw.device)
-        matched_gt = torch.full((batch, cells), -1, dtype=torch.long, device=prep.raw.device)
-        matched_iou = torch.zeros((batch, cells), dtype=torch.float32, device=prep.raw.device)
-        for b in range(batch):
-            labels = targets[targets[:, 0] == b]
-            if labels.shape[0] == 0:
-                continue
-            fg, gt_index, iou = assign_image(prep.boxes[b].float(), prep.cls[b], prep.obj[b].unsqueeze(-1),
-                                             labels[:, 2:6].float(), labels[:, 1], prep.grid, self.config)
-            fg_mask[b], matched_gt[b, fg], matched_iou[b, fg] = fg, gt_index, iou
-        return Assignment(fg_mask, matched_gt, matched_iou)
+        return assign_per_image(prep, targets, self.config, assign_image)
 
 
 def geometry_constraint(gt_boxes: Tensor, grid: Grid, radius: float) -> Tensor:

@@ -37,18 +37,24 @@ class RegularYoloXLoss(ReferenceLoss):
 
     @torch.no_grad()
     def _assign(self, prep: Prepared, targets: Tensor) -> Assignment:
-        batch, cells = prep.raw.shape[:2]
-        fg_mask = torch.zeros((batch, cells), dtype=torch.bool, device=prep.raw.device)
-        matched_gt = torch.full((batch, cells), -1, dtype=torch.long, device=prep.raw.device)
-        matched_iou = torch.zeros((batch, cells), dtype=torch.float32, device=prep.raw.device)
-        for b in range(batch):
-            labels = targets[targets[:, 0] == b]
-            if labels.shape[0] == 0:
-                continue
-            fg, gt_index, iou = assign_image(prep.boxes[b].float(), prep.cls[b], prep.obj[b].unsqueeze(-1),
-                                             labels[:, 2:6].float(), labels[:, 1], prep.grid, self.config)
-            fg_mask[b], matched_gt[b, fg], matched_iou[b, fg] = fg, gt_index, iou
-        return Assignment(fg_mask, matched_gt, matched_iou)
+        return assign_per_image(prep, targets, self.config, assign_image)
+
+
+def assign_per_image(prep: Prepared, targets: Tensor, config: LossConfig, assign_one) -> Assignment:
+    """The references' loop over images: ``assign_one(boxes, cls, obj, gt_boxes, gt_classes, grid, config)`` for
+    each image with targets, returning (fg [A], matched target [n_fg], matched IoU [n_fg])."""
+    batch, cells = prep.raw.shape[:2]
+    fg_mask = torch.zeros((batch, cells), dtype=torch.bool, device=prep.raw.device)
+    matched_gt = torch.full((batch, cells), -1, dtype=torch.long, device=prep.raw.device)
+    matched_iou = torch.zeros((batch, cells), dtype=torch.float32, device=prep.raw.device)
+    for b in range(batch):
+        labels = targets[targets[:, 0] == b]
+        if labels.shape[0] == 0:
+            continue
+        fg, gt_index, iou = assign_one(prep.boxes[b].float(), prep.cls[b], prep.obj[b].unsqueeze(-1),
+                                       labels[:, 2:6].float(), labels[:, 1], prep.grid, config)
+        fg_mask[b], matched_gt[b, fg], matched_iou[b, fg] = fg, gt_index, iou
+    return Assignment(fg_mask, matched_gt, matched_iou)
 
 
 def in_boxes_info(gt_boxes: Tensor, grid: Grid, radius: float) -> tuple[Tensor, Tensor]:

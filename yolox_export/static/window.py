@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from ..assignment import Assignment
 from ..config import CANDIDATE_TOPK, IOU_COST_WEIGHT, LossConfig
 from ..grid import Grid
-from .assign import first_argmin, sigmoid
+from .assign import class_cost, first_argmin
 
 #: Window offsets per level, row-major: (dy, dx) in {-1, 0, 1}^2.
 OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
@@ -120,24 +120,11 @@ def union_slots(in_centre: Tensor, gt_mask: Tensor, in_grid: Tensor, usable: Ten
 
 
 def window_class_cost(cls_logits: Tensor, obj_logits: Tensor, gt_classes: Tensor, cells: Tensor) -> Tensor:
-    """SimOTA class cost [B, G, M] of every target at every slot's cell, without [B, G, A] or [B, G, A, C].
-
-    As ``assign.class_cost``, on the slots' cells only: p = sqrt(sigmoid(cls) * sigmoid(obj)) [B, M, C] from the
-    logits gathered at the slots; cost = (n_k - l_k) - sum_c n_c with n = max(log1p(-p), -100),
-    l = max(log(p), -100), k the target's class; p_k is one gather per (target, slot). The same element-wise
-    operations as on [B, A, C], so the values are identical; the [B, A, C] work is avoided.
-    """
-    batch, slots = cells.shape
-    classes = cls_logits.shape[-1]
-    cls_at = cls_logits.gather(1, cells.unsqueeze(-1).expand(-1, -1, classes))  # [B, M, C]
-    obj_at = obj_logits.gather(1, cells)  # [B, M]
-    p = sigmoid(cls_at).mul_(sigmoid(obj_at).unsqueeze(-1)).sqrt_()  # [B, M, C]
-    rows = torch.arange(batch, device=cells.device).unsqueeze(1) * classes + gt_classes  # [B, G]
-    p_target = p.transpose(1, 2).reshape(batch * classes, slots).index_select(0, rows.reshape(-1))  # [B * G, M]
-    p_target = p_target.reshape(batch, -1, slots)  # [B, G, M]
-    neg_sum = p.neg_().log1p_().clamp_(min=-100.0).sum(-1)  # [B, M]; p is spent
-    term = p_target.neg().log1p_().clamp_(min=-100.0).sub_(p_target.log().clamp_(min=-100.0))
-    return term.sub_(neg_sum.unsqueeze(1))
+    """SimOTA class cost [B, G, M] of every target at every slot's cell: ``assign.class_cost`` on the logits
+    gathered at the slots ([B, M, C], the same element-wise operations, so identical values), which avoids its
+    [B, A, C] work."""
+    cls_at = cls_logits.gather(1, cells.unsqueeze(-1).expand(-1, -1, cls_logits.shape[-1]))  # [B, M, C]
+    return class_cost(cls_at, obj_logits.gather(1, cells), gt_classes)
 
 
 def window_iou(gt_boxes: Tensor, pred: Tensor) -> Tensor:
