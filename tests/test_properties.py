@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from yolox_export import LossConfig, StaticYoloXLoss
 from yolox_export.parity import compare, reference_for, static_for
-from yolox_export.scenarios import _fit_to_targets
+from yolox_export.parity.scenarios import _fit_to_targets
 
 # ---------------------------------------------------------------------------------------------------------------
 # settings profiles
@@ -284,7 +284,7 @@ def test_onnxruntime_equals_eager(exported, case):
 def unexplained_cells(differs, raw, gt, mask, config) -> list[tuple[int, int]]:
     from yolox_export.grid import make_grid
     from yolox_export.parity import RUNTIME_ULPS
-    from yolox_export.ties import image_ties
+    from yolox_export.parity.ties import image_ties
 
     grid = make_grid(ORT_SHAPES, config.strides)
     found = []

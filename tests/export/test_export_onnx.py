@@ -14,7 +14,7 @@ from yolox_export.export.ort_runtime import OrtRunner
 from yolox_export.export.presets import Preset
 from yolox_export.export.trt_compat import find_forbidden_ops
 from yolox_export.grid import flatten_levels
-from yolox_export.scenarios import KINDS, make_scenario
+from yolox_export.parity.scenarios import KINDS, make_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 

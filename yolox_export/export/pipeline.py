@@ -35,6 +35,13 @@ class ExportReport:
         return "\n".join(lines)
 
 
+def default_output_dir() -> Path:
+    """Where exports go without an explicit path: the ``models`` folder of the source checkout the package lives in
+    (its parent holds ``pyproject.toml``), else ``models`` in the current directory (an installed package)."""
+    checkout = Path(__file__).resolve().parents[2]
+    return (checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()) / "models"
+
+
 def export_and_validate(preset: Preset, output: str | Path, with_targets: bool = False, engine: str | Path | None = None,
                         time_it: bool = True) -> ExportReport:
     """Export ``preset`` to ``output``, validate it, time it under onnxruntime, and build ``engine`` if asked."""

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ..assignment import Assignment
 from ..boxes import fast_pairwise_iou, regular_pairwise_iou
-from ..config import CANDIDATE_TOPK, IOU_COST_WEIGHT, OUTSIDE_COST, LossConfig
+from ..config import CANDIDATE_TOPK, IOU_COST_EPS, IOU_COST_WEIGHT, OUTSIDE_COST, LossConfig
 from ..grid import Grid, decode_boxes
 
 
@@ -152,7 +152,7 @@ def assign(raw: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid,
         candidates = near
     ious = pairwise_iou(gt_boxes, boxes, config.mode)  # [B, G, A]
     cost = class_cost(raw[..., 5:], raw[..., 4], gt_classes)
-    cost += torch.log(ious + 1e-8).neg_().mul_(IOU_COST_WEIGHT)
+    cost += torch.log(ious + IOU_COST_EPS).neg_().mul_(IOU_COST_WEIGHT)
     in_box &= in_centre
     cost += (~in_box).to(cost.dtype).mul_(OUTSIDE_COST)
     del in_box, in_centre, near

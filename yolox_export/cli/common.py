@@ -1,4 +1,4 @@
-"""What the scripts share: argument errors as one line on stderr and exit code 2, no usage dump, no traceback."""
+"""What the subcommands share: argument errors as one line on stderr and exit code 2, no usage dump, no traceback."""
 
 from __future__ import annotations
 

@@ -10,10 +10,12 @@ import pytest
 import torch
 
 import yolox_export.parity as parity
-import yolox_export.parity_cli as parity_cli
+import yolox_export.parity.run as parity_cli
+import yolox_export.parity.runtimes as parity_runtimes
+import yolox_export.parity.suite as parity_suite
 from yolox_export import StaticYoloXLoss
 from yolox_export.parity import ParityReport
-from yolox_export.scenarios import KINDS, make_scenario
+from yolox_export.parity.scenarios import KINDS, make_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "parity.py"
@@ -77,7 +79,7 @@ def test_suite_options(capsys):
 
 
 def test_default_suite_layout():
-    batches = parity_cli.build_suite(image_size=(64, 64), num_classes=2)
+    batches = parity_suite.build_suite(image_size=(64, 64), num_classes=2)
     labels = [b.label for b in batches]
     assert labels.count("crowded seed 0") == 1 and "crowded seed 1" not in labels
     assert len(batches) == 2 * len(KINDS) - 1
@@ -197,7 +199,7 @@ def test_onnx_of_another_mode_is_rejected(tmp_path, capsys):
     # a stand-in graph carrying the metadata of a regular-mode export: only its metadata is read before rejecting it
     model = onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []))
     config = LossConfig((8, 16, 32), 4, mode="regular")
-    for key, value in metadata(config, parity_cli._preset(config, (128, 128)), False).items():
+    for key, value in metadata(config, parity_runtimes._preset(config, (128, 128)), False).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     path = tmp_path / "regular.onnx"

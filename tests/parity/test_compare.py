@@ -8,7 +8,7 @@ import pytest
 import yolox_export.static.assign as static_assign
 from yolox_export import LossConfig, StaticYoloXLoss
 from yolox_export.parity import TOLERANCES, ParityReport, compare
-from yolox_export.scenarios import make_scenario
+from yolox_export.parity.scenarios import make_scenario
 
 STRIDES = (8, 16, 32)
 
