@@ -10,7 +10,7 @@ import torch
 
 from yolox_export import bench
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--kinds", "coco", "--batch", "1", "--image-size", "128", "--num-classes", "5", "--repeats", "1",
         "--modes", "regular", "--subjects", "regular", "fast", "static", "ort-cpu", "--one-process"]
 TINY_SUBJECTS = ("regular", "fast", "static", "ort-cpu")

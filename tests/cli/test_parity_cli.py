@@ -17,7 +17,7 @@ from yolox_export import StaticYoloXLoss
 from yolox_export.parity import ParityReport
 from yolox_export.parity.scenarios import KINDS, make_scenario
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "parity.py"
 SMALL = ["--image-size", "128", "128", "--num-classes", "4"]
 
