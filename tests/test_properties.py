@@ -1,7 +1,7 @@
 """Issue #7, fuzzing: hypothesis draws small grids, targets and predictions and checks that
 
 * the static assignment equals the eager reference's of the same mode, every difference explained by a tie
-  (``parity.compare``'s tie analysis), in both modes;
+  (``parity.comparison``'s tie analysis), in both modes;
 * an exported graph under onnxruntime equals eager ``forward_padded`` on the grid it was exported for.
 
 Runs derandomized (CI is reproducible) with ``PARITY_EXAMPLES`` examples per mode for the parity property and

@@ -1,7 +1,6 @@
 """The exported graph: validation, forbidden-op detection, metadata, dynamic axes, and onnxruntime parity with
 eager at two batch / max_gt sizes on fresh seeded inputs of every scenario kind."""
 
-import sys
 from pathlib import Path
 
 import onnx
@@ -15,6 +14,8 @@ from yolox_export.export.presets import Preset
 from yolox_export.export.trt_compat import find_forbidden_ops
 from yolox_export.grid import flatten_levels
 from yolox_export.parity.scenarios import KINDS, make_scenario
+
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,8 +80,7 @@ def test_a_planted_nonzero_is_caught(tmp_path):
 
 
 def test_script_exports_the_default_preset(tmp_path, capsys):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import export as export_script
+    export_script = load_script("export")
 
     out = tmp_path / "yolox_s.onnx"
     assert export_script.main(["--output", str(out), "--no-timing"]) == 0
@@ -89,8 +89,7 @@ def test_script_exports_the_default_preset(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv", (["--preset", "missing.toml"], ["--engine", "x.engine", "--output", "unused.onnx"]))
 def test_script_stops_with_exit_code_2(argv, capsys):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import export as export_script
+    export_script = load_script("export")
 
     assert export_script.main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -99,8 +98,7 @@ def test_script_stops_with_exit_code_2(argv, capsys):
 
 @pytest.mark.parametrize("argv", (["--batch", "3:2:1"], ["--num-classes", "many"], ["--mode", "slow"]))
 def test_script_bad_option_values_are_one_line_errors(argv, capsys):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import export as export_script
+    export_script = load_script("export")
 
     with pytest.raises(SystemExit) as stop:
         export_script.main(argv)

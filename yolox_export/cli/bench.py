@@ -1,11 +1,11 @@
 """Benchmark the static YOLOX assignment + loss against RegularYoloXLoss and FastYoloXLoss on seeded inputs.
 
-    python scripts/bench.py            # the project's target configuration: 2 threads, B=16, 640x640, C=80,
-                                       # COCO-like and crowded targets, both modes (several minutes on a CPU)
-    python scripts/bench.py --quick    # a small subset (under two minutes)
-    python scripts/bench.py --full     # batch 1/8/16/32 x image 320/640/1280 x both kinds (hours on a CPU)
+    yolox-export bench            # the project's target configuration: 2 threads, B=16, 640x640, C=80,
+                                  # COCO-like and crowded targets, both modes (several minutes on a CPU)
+    yolox-export bench --quick    # a small subset (under two minutes)
+    yolox-export bench --full     # batch 1/8/16/32 x image 320/640/1280 x both kinds (hours on a CPU)
 
-(``yolox-export bench`` is the same command.) Writes results/bench.json, results/bench.md (the README table) and
+(``python scripts/bench.py`` is the same command.) Writes results/bench.json, results/bench.md (the README table) and
 results/bench.png, and prints PASS/MISS per target (targets: yolox_export/bench/targets.toml). Method (timing,
 ratios, peak memory): see the docstring of the yolox_export.bench package.
 """

@@ -19,29 +19,13 @@ import sys
 from ..config import MODES
 from ..parity import run as parity_run
 from ..parity import suite
-from ..parity.compare import SUBJECTS
+from ..parity.comparison import SUBJECTS
 from ..parity.scenarios import KINDS
-from .common import one_line_errors
+from .common import int_at_least, one_line_errors
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+_positive = int_at_least(1)
+_count = int_at_least(0)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""The export pipeline behind ``scripts/export.py``: export, validate, time, optionally build a TensorRT engine."""
+"""The export pipeline behind ``yolox-export export``: export, validate, time, optionally build a TensorRT engine."""
 
 from __future__ import annotations
 

@@ -10,8 +10,7 @@ from ..assignment import Assignment
 from ..config import LossConfig
 from ..grid import level_shapes, make_grid
 from ..reference import reference_for
-from ..static import StaticYoloXLoss
-from .compare import runtime_outcome
+from . import comparison
 from .report import ParityReport, group_differences
 from .suite import DEFAULT_PLOT_LIMIT, Batch
 
@@ -22,7 +21,7 @@ class SubjectAssignments:
     def __init__(self, config: LossConfig, onnx_path=None, engine_path=None, static_module=None):
         self.config = config
         self.reference = reference_for(config)
-        self.static = static_module if static_module is not None else StaticYoloXLoss.from_config(config)
+        self.static = static_module if static_module is not None else comparison.static_for(config)
         self.paths = {"onnxruntime": onnx_path, "tensorrt": engine_path}
         self.runners: dict[str, object] = {}
 
@@ -34,7 +33,7 @@ class SubjectAssignments:
             from ..export.runners import open_runner
 
             self.runners[subject] = open_runner(subject, self.paths[subject])
-        return reference, runtime_outcome(self.runners[subject], batch.predictions, batch.targets).assignment
+        return reference, comparison.runtime_outcome(self.runners[subject], batch.predictions, batch.targets).assignment
 
 
 def plot_differences(report: ParityReport, batches: Sequence[Batch], config: LossConfig, directory: str | Path,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from ..config import MODES, LossConfig
-from .compare import SUBJECTS, compare
+from .comparison import SUBJECTS, compare
 from .plot import SubjectAssignments, plot_differences
 from .report import ParityReport, group_differences
 from .runtimes import export_graphs, resolve_engines, resolve_onnx

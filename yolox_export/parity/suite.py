@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..config import MODES
 from ..validation import check_predictions, check_targets, unwrap_model_output
-from .scenarios import KINDS, make_scenario
+from .scenarios import KINDS, HeadBatch, make_scenario
 
 DEFAULT_MODES = MODES
 DEFAULT_SEEDS = 2
@@ -39,7 +39,7 @@ class InputError(Exception):
 
 
 @dataclass
-class Batch:
+class Batch(HeadBatch):
     """One batch to compare: a label for the report, per-level predictions [B, 1, H, W, 5 + C], targets [N, 6]."""
 
     label: str
@@ -47,15 +47,11 @@ class Batch:
     targets: Tensor
 
     @property
-    def batch_size(self) -> int:
-        return int(self.predictions[0].shape[0])
-
-    @property
     def num_classes(self) -> int:
         return int(self.predictions[0].shape[-1]) - 5
 
     def image_size(self, strides: Sequence[int]) -> tuple[int, int]:
-        return int(self.predictions[0].shape[2]) * strides[0], int(self.predictions[0].shape[3]) * strides[0]
+        return self.image_size_for(strides)
 
 
 

@@ -14,7 +14,7 @@ Selection of a target's k cheapest cells is "cost < t, plus the first (k - #belo
 order", t being the k-th smallest cost taken from one ``topk`` with a constant K. ``topk``'s values are unique
 whatever its index order, so the result does not depend on how a backend orders ties.
 
-Peak working set, measured by ``scripts/bench.py`` (forward, B=16, 640x640, C=80): about 6 (regular) to 10 (fast)
+Peak working set, measured by ``yolox-export bench`` (forward, B=16, 640x640, C=80): about 6 (regular) to 10 (fast)
 x B·G·A x 4 bytes when the [B, G, A] tensors dominate (G = 196); when G is small the [B, A, C] class probabilities
 dominate instead (4.5 to 5 [B, A, C] float tensors at G = 12). The class cost's [B, A, C] steps run in place.
 """

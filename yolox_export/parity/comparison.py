@@ -34,6 +34,11 @@ TOLERANCES = {"matched_iou": 1e-5, "components": 1e-5, "gradients": 1e-4}
 RUNTIME_ULPS = {"onnxruntime": 2, "tensorrt": 2}
 
 
+def static_for(config: LossConfig) -> StaticYoloXLoss:
+    """The static module parity compares for ``config`` (the one place it is built)."""
+    return StaticYoloXLoss.from_config(config)
+
+
 @dataclass
 class Outcome:
     """What one implementation produced for a batch."""
@@ -74,7 +79,7 @@ def compare(batches: Iterable, config: LossConfig, subjects: Sequence[str] = ("s
     tol = {**TOLERANCES, **(tolerances or {})}
     runners = _runners(subjects, onnx_path, engine_path)
     reference = reference_for(config)
-    static = static_module if static_module is not None else StaticYoloXLoss.from_config(config)
+    static = static_module if static_module is not None else static_for(config)
     report = ParityReport(config.mode)
     for index, batch in enumerate(batches):
         predictions, targets = (batch.predictions, batch.targets) if hasattr(batch, "predictions") else batch
