@@ -5,7 +5,7 @@
     yolox-export export --preset my_model.toml --num-classes 20 --output my_model.onnx
 
 (``python scripts/export.py`` is the same command.) Without --output the graph is written to the models/ folder of
-the checkout the package lives in (else of the current directory), named after the preset and its overrides.
+the checkout the package lives in (else of the current directory), named after the preset and its overrides (plus ``_targets`` with --with-targets).
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     from ..export.pipeline import default_output_dir, export_and_validate
 
-    output = Path(args.output) if args.output else default_output_dir() / f"{preset.name}.onnx"
+    stem = preset.name + ("_targets" if args.with_targets else "")
+    output = Path(args.output) if args.output else default_output_dir() / f"{stem}.onnx"
     report = export_and_validate(preset, output, with_targets=args.with_targets, engine=args.engine,
                                  time_it=not args.no_timing)
     print(report)

@@ -91,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     if "tensorrt" in subjects and not args.engine:
         print("error: subject tensorrt needs --engine PATH (one per mode, in the order of --modes)", file=sys.stderr)
         return 2
+    if args.engine and len(args.engine) != len(args.modes):
+        print(f"error: --engine got {len(args.engine)} file(s) for {len(args.modes)} mode(s) {list(args.modes)}; "
+              "give one engine per mode, in the order of --modes", file=sys.stderr)
+        return 2
     seeds_given = args.seeds is not None
     options = parity_run.Options(
         modes=args.modes, subjects=args.subjects, kinds=args.kinds or KINDS,
@@ -104,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         result = parity_run.run(options, log=print)
+    except suite.MissingArtifactError as error:
+        flag = "--onnx" if error.subject == "onnxruntime" else "--engine"
+        print(f"error: subject {error.subject}: no {flag} file for mode(s) {error.modes} (pass one per mode"
+              f"{', or --export' if flag == '--onnx' else ''})", file=sys.stderr)
+        return 2
     except suite.InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -157,7 +157,7 @@ def _static_axes(model: onnx.ModelProto) -> list[str]:
     problems = []
     for value in model.graph.input:
         dims = value.type.tensor_type.shape.dim
-        dynamic = 1 if value.name == "predictions" else 2
+        dynamic = 1 if value.name == INPUT_NAMES[0] else 2  # predictions: batch only
         for axis in range(min(dynamic, len(dims))):
             if not dims[axis].dim_param:
                 problems.append(f"input {value.name} axis {axis} is fixed at {dims[axis].dim_value}, not dynamic")

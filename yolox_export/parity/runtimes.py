@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..config import LossConfig
-from .suite import InputError
+from .suite import InputError, MissingArtifactError
 
 
 def _onnx_metadata(path: Path) -> dict[str, str]:
@@ -55,7 +55,7 @@ def resolve_onnx(paths: Sequence[str | Path], modes: Sequence[str], configs: dic
         by_mode[mode] = path
     missing = [m for m in modes if m not in by_mode]
     if missing:
-        raise InputError(f"subject onnxruntime: no ONNX file for mode(s) {missing} (give one per mode, or export them)")
+        raise MissingArtifactError("onnxruntime", missing)
     return by_mode
 
 

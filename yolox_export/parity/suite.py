@@ -38,6 +38,15 @@ class InputError(Exception):
     """A usage or input problem, reported as one line and exit code 2."""
 
 
+class MissingArtifactError(InputError):
+    """A subject lacks its exported artifact (ONNX file, TensorRT engine) for some ``modes``."""
+
+    def __init__(self, subject: str, modes: Sequence[str]):
+        super().__init__(f"subject {subject}: no exported file for mode(s) {list(modes)} (give one per mode)")
+        self.subject = subject
+        self.modes = list(modes)
+
+
 @dataclass
 class Batch(HeadBatch):
     """One batch to compare: a label for the report, per-level predictions [B, 1, H, W, 5 + C], targets [N, 6]."""
