@@ -22,7 +22,9 @@ from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
 
 from yolox_export import LossConfig, StaticYoloXLoss
-from yolox_export.parity import compare, reference_for, static_for
+from yolox_export.parity import compare
+from yolox_export.parity.comparison import static_for
+from yolox_export.reference import reference_for
 from yolox_export.parity.scenarios import _fit_to_targets
 
 # ---------------------------------------------------------------------------------------------------------------
