@@ -13,6 +13,7 @@ ratios, peak memory): see the docstring of the yolox_export.bench package.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from .. import bench
@@ -21,8 +22,21 @@ from ..config import MODES
 from .common import one_line_errors
 
 
+#: Settings named in the library's errors -> the flags that set them.
+FLAGS = {"kinds": "--kinds", "modes": "--modes", "subjects": "--subjects", "batches": "--batch",
+         "image_sizes": "--image-size", "num_classes": "--num-classes", "threads": "--threads", "repeats": "--repeats",
+         "warmup": "--warmup", "max_seconds": "--max-seconds", "timeout": "--timeout",
+         "omp_wait_policy": "--omp-wait-policy"}
+
+
+def _flag_wording(message: str) -> str:
+    """``message`` with the setting names the library uses replaced by their flags."""
+    return re.sub(r"\b(" + "|".join(FLAGS) + r")\b", lambda m: FLAGS[m.group(1)], message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="yolox-export bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     preset = parser.add_mutually_exclusive_group()
     preset.add_argument("--quick", action="store_const", const="quick", dest="preset", help="small subset")
     preset.add_argument("--full", action="store_const", const="full", dest="preset", help="the full sweep")
@@ -64,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = bench.make_settings(args.preset or "targets", out=args.out, profile=args.profile, **options)
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_flag_wording(str(error))}", file=sys.stderr)
         return 2
     results = bench.run_benchmark(settings, argv, log=print)
     paths = bench.write_outputs(results, settings.out)

@@ -27,7 +27,8 @@ def _range(text: str) -> tuple[int, int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="yolox-export export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default=DEFAULT_PRESET, metavar="NAME|FILE",
                         help=f"a shipped preset ({', '.join(shipped_presets())}) or a preset TOML file "
                              "(default: %(default)s)")

@@ -29,7 +29,8 @@ _count = int_at_least(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="yolox-export parity", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("batches (the built-in suite unless --recorded)")
     data.add_argument("--recorded", nargs="+", metavar="FILE.pt",
                       help="recorded batches: " + suite.RECORDED_FORMAT)
