@@ -11,7 +11,7 @@ from yolox_export.config import MEGVII_CENTER_RADIUS
 from yolox_export.grid import flatten_levels, level_shapes, make_grid
 from yolox_export.parity import compare
 from yolox_export.reference.megvii import geometry_constraint
-from yolox_export.scenarios import KINDS, make_scenario
+from yolox_export.parity.scenarios import KINDS, make_scenario
 from yolox_export.static.window import centre_test, exact_floor_div, select_cheapest, window_cells
 
 from test_static_rules import LargestTensor
@@ -142,7 +142,7 @@ def edge_batch(seed: int, size: int = 128, strides=(8, 16, 32), num_classes: int
         block = torch.cat((torch.full((24, 1), float(image)), cls, xy, wh), 1)
         rows += [block, block[:4]]  # four exact duplicates
     targets = torch.cat(rows)
-    from yolox_export.scenarios import _fit_to_targets
+    from yolox_export.parity.scenarios import _fit_to_targets
 
     predictions = []
     for s in strides:
@@ -272,7 +272,7 @@ def test_tie_analysis_knows_the_megvii_cost():
     union cells cost 1e6 more (the megvii penalty), surely not selected. The static module takes cell 10 (lowest
     index); cell 10 is contested (A takes all 8) and B wins it (56.6 < 1e6 + 1.4)."""
     from yolox_export import MegviiYoloXLoss
-    from yolox_export.ties import image_ties
+    from yolox_export.parity.ties import image_ties
 
     level = torch.zeros(1, 1, 4, 4, 7)
     for cell in (0, 1, 4, 5, 10, 11, 14, 15):

@@ -18,6 +18,8 @@ IOU_COST_WEIGHT = 3.0
 OUTSIDE_COST = 100000.0
 #: Megvii YOLOX's penalty on a cell outside a target's centre region (``float(1e6) * (~geometry_relation)``).
 MEGVII_OUTSIDE_COST = 1000000.0
+#: Epsilon of SimOTA's IoU cost, IOU_COST_WEIGHT * -log(iou + IOU_COST_EPS), in every reference and the static module.
+IOU_COST_EPS = 1e-8
 #: Top-k IoUs summed into the dynamic k.
 CANDIDATE_TOPK = 10
 #: Weight of the IoU loss term in the total loss.

@@ -14,8 +14,9 @@ users run today and the benchmark times it. Boxes are (cx, cy, w, h) in pixels. 
   ``(tl < br)`` mask, areas w * h: the same formula as ``boxes.fast_pairwise_iou``.
 * dynamic k = clamp(int(sum of the top-min(10, |U|) IoUs over U), 1), no bias; each target takes its k cheapest
   cells of U; a cell taken by several targets goes to the argmin of cost over ALL the image's targets.
-* The loss is super-gradients' (the same terms, ``reference.common``): IoU loss 1 - iou^2 x 5, objectness BCE over
-  every cell, class BCE against one-hot x matched IoU, optional L1 on the raw box logits, each / max(num_fg, 1).
+* The loss is super-gradients' (the same terms, ``reference.common``): IoU loss 1 - iou^2 x 5 (Megvii's
+  ``IOUloss``; ``iou_type="giou"`` is its other loss_type), objectness BCE over every cell, class BCE against
+  one-hot x matched IoU, optional L1 on the raw box logits, each / max(num_fg, 1).
 
 Deliberate difference: Megvii raises inside ``topk`` for an image whose targets have no centre cell at all (U is
 empty); here that image gets no assignment (all its cells background), like an image without targets.
@@ -28,7 +29,7 @@ from torch import Tensor
 
 from ..assignment import Assignment
 from ..boxes import fast_pairwise_iou
-from ..config import IOU_COST_WEIGHT, MEGVII_OUTSIDE_COST, LossConfig
+from ..config import IOU_COST_EPS, IOU_COST_WEIGHT, MEGVII_OUTSIDE_COST, LossConfig
 from ..grid import Grid
 from .common import Prepared, ReferenceLoss, bce_class_cost
 from .regular import assign_per_image, dynamic_k_matching
@@ -37,8 +38,11 @@ from .regular import assign_per_image, dynamic_k_matching
 class MegviiYoloXLoss(ReferenceLoss):
     """YOLOX loss with Megvii's SimOTA. ``forward(model_output, targets) -> (loss, components)``."""
 
-    def __init__(self, strides, num_classes: int, use_l1: bool = False, validate: bool = True):
-        super().__init__(LossConfig(tuple(strides), num_classes, mode="megvii", use_l1=use_l1), validate)
+    modes = ("megvii",)
+
+    def __init__(self, strides, num_classes: int, use_l1: bool = False, iou_type: str = "iou", validate: bool = True):
+        super().__init__(LossConfig(tuple(strides), num_classes, mode="megvii", use_l1=use_l1, iou_type=iou_type),
+                         validate)
 
     @torch.no_grad()
     def _assign(self, prep: Prepared, targets: Tensor) -> Assignment:
@@ -73,7 +77,7 @@ def assign_image(boxes: Tensor, cls_logits: Tensor, obj_logits: Tensor, gt_boxes
     ious = fast_pairwise_iou(*(gt_boxes[:, i].unsqueeze(1) for i in range(4)), *(pred[:, i].unsqueeze(0) for i in range(4)))
     cls_cost = bce_class_cost(cls_logits[union].unsqueeze(0), obj_logits[union].unsqueeze(0),
                               gt_classes.unsqueeze(1).expand(-1, pred.shape[0]), config.num_classes)
-    cost = cls_cost + IOU_COST_WEIGHT * -torch.log(ious + 1e-8) + MEGVII_OUTSIDE_COST * (~geometry)
+    cost = cls_cost + IOU_COST_WEIGHT * -torch.log(ious + IOU_COST_EPS) + MEGVII_OUTSIDE_COST * (~geometry)
     matching = dynamic_k_matching(cost, ious)  # [n, m]: Megvii's simota_matching, the same steps as regular's
     chosen = matching.any(0)
     fg[union] = chosen

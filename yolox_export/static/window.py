@@ -42,7 +42,7 @@ from torch import Tensor
 from dataclasses import dataclass
 
 from ..assignment import Assignment
-from ..config import CANDIDATE_TOPK, IOU_COST_WEIGHT, LossConfig
+from ..config import CANDIDATE_TOPK, IOU_COST_EPS, IOU_COST_WEIGHT, LossConfig
 from ..grid import Grid
 from .assign import class_cost, first_argmin
 
@@ -206,7 +206,7 @@ def window_assign(raw: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid
     pred = boxes.gather(1, cells.unsqueeze(-1).expand(-1, -1, 4))  # [B, M, 4]
     ious = window_iou(gt_boxes, pred)  # [B, G, M]
     cost = window_class_cost(raw[..., 5:], raw[..., 4], gt_classes, cells)
-    cost += torch.log(ious + 1e-8).neg_().mul_(IOU_COST_WEIGHT)
+    cost += torch.log(ious + IOU_COST_EPS).neg_().mul_(IOU_COST_WEIGHT)
     cost += (~in_centre).to(cost.dtype).mul_(config.outside_cost)
     masked_cost = cost.masked_fill_(~candidates, float("inf"))
     selected = select_cheapest(masked_cost, candidates, union_dynamic_ks(ious, union), cells.to(cost.dtype))
