@@ -132,3 +132,33 @@ def test_bad_options_print_one_line_and_exit_2(argv, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_growth_preset_and_targets_per_image():
+    from yolox_export.bench.growth import growth_table
+    from yolox_export.bench.settings import make_settings
+
+    settings = make_settings("growth", batches=(2,), image_sizes=(64,), targets_per_image=(3, 7))
+    cases = settings.cases()
+    assert [c.targets_per_image for c in cases] == [3, 7] and settings.modes == ("megvii",)
+    from yolox_export.bench.steps import make_inputs
+
+    inputs = make_inputs(cases[1], "cpu")
+    assert inputs.targets.shape[0] == 2 * 7  # exactly 7 targets in each of the 2 images
+    record = {"case": {"image_size": [64, 64], "targets_per_image": 7}, "status": "ok", "subject": "static",
+              "mode": "megvii", "measurement": "fwd", "median_s": 0.012, "peak_extra_bytes": 3 * 2**20}
+    table = growth_table([record])
+    assert table[0] == "### Growth with G and image size" and "| 64 | 7 | - | 12.0 / 3 | - | - |" in table
+    with pytest.raises(ValueError, match="targets_per_image"):
+        make_settings("growth", targets_per_image=(-1,))
+
+
+def test_megvii_targets_are_data():
+    from yolox_export.bench.targets import TARGETS, predictions_multiple
+
+    megvii = [t for t in TARGETS if t.mode == "megvii"]
+    assert {(t.kind, t.subject, t.measurement, t.metric, t.threshold) for t in megvii} == {
+        ("coco", "ort-cpu", "fwd", "ratio_vs_megvii", 5.0), ("crowded", "ort-cpu", "fwd", "ratio_vs_megvii", 10.0),
+        ("coco", "static", "fwd+bwd", "ratio_vs_megvii", 3.0), ("coco", "ort-cpu", "fwd", "predictions_multiple", 1.0)}
+    # predictions of B=2, A=10, C=3: 2 * 10 * 8 * 4 = 640 bytes
+    assert predictions_multiple({"peak_extra_bytes": 320, "cells": 10, "case": {"batch": 2, "num_classes": 3}}) == 0.5

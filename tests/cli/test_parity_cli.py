@@ -13,6 +13,7 @@ import yolox_export.parity.run as parity_cli
 import yolox_export.parity.runtimes as parity_runtimes
 import yolox_export.parity.suite as parity_suite
 from yolox_export import StaticYoloXLoss
+from yolox_export.config import MODES
 from yolox_export.parity import ParityReport
 from yolox_export.parity.scenarios import KINDS, make_scenario
 
@@ -48,10 +49,10 @@ def test_recorded_batch_passes_and_prints_the_table(tmp_path, capsys):
     assert script.main(["--recorded", path]) == 0
     out = capsys.readouterr().out
     assert "1 recorded batch(es), 4 classes" in out  # num_classes inferred from 5 + C
-    for mode in ("regular", "fast"):
+    for mode in MODES:
         assert f"parity ({mode} mode, 1 batches)" in out
     assert "needed" in out and "tol" in out and "static       matched_gt" in out
-    assert out.rstrip().endswith("overall: PASS (regular PASS, fast PASS)")
+    assert out.rstrip().endswith(f"overall: PASS ({', '.join(f'{mode} PASS' for mode in MODES)})")
 
 
 def test_json_holds_a_report_per_mode(tmp_path, capsys):

@@ -14,7 +14,7 @@ def plot_results(results: dict, path: Path) -> Path:
     from matplotlib.figure import Figure
 
     ok = [r for r in results["records"] if r["status"] == "ok"]
-    cases = sorted({case_key(r["case"]) for r in ok}, key=lambda k: (k[2], k[1], k[0]))
+    cases = sorted({case_key(r["case"]) for r in ok}, key=lambda k: (k[2], k[1], k[5], k[0]))
     series = sorted({(r["subject"], r["mode"]) for r in ok}, key=lambda s: (list(SUBJECTS).index(s[0]), s[1]))
     fig = Figure(figsize=(max(8, 1.6 * len(cases) * max(1, len(series)) / 4), 9))
     axes = fig.subplots(len(MEASUREMENTS), 1, squeeze=False)
@@ -32,7 +32,7 @@ def plot_results(results: dict, path: Path) -> Path:
         ax.set_title(MEASUREMENT_LABELS[measurement])
         ax.set_xlim(-0.5, len(cases) - 0.5)
         ax.set_xticks(range(len(cases)))
-        ax.set_xticklabels([f"{k[0]}\nB={k[1]} {k[2][0]}px" for k in cases])
+        ax.set_xticklabels([f"{k[0]}\nB={k[1]} {k[2][0]}px" + (f" G={k[5]}" if k[5] else "") for k in cases])
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7)
     fig.suptitle(f"yolox-export benchmark, {results['settings']['threads']} threads, {results['machine']['cpu_model']}")

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Sequence
 
 from .subjects import MEASUREMENTS, SUBJECTS
-from .targets import bga4_bytes, case_key, memory_multiple
+from .growth import growth_table, plot_growth
+from .targets import DERIVED_METRICS, bga4_bytes, case_key, memory_multiple
 
 
 def _ms(seconds: float | None) -> str:
@@ -46,23 +47,24 @@ def _header(results: dict) -> list[str]:
         "",
         f"Each cell: median of n timed calls after {s['warmup']} warm-up call(s) (at most {s['repeats']}, at least "
         f"min(3, {s['repeats']}), stopping after {s['max_seconds']:g} s); IQR = inclusive quartiles. "
-        "xRegular / xFast = reference median / subject median on the same inputs, device and measurement "
+        "xRegular / xFast / xMegvii = reference median / subject median on the same inputs, device and measurement "
         "(higher is faster). fwd = assignment + loss forward under no_grad; fwd+bwd = forward and backward. "
         f"Peak extra = {s['memory_method']}; xBGA4 = peak extra / (B·G·A·4 bytes).",
     ]
 
 
 _COLUMNS = ("measurement", "subject", "mode", "median ms", "IQR ms", "min-max ms", "n", "xRegular", "xFast",
-            "peak extra MiB", "xBGA4")
+            "xMegvii", "peak extra MiB", "xBGA4")
 
 
 def _row(r: dict) -> list[str]:
     if r["status"] != "ok":
-        return [r["measurement"], r["label"], r["mode"], f"error: {r['error']}", "", "", "", "", "", "", ""]
+        return [r["measurement"], r["label"], r["mode"], f"error: {r['error']}", "", "", "", "", "", "", "", ""]
     multiple = memory_multiple(r)
     return [r["measurement"], r["label"], r["mode"], _ms(r["median_s"]), f"{_ms(r['q1_s'])}-{_ms(r['q3_s'])}",
             f"{_ms(r['min_s'])}-{_ms(r['max_s'])}", str(r["n"]), _ratio(r.get("ratio_vs_regular")),
-            _ratio(r.get("ratio_vs_fast")), _mib(r["peak_extra_bytes"]), "-" if multiple is None else f"{multiple:.1f}"]
+            _ratio(r.get("ratio_vs_fast")), _ratio(r.get("ratio_vs_megvii")), _mib(r["peak_extra_bytes"]),
+            "-" if multiple is None else f"{multiple:.1f}"]
 
 
 def _table(header: Sequence[str], rows: list[list[str]]) -> list[str]:
@@ -73,7 +75,8 @@ def _table(header: Sequence[str], rows: list[list[str]]) -> list[str]:
 def _case_section(records: list[dict]) -> list[str]:
     first = records[0]
     c = first["case"]
-    title = (f"### {c['kind']}, B={c['batch']}, {c['image_size'][0]}x{c['image_size'][1]}, C={c['num_classes']} "
+    fixed = f", {c['targets_per_image']} targets/image" if c.get("targets_per_image") else ""
+    title = (f"### {c['kind']}, B={c['batch']}, {c['image_size'][0]}x{c['image_size'][1]}, C={c['num_classes']}{fixed} "
              f"({first.get('num_targets')} targets, G={first.get('max_gt')}, A={first.get('cells')}, "
              f"B·G·A·4 = {_mib(bga4_bytes(first))} MiB)")
     order = {name: i for i, name in enumerate(SUBJECTS)}
@@ -84,8 +87,8 @@ def _case_section(records: list[dict]) -> list[str]:
 def _targets_section(targets: list[dict]) -> list[str]:
     rows = []
     for t in targets:
-        value = "-" if t["value"] is None else (f"{t['value']:.2f}x" if t["metric"] != "memory_multiple"
-                                                else f"{t['value']:.1f}")
+        value = "-" if t["value"] is None else (f"{t['value']:.1f}" if t["metric"] in DERIVED_METRICS
+                                                else f"{t['value']:.2f}x")
         need = f"{'>=' if t['at_least'] else '<='} {t['threshold']:g}"
         case = f"{t['kind']}, B={t['batch']}, {t['image_size'][0]}x{t['image_size'][1]}, C={t['num_classes']}"
         status = t["status"] + (f" ({t['note']})" if t.get("note") else "")
@@ -100,8 +103,9 @@ def render_markdown(results: dict) -> str:
     groups: dict[tuple, list[dict]] = {}
     for r in results["records"]:
         groups.setdefault(case_key(r["case"]), []).append(r)
-    for key in sorted(groups, key=lambda k: (k[2], k[1], k[0])):
+    for key in sorted(groups, key=lambda k: (k[2], k[1], k[5], k[0])):
         lines += _case_section(groups[key])
+    lines += growth_table(results["records"])
     if results.get("targets"):
         lines += _targets_section(results["targets"])
     for entry in results.get("skipped", []):
@@ -123,7 +127,8 @@ def target_lines(results: dict) -> list[str]:
 
 
 def write_outputs(results: dict, out: Path) -> dict[str, Path]:
-    """results/bench.json, bench.md (``render_markdown``) and bench.png (``plot_results``)."""
+    """results/bench.json, bench.md (``render_markdown``), bench.png (``plot_results``) and, for a run with fixed
+    targets per image, growth.png (``growth.plot_growth``)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "bench.json", "markdown": out / "bench.md", "plot": out / "bench.png"}
     paths["json"].write_text(json.dumps(results, indent=1) + "\n")
@@ -131,4 +136,6 @@ def write_outputs(results: dict, out: Path) -> dict[str, Path]:
     from .plot import plot_results
 
     plot_results(results, paths["plot"])
+    if plot_growth(results["records"], out / "growth.png") is not None:
+        paths["growth_plot"] = out / "growth.png"
     return paths

@@ -30,10 +30,12 @@ class Case:
     num_classes: int
     seed: int = 0
     strides: tuple[int, ...] = STRIDES
+    targets_per_image: int = 0  # 0: the kind's own counts; N: exactly N targets per image (growth with G)
 
     @property
     def label(self) -> str:
-        return f"{self.kind}, B={self.batch}, {self.image_size[0]}x{self.image_size[1]}, C={self.num_classes}"
+        fixed = f", {self.targets_per_image} targets/image" if self.targets_per_image else ""
+        return f"{self.kind}, B={self.batch}, {self.image_size[0]}x{self.image_size[1]}, C={self.num_classes}{fixed}"
 
     @property
     def cells(self) -> int:
@@ -61,10 +63,12 @@ class Settings:
     profile: bool = False
     preset: str = "targets"
     omp_wait_policy: str = "PASSIVE"
+    targets_per_image: tuple[int, ...] = (0,)
 
     def cases(self) -> list[Case]:
-        return [Case(kind, batch, (size, size), self.num_classes, self.seed)
-                for size in self.image_sizes for batch in self.batches for kind in self.kinds]
+        return [Case(kind, batch, (size, size), self.num_classes, self.seed, targets_per_image=count)
+                for size in self.image_sizes for batch in self.batches for kind in self.kinds
+                for count in self.targets_per_image]
 
     @property
     def onnx_cache(self) -> Path:
@@ -74,11 +78,15 @@ class Settings:
 #: Named configurations. "targets" is exactly the project's target configuration.
 PRESETS: dict[str, dict[str, Any]] = {
     "targets": dict(kinds=("coco", "crowded"), batches=(16,), image_sizes=(640,), num_classes=80,
-                    modes=("regular", "fast"), threads=2, repeats=5, warmup=1, max_seconds=60.0, isolate=True),
+                    modes=MODES, threads=2, repeats=5, warmup=1, max_seconds=60.0, isolate=True),
     "quick": dict(kinds=("coco", "crowded"), batches=(2,), image_sizes=(256,), num_classes=80,
-                  modes=("regular", "fast"), threads=2, repeats=3, warmup=1, max_seconds=2.0, isolate=False),
+                  modes=MODES, threads=2, repeats=3, warmup=1, max_seconds=2.0, isolate=False),
     "full": dict(kinds=("coco", "crowded"), batches=(1, 8, 16, 32), image_sizes=(320, 640, 1280), num_classes=80,
-                 modes=("regular", "fast"), threads=2, repeats=5, warmup=1, max_seconds=60.0, isolate=True),
+                 modes=MODES, threads=2, repeats=5, warmup=1, max_seconds=60.0, isolate=True),
+    # issue #11 item 5: how the megvii mode's cost grows with G (targets per image) and with the image size
+    "growth": dict(kinds=("crowded",), batches=(16,), image_sizes=(320, 640, 1280), num_classes=80,
+                   modes=("megvii",), subjects=("megvii", "static", "ort-cpu"), threads=2, repeats=3, warmup=1,
+                   max_seconds=30.0, isolate=True, targets_per_image=(10, 25, 50, 100, 200, 400)),
 }
 
 
@@ -86,9 +94,10 @@ def make_settings(preset: str = "targets", out: str | Path = "results", **overri
     """Settings from a named preset with ``overrides`` (None values ignored). Raises ValueError on a bad value."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    values = dict(PRESETS[preset], subjects=tuple(SUBJECTS), seed=0, out=Path(out), preset=preset)
+    values = dict(dict(subjects=tuple(SUBJECTS), targets_per_image=(0,)), **PRESETS[preset], seed=0, out=Path(out),
+                  preset=preset)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    for key in ("kinds", "batches", "image_sizes", "modes", "subjects"):
+    for key in ("kinds", "batches", "image_sizes", "modes", "subjects", "targets_per_image"):
         values[key] = tuple(values[key])
     settings = Settings(**values)
     check_settings(settings)
@@ -106,6 +115,9 @@ def check_settings(s: Settings) -> None:
     if bad:
         raise ValueError(f"image_sizes: {bad} not divisible by the largest stride {max(STRIDES)}")
     _check_positive("num_classes", (s.num_classes,))
+    bad = [n for n in s.targets_per_image if isinstance(n, bool) or not isinstance(n, int) or n < 0]
+    if bad or not s.targets_per_image:
+        raise ValueError(f"targets_per_image: expected integers >= 0 (0: the kind's own counts), got {bad or '[]'}")
     _check_positive("threads", (s.threads,))
     _check_positive("repeats", (s.repeats,))
     if s.warmup < 0:

@@ -54,7 +54,8 @@ class Step:
 
 
 def make_inputs(case: Case, device: str) -> Inputs:
-    scenario = make_scenario(case.kind, case.batch, case.image_size, case.num_classes, case.strides, case.seed)
+    scenario = make_scenario(case.kind, case.batch, case.image_size, case.num_classes, case.strides, case.seed,
+                             targets_per_image=case.targets_per_image or None)
     digest = hashlib.sha1()
     for tensor in (*scenario.predictions, scenario.targets):
         digest.update(tensor.contiguous().numpy().tobytes())

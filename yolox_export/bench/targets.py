@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..reference import REFERENCES
 from .subjects import REFERENCE_SUBJECTS
 
 if sys.version_info >= (3, 11):
@@ -16,15 +17,17 @@ else:
     import tomli as tomllib
 
 #: Modes whose reference every record is compared with: ratio_vs_<mode> = reference median / record median.
-RATIO_MODES = ("regular", "fast")
+RATIO_MODES = tuple(REFERENCES)
 
 
 def case_key(case: dict) -> tuple:
-    return (case["kind"], case["batch"], tuple(case["image_size"]), case["num_classes"], case["seed"])
+    return (case["kind"], case["batch"], tuple(case["image_size"]), case["num_classes"], case["seed"],
+            case.get("targets_per_image", 0))
 
 
 def add_ratios(records: list[dict]) -> None:
-    """Set ratio_vs_regular / ratio_vs_fast = reference median / record median (same case, device, measurement)."""
+    """Set ratio_vs_<mode> for every mode with a reference = that reference's median / record median (same case,
+    device, measurement)."""
     references = {(case_key(r["case"]), r["device"], r["measurement"], r["subject"]): r["median_s"]
                   for r in records if r["family"] == "reference" and r["status"] == "ok"}
     for r in records:
@@ -46,6 +49,18 @@ def memory_multiple(record: dict) -> float | None:
     return record["peak_extra_bytes"] / bga4_bytes(record)
 
 
+def predictions_multiple(record: dict) -> float | None:
+    """Peak extra bytes / the predictions input's bytes (B·A·(5 + C)·4)."""
+    if record.get("peak_extra_bytes") is None or not record.get("cells"):
+        return None
+    c = record["case"]
+    return record["peak_extra_bytes"] / (c["batch"] * record["cells"] * (5 + c["num_classes"]) * 4)
+
+
+#: Metrics computed from a record (the others are read from it, e.g. ratio_vs_<mode>).
+DERIVED_METRICS = {"memory_multiple": memory_multiple, "predictions_multiple": predictions_multiple}
+
+
 @dataclass(frozen=True)
 class Target:
     """A project target on one kind: ``metric`` of (subject, mode, measurement) compared with ``threshold``.
@@ -55,7 +70,7 @@ class Target:
     kind: str
     subject: str
     measurement: str
-    metric: str  # ratio_vs_regular | ratio_vs_fast | memory_multiple
+    metric: str  # ratio_vs_<mode> | memory_multiple | predictions_multiple
     threshold: float
     mode: str | None = None
     at_least: bool = True
@@ -85,7 +100,7 @@ TARGETS = load_targets()
 
 
 def _metric(record: dict, metric: str) -> float | None:
-    return memory_multiple(record) if metric == "memory_multiple" else record.get(metric)
+    return DERIVED_METRICS[metric](record) if metric in DERIVED_METRICS else record.get(metric)
 
 
 def evaluate_target(target: Target, records: list[dict]) -> dict:
@@ -109,9 +124,10 @@ def evaluate_targets(records: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         c = r["case"]
-        groups.setdefault((c["batch"], tuple(c["image_size"]), c["num_classes"], c["seed"]), []).append(r)
+        key = (c["batch"], tuple(c["image_size"]), c["num_classes"], c["seed"], c.get("targets_per_image", 0))
+        groups.setdefault(key, []).append(r)
     results = []
-    for (batch, size, classes, _), group in groups.items():
+    for (batch, size, classes, _, _), group in groups.items():
         kinds = {r["case"]["kind"] for r in group}
         for target in TARGETS:
             if target.kind in kinds:

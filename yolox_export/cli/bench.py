@@ -1,9 +1,11 @@
-"""Benchmark the static YOLOX assignment + loss against RegularYoloXLoss and FastYoloXLoss on seeded inputs.
+"""Benchmark the static YOLOX assignment + loss against the eager references (RegularYoloXLoss, FastYoloXLoss,
+MegviiYoloXLoss) on seeded inputs.
 
     yolox-export bench            # the project's target configuration: 2 threads, B=16, 640x640, C=80,
-                                  # COCO-like and crowded targets, both modes (several minutes on a CPU)
+                                  # COCO-like and crowded targets, every mode (several minutes on a CPU)
     yolox-export bench --quick    # a small subset (under two minutes)
     yolox-export bench --full     # batch 1/8/16/32 x image 320/640/1280 x both kinds (hours on a CPU)
+    yolox-export bench --growth   # megvii mode: G = 10..400 targets per image x image 320/640/1280 (an hour or more)
 
 (``python scripts/bench.py`` is the same command.) Writes results/bench.json, results/bench.md (the README table) and
 results/bench.png, and prints PASS/MISS per target (targets: yolox_export/bench/targets.toml). Method (timing,
@@ -26,7 +28,7 @@ from .common import one_line_errors
 FLAGS = {"kinds": "--kinds", "modes": "--modes", "subjects": "--subjects", "batches": "--batch",
          "image_sizes": "--image-size", "num_classes": "--num-classes", "threads": "--threads", "repeats": "--repeats",
          "warmup": "--warmup", "max_seconds": "--max-seconds", "timeout": "--timeout",
-         "omp_wait_policy": "--omp-wait-policy"}
+         "omp_wait_policy": "--omp-wait-policy", "targets_per_image": "--targets-per-image"}
 
 
 def _flag_wording(message: str) -> str:
@@ -40,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     preset = parser.add_mutually_exclusive_group()
     preset.add_argument("--quick", action="store_const", const="quick", dest="preset", help="small subset")
     preset.add_argument("--full", action="store_const", const="full", dest="preset", help="the full sweep")
+    preset.add_argument("--growth", action="store_const", const="growth", dest="preset",
+                        help="megvii mode's growth with G (10..400 targets per image) and image size (320..1280): "
+                        "table and growth.png")
     parser.add_argument("--batch", type=int, nargs="+", dest="batches", metavar="B", help="batch sizes")
     parser.add_argument("--image-size", type=int, nargs="+", dest="image_sizes", metavar="S",
                         help="square image sizes in pixels, multiples of 32")
@@ -47,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--modes", nargs="+", metavar="MODE", help=f"static modes: {', '.join(MODES)}")
     parser.add_argument("--subjects", nargs="+", metavar="NAME", help=f"subjects, of {list(bench.SUBJECTS)}")
     parser.add_argument("--num-classes", type=int, metavar="C", help="number of classes")
+    parser.add_argument("--targets-per-image", type=int, nargs="+", metavar="N", help="exactly N targets in every "
+                        "image (0: the kind's own counts)")
     parser.add_argument("--repeats", type=int, metavar="N", help="timed calls per measurement (at most)")
     parser.add_argument("--warmup", type=int, metavar="N", help="untimed calls before timing")
     parser.add_argument("--max-seconds", type=float, metavar="S", help="stop timing a measurement after S seconds "
@@ -74,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = {key: getattr(args, key) for key in ("batches", "image_sizes", "kinds", "modes", "subjects",
                                                    "num_classes", "repeats", "warmup", "max_seconds", "threads",
-                                                   "seed", "timeout", "isolate", "omp_wait_policy")}
+                                                   "seed", "timeout", "isolate", "omp_wait_policy",
+                                                   "targets_per_image")}
     try:
         settings = bench.make_settings(args.preset or "targets", out=args.out, profile=args.profile, **options)
     except ValueError as error:

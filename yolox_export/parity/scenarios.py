@@ -41,8 +41,10 @@ class Scenario(HeadBatch):
 
 
 def make_scenario(kind: str, batch_size: int = 2, image_size: tuple[int, int] = (640, 640), num_classes: int = 80,
-                  strides: tuple[int, ...] = (8, 16, 32), seed: int = 0) -> Scenario:
-    """One seeded batch of ``kind`` (see ``KINDS``)."""
+                  strides: tuple[int, ...] = (8, 16, 32), seed: int = 0,
+                  targets_per_image: int | None = None) -> Scenario:
+    """One seeded batch of ``kind`` (see ``KINDS``); ``targets_per_image`` replaces the kind's per-image counts by
+    that exact number (the benchmark's growth-with-G sweep)."""
     if kind not in KINDS:
         raise ValueError(f"unknown scenario kind {kind!r}; choose from {KINDS}")
     height, width = image_size
@@ -50,7 +52,8 @@ def make_scenario(kind: str, batch_size: int = 2, image_size: tuple[int, int] = 
         if height % s or width % s:
             raise ValueError(f"image size {height}x{width} is not divisible by stride {s}")
     gen = torch.Generator().manual_seed(seed)
-    targets = _targets(kind, batch_size, height, width, num_classes, gen)
+    counts = _counts(kind, batch_size, gen) if targets_per_image is None else [int(targets_per_image)] * batch_size
+    targets = _targets(kind, counts, height, width, num_classes, gen)
     predictions = [_level(kind, batch_size, height // s, width // s, s, num_classes, targets, gen) for s in strides]
     return Scenario(kind, seed, (height, width), tuple(strides), num_classes, predictions, targets)
 
@@ -71,9 +74,9 @@ def _counts(kind: str, batch: int, gen: torch.Generator) -> list[int]:
     return torch.randint(1, 11, (batch,), generator=gen).tolist()
 
 
-def _targets(kind: str, batch: int, height: int, width: int, num_classes: int, gen: torch.Generator) -> Tensor:
+def _targets(kind: str, counts: list[int], height: int, width: int, num_classes: int, gen: torch.Generator) -> Tensor:
     rows = []
-    for image, n in enumerate(_counts(kind, batch, gen)):
+    for image, n in enumerate(counts):
         if n == 0:
             continue
         if kind == "crowded":
