@@ -10,7 +10,7 @@ from yolox_export.grid import flatten_levels, level_shapes
 from yolox_export.parity.scenarios import make_scenario
 from yolox_export.static.assign import first_argmin, select_topk
 
-MODES = ("regular", "fast")
+MODES = ("regular", "fast", "megvii")
 
 
 def padded_inputs(scenario, max_gt=None):

@@ -18,7 +18,9 @@ import torch
 import yolox_export.reference.common as reference_common
 import yolox_export.static.loss as static_loss
 import yolox_export.targets as targets_module
-from yolox_export import FastYoloXLoss, LossConfig, PaddedYoloXLoss, RegularYoloXLoss, StaticYoloXLoss, pad_targets
+from yolox_export import (FastYoloXLoss, LossConfig, MegviiYoloXLoss, PaddedYoloXLoss, RegularYoloXLoss, StaticYoloXLoss,
+                          pad_targets)
+from yolox_export.config import MODES
 from yolox_export.grid import flatten_levels, level_shapes
 
 STRIDES = (8, 16, 32)
@@ -53,8 +55,10 @@ def corrupt(column, value, row=1):
 MODULES = {
     "regular": lambda **kw: RegularYoloXLoss(STRIDES, NUM_CLASSES, **kw),
     "fast": lambda **kw: FastYoloXLoss(STRIDES, NUM_CLASSES, **kw),
+    "megvii": lambda **kw: MegviiYoloXLoss(STRIDES, NUM_CLASSES, **kw),
     "static-regular": lambda **kw: StaticYoloXLoss(STRIDES, NUM_CLASSES, mode="regular", **kw),
     "static-fast": lambda **kw: StaticYoloXLoss(STRIDES, NUM_CLASSES, mode="fast", **kw),
+    "static-megvii": lambda **kw: StaticYoloXLoss(STRIDES, NUM_CLASSES, mode="megvii", **kw),
 }
 ENTRY_POINTS = [f"{m}.{call}" for m in MODULES for call in ("forward", "assign")]
 
@@ -251,7 +255,7 @@ def crowded_image_1():
 
 @pytest.mark.parametrize("validate", (True, False))
 @pytest.mark.parametrize("method", ("forward", "assign"))
-@pytest.mark.parametrize("mode", ("regular", "fast"))
+@pytest.mark.parametrize("mode", MODES)
 def test_more_targets_than_max_gt_static(mode, method, validate):
     module = StaticYoloXLoss(STRIDES, NUM_CLASSES, mode=mode, max_gt=2, validate=validate)
     with pytest.raises(ValueError, match=r"image 1 has 3 targets, more than max_gt = 2"):
@@ -308,7 +312,7 @@ def test_cuda_predictions_with_cpu_targets(entry):
 
 
 @pytest.mark.parametrize("dtype", (torch.float16, torch.bfloat16))
-@pytest.mark.parametrize("mode", ("regular", "fast"))
+@pytest.mark.parametrize("mode", MODES)
 def test_low_precision_static_gives_the_float32_cast_assignment(mode, dtype):
     module = StaticYoloXLoss(STRIDES, NUM_CLASSES, mode=mode)
     low = levels(dtype=dtype)
@@ -325,7 +329,7 @@ def test_low_precision_static_gives_the_float32_cast_assignment(mode, dtype):
 
 
 @pytest.mark.parametrize("dtype", (torch.float16, torch.bfloat16))
-@pytest.mark.parametrize("reference", ("regular", "fast"))
+@pytest.mark.parametrize("reference", ("regular", "fast", "megvii"))
 def test_low_precision_references_work_in_float32(reference, dtype):
     # the references decode boxes in the prediction dtype (as the originals do), so their IoUs carry its rounding;
     # on this clear-cut batch the selection is the float32 cast's
@@ -403,7 +407,7 @@ def test_pad_targets_validate_false_passes_rows_through(spies):
     assert gt[1, 0].tolist() == [2.0, 40.0, 30.0, -5.0, 24.0] and mask.tolist() == [[True, False], [True, True]]
 
 
-@pytest.mark.parametrize("mode", ("regular", "fast"))
+@pytest.mark.parametrize("mode", MODES)
 def test_forward_padded_validate_false_skips_the_shape_check(mode, spies):
     module = StaticYoloXLoss(STRIDES, NUM_CLASSES, mode=mode, validate=False)
     p = levels()
@@ -446,7 +450,7 @@ NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 @pytest.mark.parametrize("value", NON_FINITE, ids=list(NON_FINITE))
 @pytest.mark.parametrize("channel", CHANNELS, ids=list(CHANNELS))
-@pytest.mark.parametrize("mode", ("regular", "fast"))
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("runner", GRAPH_RUNNERS)
 def test_non_finite_cell_is_never_assigned(runner, mode, channel, value):
     raw, gt, mask = single_cell(mode)
@@ -459,7 +463,7 @@ def test_non_finite_cell_is_never_assigned(runner, mode, channel, value):
 
 @pytest.mark.parametrize("value", NON_FINITE, ids=list(NON_FINITE))
 @pytest.mark.parametrize("channel", CHANNELS, ids=list(CHANNELS))
-@pytest.mark.parametrize("mode", ("regular", "fast"))
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("runner", GRAPH_RUNNERS)
 def test_non_finite_prediction_makes_the_loss_nan(runner, mode, channel, value):
     # two cells: cell 1 is the target's and stays finite; cell 0 gets the non-finite value
