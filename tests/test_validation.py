@@ -296,6 +296,7 @@ def test_levels_on_different_devices(entry):
         call(entry, p, targets())
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_cuda_predictions_with_cpu_targets(entry):
