@@ -47,6 +47,8 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "strides", _checked_strides(self.strides))
+        for name in ("use_l1", "sync_num_fgs", "obj_loss_fix"):
+            check_flag(name, getattr(self, name))
         if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 1:
             raise ValueError(f"num_classes must be an int >= 1, got {self.num_classes!r}")
         if self.mode not in MODES:
@@ -72,6 +74,13 @@ class LossConfig:
 
         bound = torch.tensor(float(CANDIDATE_TOPK)) * torch.tensor(float(self.dynamic_ks_bias))
         return max(1, int(bound.item()))
+
+
+def check_flag(name: str, value: object) -> bool:
+    """``value`` if it is a bool; TypeError otherwise (``"False"`` or 0 would otherwise read as a truth value)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool (True or False), got {value!r} ({type(value).__name__})")
+    return value
 
 
 def _checked_strides(strides: Sequence[int]) -> tuple[int, ...]:
