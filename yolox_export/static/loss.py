@@ -68,8 +68,8 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
     softplus and one gathered logit per cell are needed, not a [B, A, C] target. A non-finite output anywhere makes
     the loss and its components NaN (those cells are also never assigned), and so does a malformed real target slot
     (``padding``). Box losses read only matched cells' box logits, so a background cell's huge logit (whose decoded
-    box overflows) cannot reach the gradient. ``synchronise`` averages num_fg over the
-    default process group (fast mode's ``sync_num_fgs``); it is eager-only.
+    box overflows) cannot reach the gradient. ``synchronise`` averages num_fg over the default process group (fast
+    mode's ``sync_num_fgs``); it is eager-only.
     """
     with torch.autocast(device_type=raw.device.type, enabled=False):
         raw = raw.float()
