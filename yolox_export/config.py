@@ -7,6 +7,7 @@ apart. Defaults are those of super-gradients' ``YoloXDetectionLoss`` / ``YoloXFa
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -70,10 +71,13 @@ class LossConfig:
         """Largest dynamic k the mode can produce: 10 (regular) or int(float32(10) * float32(bias)) (fast)."""
         if self.mode == "regular":
             return CANDIDATE_TOPK
-        import torch
+        # the float32 product, in Python (no tensor read back): a product of two float32 values is exact in float64,
+        # so rounding it once to float32 gives the float32 multiplication's result
+        return max(1, int(_float32(_float32(float(CANDIDATE_TOPK)) * _float32(float(self.dynamic_ks_bias)))))
 
-        bound = torch.tensor(float(CANDIDATE_TOPK)) * torch.tensor(float(self.dynamic_ks_bias))
-        return max(1, int(bound.item()))
+
+def _float32(x: float) -> float:
+    return struct.unpack("f", struct.pack("f", x))[0]
 
 
 def check_flag(name: str, value: object) -> bool:
