@@ -237,3 +237,23 @@ def test_empty_and_imageless_batches_onnxruntime(exported):
         want = StaticYoloXLoss(STRIDES, NUM_CLASSES, mode=mode, use_l1=True).forward_padded(raw, gt, mask, SHAPES)
         assert out["fg_mask"].shape == (batch, CELLS) and not out["fg_mask"].any()
         torch.testing.assert_close(torch.as_tensor(out["loss_components"]), want.components, rtol=1e-5, atol=1e-6)
+
+
+# (cell, channel, value): huge but finite logits on background cells; decoded, the first two overflow float32
+HUGE_LOGITS = {"x-3e38": (0, 0, 3e38), "log-w-89": (1, 2, 89.0), "obj-1e30": (2, 4, 1e30), "cls--1e30": (3, 6, -1e30)}
+
+
+@pytest.mark.parametrize("kind", HUGE_LOGITS)
+def test_huge_finite_logits_give_finite_components_onnxruntime(exported, kind):
+    # finite in, finite out through the exported graph too: the same components as eager (whose gradient
+    # tests/test_properties.py checks against the reference)
+    mode, runner = exported
+    raw, gt, mask = one_target_case()
+    cell, channel, value = HUGE_LOGITS[kind]
+    raw[0, cell, channel] = value
+    want = StaticYoloXLoss(STRIDES, NUM_CLASSES, mode=mode, use_l1=True, validate=False).forward_padded(
+        raw, gt, mask, SHAPES)
+    assert not want.assignment.fg_mask[0, cell] and want.assignment.fg_mask.any()
+    got = torch.as_tensor(ort_outputs(runner, raw, gt, mask)["loss_components"])
+    assert torch.isfinite(got).all() and torch.isfinite(want.components).all()
+    torch.testing.assert_close(got, want.components, rtol=1e-5, atol=1e-6)
