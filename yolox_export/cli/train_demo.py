@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 class ProgressBar:
     """``[#####.....] 45/150 regular 3.2 s`` on stderr, redrawn in place, one line per mode."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
+    def __init__(self, stream=None):
+        self.stream = sys.stderr if stream is None else stream
         self.start = time.perf_counter()
 
     def __call__(self, mode: str, done: int, total: int) -> None:
