@@ -65,6 +65,7 @@ def mode_dict(run: ModeRun) -> dict:
         "first_difference": None if first is None else asdict(first) | {"cause": first.cause,
                                                                           "tie_explained": first.tie_explained},
         "assignment_differs": list(run.differs),
+        "control_first_assignment_difference": run.control_first_difference,
         "same_input": {"total": same_total, "differing_cells": run.same_input.cells,
                        "tie_explained_cells": run.same_input.explained,
                        "components": {name: [c[i] for c in run.same_input.components]
@@ -134,19 +135,31 @@ def _same_input_text(entry: dict) -> str:
     return "0" if cells == 0 else f"{cells} ({explained} tie)"
 
 
+def _step_text(step: int | None) -> str:
+    return "none" if step is None else str(step)
+
+
+#: Table columns: header and width.
+COLUMNS = (("mode", 8), (f"loss, first -> last {WINDOW} steps", 29), ("same-input gap", 14), ("same-input cells", 16),
+           ("run gap", 8), ("control gap", 11), ("first assignment diff", 21), ("control's", 9),
+           ("step ms ref/static", 18), ("loss ms ref/static", 18))
+
+
+def _row(cells: Sequence[str]) -> str:
+    return " ".join(f"{c:<{w}}" if i == 0 else f"{c:>{w}}" for i, (c, (_, w)) in enumerate(zip(cells, COLUMNS)))
+
+
 def format_table(data: dict) -> str:
     """The per-mode summary of a ``to_dict`` result, one line per mode."""
-    columns = (("mode", 8), (f"loss, first -> last {WINDOW} steps", 29), ("same-input gap", 14),
-               ("same-input cells", 16), ("run gap", 8), ("control gap", 11), ("first assignment diff", 21),
-               ("step ms ref/static", 18), ("loss ms ref/static", 18))
-    lines = [" ".join(f"{name:<{width}}" if i == 0 else f"{name:>{width}}" for i, (name, width) in enumerate(columns))]
+    lines = [_row([name for name, _ in COLUMNS])]
     for mode, e in data["modes"].items():
         gaps = e["max_relative_gap"]
-        cells = (mode, f"{_window_mean(e['reference'], 0):.3f} -> {_window_mean(e['reference'], -WINDOW):.3f}",
-                 f"{gaps['same_input']:.2g}", _same_input_text(e), f"{gaps['static']:.2g}", f"{gaps['control']:.2g}",
-                 _first_text(e), f"{e['step_ms']['reference']:.1f}/{e['step_ms']['static']:.1f}",
-                 f"{e['loss_ms']['reference']:.1f}/{e['loss_ms']['static']:.1f}")
-        lines.append(" ".join(f"{c:<{w}}" if i == 0 else f"{c:>{w}}" for i, (c, (_, w)) in enumerate(zip(cells, columns))))
+        lines.append(_row((
+            mode, f"{_window_mean(e['reference'], 0):.3f} -> {_window_mean(e['reference'], -WINDOW):.3f}",
+            f"{gaps['same_input']:.2g}", _same_input_text(e), f"{gaps['static']:.2g}", f"{gaps['control']:.2g}",
+            _first_text(e), _step_text(e["control_first_assignment_difference"]),
+            f"{e['step_ms']['reference']:.1f}/{e['step_ms']['static']:.1f}",
+            f"{e['loss_ms']['reference']:.1f}/{e['loss_ms']['static']:.1f}")))
     return "\n".join(lines)
 
 

@@ -162,6 +162,8 @@ class ModeRun:
     same_input: "SameInput"
     differs: list[bool]
     first_difference: FirstDifference | None
+    #: First step whose control-run assignment differs from the reference run's (None: never).
+    control_first_difference: int | None = None
 
 
 @dataclass
@@ -269,12 +271,15 @@ def run_mode(mode: str, settings: DemoSettings, data: Dataset, batches: Sequence
     same_input = SameInput()
     differs: list[bool] = []
     first: FirstDifference | None = None
+    control_first: int | None = None
     for step, indices in enumerate(batches):
         images, targets = data.batch(indices)
         order = SIDES if step % 2 == 0 else SIDES[::-1]
         out = {name: sides[name].step(images, targets) for name in order}
-        control.step(images, targets)
+        nudged_out = control.step(images, targets)
         ref, sub = out["reference"], out["static"]
+        if control_first is None and bool(differing_cells(ref.assignment, nudged_out.assignment).any()):
+            control_first = step
         same_cells = same_input.record(static_loss, ref, targets)
         cross_run = differing_cells(ref.assignment, sub.assignment)
         differs.append(bool(same_cells.any() or cross_run.any()))
@@ -283,7 +288,8 @@ def run_mode(mode: str, settings: DemoSettings, data: Dataset, batches: Sequence
                                        static_loss.config)
         if progress is not None:
             progress(mode, step + 1, len(batches))
-    return ModeRun(mode, sides["reference"].curve, sides["static"].curve, control.curve, same_input, differs, first)
+    return ModeRun(mode, sides["reference"].curve, sides["static"].curve, control.curve, same_input, differs, first,
+                   control_first)
 
 
 def analyse_difference(step: int, same_input: Tensor, cross_run: Tensor, reference_outputs: Sequence[Tensor],
