@@ -116,3 +116,10 @@ def test_bad_settings_are_named(kwargs, match):
 def test_unknown_mode_is_named():
     with pytest.raises(ValueError, match="nonsense"):
         run_demo(SETTINGS, modes=("nonsense",))
+
+
+def test_settings_check_the_data_set_too():
+    with pytest.raises(ValueError, match="batch_size"):
+        DemoSettings(batch_size=9, dataset_size=8)
+    with pytest.raises(ValueError, match="num_classes must be at most 4"):
+        DemoSettings(num_classes=5)

@@ -88,7 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         settings = DemoSettings(steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
                                 num_classes=args.num_classes, dataset_size=args.dataset_size, seed=args.seed,
                                 lr=args.lr, use_l1=args.use_l1)
-        settings.data_spec  # noqa: B018 (validates the data set's parameters before training starts)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -203,6 +203,6 @@ def plot(data: dict, path: Path, dpi: int = 80) -> Path:
         bottom.set_ylabel("|static - reference| / |reference|")
         top.set_ylabel("loss")
         top.legend(fontsize=6, ncol=2)
-        bottom.legend(fontsize=6)
+        bottom.legend(fontsize=6, loc="center right")
     figure.savefig(path, dpi=dpi)
     return Path(path)

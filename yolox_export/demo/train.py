@@ -71,6 +71,9 @@ class DemoSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if self.batch_size > self.dataset_size:
+            raise ValueError(f"batch_size ({self.batch_size}) must not exceed dataset_size ({self.dataset_size})")
+        self.data_spec  # noqa: B018 (DataSpec validates the data set's parameters)
 
     @property
     def data_spec(self) -> DataSpec:
@@ -192,6 +195,7 @@ def tie_cells(outputs: Sequence[Tensor], targets: Tensor, config: LossConfig) ->
 
 
 def prediction_drift(reference: Sequence[Tensor], static: Sequence[Tensor]) -> float:
+    """max |static - reference| / max |reference| over all head outputs of both runs (per-level lists)."""
     ref, sub = flatten_levels(reference), flatten_levels(static)
     return float((sub - ref).abs().max() / ref.abs().max().clamp(min=1e-30))
 
