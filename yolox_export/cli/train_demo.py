@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--use-l1", action="store_true", help="add the L1 box term (YOLOX's last epochs)")
     parser.add_argument("--threads", type=_positive, default=DEFAULT_THREADS,
                         help="torch intra-op threads (default 1: this small detector gains little from more, and on "
-                             "the busy 2-core machine, load average 6, 2 threads ran about 10x slower than 1)")
+                             "this 2-core machine shared with other work, 2 threads ran 4x to 10x slower than 1)")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
     return one_line_errors(parser)
 

@@ -163,7 +163,7 @@ def format_table(data: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(data: dict, path: Path, dpi: int = 80) -> Path:
+def plot(data: dict, path: Path, dpi: int = 64) -> Path:
     """Per mode (columns): loss components per step, reference run solid and static run dashed (top); on a log axis
     (bottom) their relative gaps, the control run's total-loss gap and the static module's total-loss gap on the
     reference run's own predictions (exact equality is not drawn)."""
