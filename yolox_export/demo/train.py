@@ -10,8 +10,8 @@ analyses the first step where either comparison differs.
 
 A third, control run trains with the reference again, from the initial weights nudged by one float32 ulp: how far it
 strays from the reference run is how far float32 rounding alone carries this training. Training is chaotic: a
-difference of one rounding grows from step to step (about twofold per step with this model and the default learning
-rate, measured), and sooner or later a SimOTA assignment flips on a near-tie, after which the runs are two samples of
+difference of one rounding grows from step to step (the runs' outputs drift apart two- to fivefold further per step
+with this model and the default learning rate, measured), and sooner or later a SimOTA assignment flips on a near-tie, after which the runs are two samples of
 the same training rather than one curve. The static run is expected to stray no further than the control run.
 
 Shape legend: B batch, A cells (all levels), N targets of a batch.
