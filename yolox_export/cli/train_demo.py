@@ -8,6 +8,7 @@ Exit code: 0 when no assignment difference is a real mismatch, 1 when one is, 2 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -90,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
                                 lr=args.lr, use_l1=args.use_l1)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not args.no_plot and importlib.util.find_spec("matplotlib") is None:
+        print("error: the plot needs matplotlib (pip install -e \".[demo]\"); --no-plot skips it", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
