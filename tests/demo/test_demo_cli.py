@@ -38,3 +38,12 @@ def test_library_imports_need_no_matplotlib():
     code = ("import sys, yolox_export.demo.report, yolox_export.demo.train, yolox_export.cli.train_demo; "
             "assert 'matplotlib' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_missing_matplotlib_is_said_before_training(monkeypatch, capsys, tmp_path):
+    import yolox_export.cli.train_demo as cli
+
+    monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name: None)
+    assert main([*SMALL, "--out", str(tmp_path)]) == 2
+    assert "matplotlib" in capsys.readouterr().err
+    assert not (tmp_path / "train_demo.json").exists()
