@@ -1,79 +1,13 @@
-"""Benchmark the static YOLOX assignment + loss against RegularYoloXLoss and FastYoloXLoss on seeded inputs.
+"""Benchmark the static YOLOX assignment + loss against the eager references (see --help).
 
-    python scripts/bench.py            # the project's target configuration: 2 threads, B=16, 640x640, C=80,
-                                       # COCO-like and crowded targets, both modes (several minutes on a CPU)
-    python scripts/bench.py --quick    # a small subset (under two minutes)
-    python scripts/bench.py --full     # batch 1/8/16/32 x image 320/640/1280 x both kinds (hours on a CPU)
-
-Writes results/bench.json, results/bench.md (the README table) and results/bench.png, and prints PASS/MISS per
-target. Method (timing, ratios, peak memory): see the docstring of yolox_export/bench.py.
+Same as ``yolox-export bench``; the code lives in ``yolox_export/cli/bench.py``.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from yolox_export.cli.bench import build_parser, main
 
-from yolox_export import bench  # noqa: E402
-from yolox_export.cli import one_line_errors  # noqa: E402
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    preset = parser.add_mutually_exclusive_group()
-    preset.add_argument("--quick", action="store_const", const="quick", dest="preset", help="small subset")
-    preset.add_argument("--full", action="store_const", const="full", dest="preset", help="the full sweep")
-    parser.add_argument("--batch", type=int, nargs="+", dest="batches", metavar="B", help="batch sizes")
-    parser.add_argument("--image-size", type=int, nargs="+", dest="image_sizes", metavar="S",
-                        help="square image sizes in pixels, multiples of 32")
-    parser.add_argument("--kinds", nargs="+", metavar="KIND", help="scenario kinds: coco (COCO-like), crowded, ...")
-    parser.add_argument("--modes", nargs="+", metavar="MODE", help="static modes: regular, fast")
-    parser.add_argument("--subjects", nargs="+", metavar="NAME", help=f"subjects, of {list(bench.SUBJECTS)}")
-    parser.add_argument("--num-classes", type=int, metavar="C", help="number of classes")
-    parser.add_argument("--repeats", type=int, metavar="N", help="timed calls per measurement (at most)")
-    parser.add_argument("--warmup", type=int, metavar="N", help="untimed calls before timing")
-    parser.add_argument("--max-seconds", type=float, metavar="S", help="stop timing a measurement after S seconds "
-                        "once min(3, repeats) calls are in")
-    parser.add_argument("--threads", type=int, metavar="N", help="torch / onnxruntime intra-op threads")
-    parser.add_argument("--seed", type=int, help="scenario seed")
-    parser.add_argument("--out", default="results", metavar="DIR", help="output folder (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, metavar="S", help="per-subject worker timeout in seconds")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--one-process", action="store_false", dest="isolate", default=None,
-                       help="run all subjects one after another in one worker process (faster, memory less "
-                       "isolated; --quick's default)")
-    where.add_argument("--isolate", action="store_true", dest="isolate", default=None,
-                       help="run each subject in its own fresh worker process (default, except with --quick)")
-    parser.add_argument("--omp-wait-policy", choices=bench.OMP_WAIT_POLICIES, help="OMP_WAIT_POLICY of the "
-                        "subprocesses; PASSIVE (default) also turns onnxruntime's spinning off")
-    parser.add_argument("--profile", action="store_true", help="also write DIR/profile.md: torch.profiler of "
-                        "StaticYoloXLoss eager and onnxruntime's node profile, per case and mode")
-
-    return one_line_errors(parser)
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
-    options = {key: getattr(args, key) for key in ("batches", "image_sizes", "kinds", "modes", "subjects",
-                                                   "num_classes", "repeats", "warmup", "max_seconds", "threads",
-                                                   "seed", "timeout", "isolate", "omp_wait_policy")}
-    try:
-        settings = bench.make_settings(args.preset or "targets", out=args.out, profile=args.profile, **options)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    results = bench.run_benchmark(settings, argv)
-    paths = bench.write_outputs(results, settings.out)
-    if settings.profile:
-        paths["profile"] = bench.write_profiles(settings)
-    print("\n".join(bench.target_lines(results)))
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return 0
-
+__all__ = ["build_parser", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,71 +1,13 @@
-"""Export the static YOLOX assignment + loss graph to ONNX, validate it, and optionally build a TensorRT engine.
+"""Export the static YOLOX assignment + loss graph to ONNX, validate it, optionally build a TensorRT engine.
 
-    python scripts/export.py                       # models/yolox_s.toml -> models/yolox_s.onnx
-    python scripts/export.py --preset models/yolox_nano.toml --mode fast --engine models/yolox_nano.engine
+Same as ``yolox-export export``; the code lives in ``yolox_export/cli/export.py``.
 """
 
-from __future__ import annotations
-
-import argparse
-import dataclasses
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from yolox_export.cli.export import build_parser, main
 
-from yolox_export.cli import one_line_errors  # noqa: E402
-from yolox_export.export.presets import DEFAULT_PRESET, load_preset, parse_range  # noqa: E402
-
-
-def _range(text: str) -> tuple[int, int, int]:
-    try:
-        return parse_range(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default=DEFAULT_PRESET, help="preset TOML file (default: %(default)s)")
-    parser.add_argument("--output", help="ONNX file to write (default: models/<preset name>.onnx)")
-    parser.add_argument("--mode", choices=("regular", "fast"), help="assignment mode (default: the preset's)")
-    parser.add_argument("--num-classes", type=int, help="number of classes (default: the preset's)")
-    parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="input size (default: the preset's)")
-    parser.add_argument("--opset", type=int, help="ONNX opset (default: the preset's)")
-    parser.add_argument("--batch", type=_range, metavar="MIN:OPT:MAX", help="dynamic batch range / TensorRT profile")
-    parser.add_argument("--max-gt", type=_range, metavar="MIN:OPT:MAX", help="dynamic max_gt range / TensorRT profile")
-    parser.add_argument("--engine", help="also build a TensorRT engine at this path")
-    parser.add_argument("--with-targets", action="store_true", help="add cls/obj/reg/l1 targets to the outputs")
-    parser.add_argument("--no-timing", action="store_true", help="skip the onnxruntime latency measurement")
-    return one_line_errors(parser)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        preset = load_preset(args.preset)
-        overrides = {"mode": args.mode, "num_classes": args.num_classes, "opset": args.opset, "batch": args.batch,
-                     "max_gt": args.max_gt, "image_size": tuple(args.image_size) if args.image_size else None}
-        preset = dataclasses.replace(preset, **{k: v for k, v in overrides.items() if v is not None})
-    except (OSError, ValueError, TypeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if args.engine:
-        from yolox_export.export.tensorrt import tensorrt_unavailable_reason
-
-        reason = tensorrt_unavailable_reason()
-        if reason:
-            print(f"error: cannot build a TensorRT engine: {reason}", file=sys.stderr)
-            return 2
-    from yolox_export.export.pipeline import export_and_validate
-
-    output = Path(args.output) if args.output else Path("models") / f"{preset.name}.onnx"
-    report = export_and_validate(preset, output, with_targets=args.with_targets, engine=args.engine,
-                                 time_it=not args.no_timing)
-    print(report)
-    return 0 if report.validation.ok else 1
-
+__all__ = ["build_parser", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

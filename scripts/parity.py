@@ -1,119 +1,13 @@
-"""Parity of the static YOLOX assignment + loss (eager, ONNX under onnxruntime, TensorRT) against the eager reference
-losses, on the built-in seeded scenario suite or on batches you recorded.
+"""Parity of the static YOLOX assignment + loss against the eager references (see --help).
 
-    python scripts/parity.py                                   # both modes, every scenario kind, subject static
-    python scripts/parity.py --recorded step.pt --modes fast   # your own batch: torch.save(dict(predictions=...,
-                                                               #   targets=...), "step.pt") in a training step
-    python scripts/parity.py --subjects static onnxruntime --export --image-size 320 320 --num-classes 20
-    python scripts/parity.py --modes fast --kinds fresh --plot plots/ --json parity.json
-
-Exit code: 0 when every report passes, 1 when one fails, 2 for a usage or input error.
+Same as ``yolox-export parity``; the code lives in ``yolox_export/cli/parity.py``.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from yolox_export.cli.parity import build_parser, main
 
-from yolox_export import parity_cli  # noqa: E402
-from yolox_export.cli import one_line_errors  # noqa: E402
-from yolox_export.parity import SUBJECTS  # noqa: E402
-from yolox_export.scenarios import KINDS  # noqa: E402
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    data = parser.add_argument_group("batches (the built-in suite unless --recorded)")
-    data.add_argument("--recorded", nargs="+", metavar="FILE.pt",
-                      help="recorded batches: " + parity_cli.RECORDED_FORMAT)
-    data.add_argument("--kinds", nargs="+", choices=KINDS, metavar="KIND",
-                      help=f"scenario kinds of the suite (default: all of {', '.join(KINDS)})")
-    data.add_argument("--seeds", type=_positive, metavar="N",
-                      help=f"seeds per kind (default: {parity_cli.DEFAULT_SEEDS}; 'crowded', the slow kind, is capped "
-                           f"at {parity_cli.SEED_CAPS['crowded']} unless --seeds is given)")
-    data.add_argument("--batch-size", type=_positive, metavar="B",
-                      help=f"images per suite batch (default: {parity_cli.DEFAULT_BATCH_SIZE})")
-    data.add_argument("--image-size", type=_positive, nargs=2, metavar=("H", "W"),
-                      help="suite image size (default: %d %d)" % parity_cli.DEFAULT_IMAGE_SIZE)
-    data.add_argument("--num-classes", type=_positive, metavar="C",
-                      help=f"classes (default: {parity_cli.DEFAULT_NUM_CLASSES} for the suite; inferred from the "
-                           "predictions' last dimension - 5 for --recorded)")
-    data.add_argument("--strides", type=_positive, nargs="+", metavar="S",
-                      help="head strides, one per level (default: %s)" % " ".join(map(str, parity_cli.DEFAULT_STRIDES)))
-    what = parser.add_argument_group("what to compare")
-    what.add_argument("--modes", nargs="+", choices=parity_cli.MODES, default=list(parity_cli.DEFAULT_MODES),
-                      help="assignment modes (default: regular fast)")
-    what.add_argument("--subjects", nargs="+", choices=SUBJECTS, default=["static"],
-                      help="implementations compared with the eager reference (default: static)")
-    what.add_argument("--onnx", nargs="+", metavar="PATH",
-                      help="exported graph(s) for subject onnxruntime, one per mode, matched by their metadata "
-                           "(implies --subjects onnxruntime)")
-    what.add_argument("--export", action="store_true",
-                      help="export a matching graph per mode into a temporary folder (implies --subjects onnxruntime)")
-    what.add_argument("--engine", nargs="+", metavar="PATH",
-                      help="TensorRT engine(s) for subject tensorrt, one per mode in the order of --modes "
-                           "(implies --subjects tensorrt)")
-    what.add_argument("--no-gradients", action="store_true", help="do not compare gradients (faster)")
-    out = parser.add_argument_group("output")
-    out.add_argument("--json", metavar="PATH", help="write {passed, batches, reports: {mode: report}} as JSON")
-    out.add_argument("--plot", metavar="DIR", help="write a PNG per image with differing cells")
-    out.add_argument("--plot-limit", type=_count, default=parity_cli.DEFAULT_PLOT_LIMIT, metavar="N",
-                     help="at most N plots per mode (default: %(default)s)")
-    return one_line_errors(parser)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.recorded:
-        given = [flag for flag, value in (("--kinds", args.kinds), ("--seeds", args.seeds),
-                                          ("--batch-size", args.batch_size), ("--image-size", args.image_size))
-                 if value is not None]
-        if given:
-            print(f"error: {', '.join(given)} shape(s) the built-in suite and cannot be used with --recorded",
-                  file=sys.stderr)
-            return 2
-    seeds_given = args.seeds is not None
-    options = parity_cli.Options(
-        modes=args.modes, subjects=args.subjects, kinds=args.kinds or KINDS,
-        seeds=args.seeds if seeds_given else parity_cli.DEFAULT_SEEDS,
-        batch_size=args.batch_size or parity_cli.DEFAULT_BATCH_SIZE,
-        image_size=tuple(args.image_size) if args.image_size else parity_cli.DEFAULT_IMAGE_SIZE,
-        num_classes=args.num_classes, strides=tuple(args.strides or parity_cli.DEFAULT_STRIDES),
-        recorded=args.recorded, onnx=args.onnx, export=args.export, engine=args.engine, json_path=args.json,
-        plot_dir=args.plot, plot_limit=args.plot_limit, gradients=not args.no_gradients,
-        seed_caps=not seeds_given,
-    )
-    try:
-        result = parity_cli.run(options)
-    except parity_cli.InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0 if result.passed else 1
-
+__all__ = ["build_parser", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

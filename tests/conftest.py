@@ -1,6 +1,101 @@
-import os
-import sys
+"""Shared test helpers (``from conftest import ...``). The package is installed (editable); run pytest from the
+repository root.
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+Hand-built heads for the reference tests: one level, stride 8, a 32x32 image -> a 4x4 grid, 16 cells, cell index
+= 4 * y + x; a level is [B, 1, H, W, 5 + C] with (tx, ty, tw, th, obj, cls_0, cls_1, ...).
+"""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name):
+    """``scripts/<name>.py`` loaded as a module (its ``build_parser`` and ``main``)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+LN2 = math.log(2.0)
+# Loss values: float32 math over a handful of terms. float64 heads still go through a float32 assignment (the
+# matched IoU that feeds the class target is float32, ~6e-8 relative), hence 1e-6 rather than ~1e-12.
+TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float64: dict(rtol=1e-6, atol=1e-6)}
+# Matched IoUs are float32 in the Assignment whatever the head's dtype.
+IOU_TOL = dict(rtol=1e-6, atol=1e-6)
+
+
+def softplus(x):
+    return math.log1p(math.exp(x))
+
+
+def bce_logits(x, y):
+    """BCE-with-logits of logit x against target y: softplus(x) - x * y."""
+    return softplus(x) - x * y
+
+
+def head(batch=1, h=4, w=4, num_classes=2, dtype=torch.float32):
+    return torch.zeros(batch, 1, h, w, 5 + num_classes, dtype=dtype)
+
+
+def set_cell(level, cell, b=None, box=None, obj=None, cls=None):
+    """Write logits of cell index ``cell`` (row-major) in image ``b`` (all images when None)."""
+    y, x = divmod(cell, level.shape[3])
+    images = range(level.shape[0]) if b is None else [b]
+    for i in images:
+        if box is not None:
+            level[i, 0, y, x, :4] = torch.tensor(box, dtype=level.dtype)
+        if obj is not None:
+            level[i, 0, y, x, 4] = obj
+        if cls is not None:
+            for c, v in cls.items():
+                level[i, 0, y, x, 5 + c] = v
+
+
+def fg_cells(assignment, b=0):
+    return assignment.fg_mask[b].nonzero().squeeze(1).tolist()
+
+
+def main_case(batch=1, dtype=torch.float32, image=0):
+    """One target, class 1, box (cx, cy, w, h) = (4, 4, 8, 8) -> [0, 8] x [0, 8].
+
+    Candidates (centre test |c - 4| < 20 on each axis: 4, 12, 20 in, 28 out): cells with x, y in {0, 1, 2}
+    = {0, 1, 2, 4, 5, 6, 8, 9, 10}. In box (0 < c < 8 strictly): only centre 4 -> cell 0 is the only strong cell.
+
+    Predictions (all other logits 0):
+      cell 0 (0,0): t = (.25, .25, 0, 0), cls_1 = 1 -> box centre (2, 2), [-2, 6]^2:
+                    inter 6 * 6 = 36, union 64 + 64 - 36 = 92, IoU = 9/23 = 0.391304
+      cell 1 (1,0): t = (-.5, .5, 0, 0)             -> centre (4, 4) = the target, IoU 1
+      cell 4 (0,1): t = (.5, -.5, 0, 0), cls_1 = 4  -> centre (4, 4) = the target, IoU 1
+      cell 3 (3,0): t = (-2.5, .5, 0, 0)            -> centre (4, 4), IoU 1, but NOT a candidate (centre 28 is 24 away)
+      cell 5 (1,1): default centre (8, 8), [4, 12]^2: inter 16, union 112, IoU 1/7 = 0.142857
+      cells 2, 6, 8, 9, 10 (default): no overlap, IoU 0
+    dynamic k: regular int(9/23 + 1 + 1 + 1/7) = int(2.534161) = 2; fast long(2.534161 * 1.1 = 2.787578) = 2.
+    Class costs (class 1): -log(1 - p_0) - log(p_1), p_0 = 0.5:
+      cell 0: p_1 = sqrt(sigmoid(1) / 2) = 0.604590 -> 0.693147 + 0.503206 = 1.196353
+      cell 1: 2 ln2 = 1.386294;  cell 4: p_1 = sqrt(sigmoid(4) / 2) = 0.700719 -> 0.693147 + 0.355649 = 1.048796
+    Costs: cell 0 (strong) 1.196353 + 3 * -log(9/23) = 1.196353 + 2.814810 = 4.011163
+           cell 4: 1e5 + 1.048796;  cell 1: 1e5 + 1.386294;  cell 5: 1e5 + 1.386294 + 3 * ln 7 = 1e5 + 7.224;  IoU-0: 1e5 + 56.6
+    -> the two cheapest: cells 0 and 4 (cell 4 beats cell 1 only through its class logit).
+    """
+    p = head(batch=batch, dtype=dtype)
+    set_cell(p, 0, box=(0.25, 0.25, 0, 0), cls={1: 1.0})
+    set_cell(p, 1, box=(-0.5, 0.5, 0, 0))
+    set_cell(p, 4, box=(0.5, -0.5, 0, 0), cls={1: 4.0})
+    set_cell(p, 3, box=(-2.5, 0.5, 0, 0))
+    targets = torch.tensor([[image, 1, 4, 4, 8, 8]], dtype=dtype)
+    return p, targets
+
+
+# Hand-computed terms of the main case (num_fg = 2):
+#   iou: cell 0: 1 - (9/23)^2 = 448/529 = 0.846881, cell 4: 1 - 1 = 0             -> 0.846881 / 2 = 0.423440
+#   obj: every objectness logit is 0 -> each of the 16 cells costs ln2             -> 16 ln2 / 2 = 5.545177
+#   cls: cell 0 logits (0, 1) vs (0, 9/23): ln2 + softplus(1) - 9/23 = 0.693147 + 0.921957
+#        cell 4 logits (0, 4) vs (0, 1):    ln2 + softplus(-4)       = 0.693147 + 0.018150   -> 2.326402 / 2 = 1.163201
+MAIN_IOU = (1 - (9 / 23) ** 2) / 2
+MAIN_CLS = (LN2 + bce_logits(1.0, 9 / 23) + LN2 + bce_logits(4.0, 1.0)) / 2

@@ -1,7 +1,7 @@
 """Issue #7, fuzzing: hypothesis draws small grids, targets and predictions and checks that
 
 * the static assignment equals the eager reference's of the same mode, every difference explained by a tie
-  (``parity.compare``'s tie analysis), in both modes;
+  (``parity.comparison``'s tie analysis), in both modes;
 * an exported graph under onnxruntime equals eager ``forward_padded`` on the grid it was exported for.
 
 Runs derandomized (CI is reproducible) with ``PARITY_EXAMPLES`` examples per mode for the parity property and
@@ -22,8 +22,10 @@ from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
 
 from yolox_export import LossConfig, StaticYoloXLoss
-from yolox_export.parity import compare, reference_for, static_for
-from yolox_export.scenarios import _fit_to_targets
+from yolox_export.parity import compare
+from yolox_export.parity.comparison import static_for
+from yolox_export.reference import reference_for
+from yolox_export.parity.scenarios import _fit_to_targets
 
 # ---------------------------------------------------------------------------------------------------------------
 # settings profiles
@@ -284,7 +286,7 @@ def test_onnxruntime_equals_eager(exported, case):
 def unexplained_cells(differs, raw, gt, mask, config) -> list[tuple[int, int]]:
     from yolox_export.grid import make_grid
     from yolox_export.parity import RUNTIME_ULPS
-    from yolox_export.ties import image_ties
+    from yolox_export.parity.ties import image_ties
 
     grid = make_grid(ORT_SHAPES, config.strides)
     found = []

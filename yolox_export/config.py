@@ -16,6 +16,8 @@ IOU_TYPES = ("iou", "giou")
 #: SimOTA cost weights, fixed in both references.
 IOU_COST_WEIGHT = 3.0
 OUTSIDE_COST = 100000.0
+#: Epsilon of SimOTA's IoU cost, IOU_COST_WEIGHT * -log(iou + IOU_COST_EPS), in every reference and the static module.
+IOU_COST_EPS = 1e-8
 #: Top-k IoUs summed into the dynamic k.
 CANDIDATE_TOPK = 10
 #: Weight of the IoU loss term in the total loss.

@@ -54,3 +54,15 @@ def unpad_targets(gt: Tensor, gt_mask: Tensor) -> Tensor:
     image_index, slot = gt_mask.nonzero(as_tuple=True)
     rows = gt[image_index, slot]
     return torch.cat((image_index.unsqueeze(1).to(gt.dtype), rows), dim=1)
+
+
+def with_min_slots(gt: Tensor, gt_mask: Tensor, min_slots: int = 1) -> tuple[Tensor, Tensor]:
+    """(gt [B, G', 5], gt_mask [B, G']) with G' = max(G, ``min_slots``): masked zero slots appended where G is smaller.
+
+    The static graph needs G >= 1 (one masked slot stands for "no targets"); masked slots never change the result.
+    """
+    missing = min_slots - gt.shape[1]
+    if missing <= 0:
+        return gt, gt_mask
+    gt = torch.cat((gt, gt.new_zeros((gt.shape[0], missing, gt.shape[2]))), 1)
+    return gt, torch.cat((gt_mask, gt_mask.new_zeros((gt_mask.shape[0], missing))), 1)

@@ -1,7 +1,6 @@
 """The exported graph: validation, forbidden-op detection, metadata, dynamic axes, and onnxruntime parity with
 eager at two batch / max_gt sizes on fresh seeded inputs of every scenario kind."""
 
-import sys
 from pathlib import Path
 
 import onnx
@@ -9,12 +8,16 @@ import pytest
 import torch
 
 from yolox_export import PaddedYoloXLoss, pad_targets
+from yolox_export.export.contract import OUTPUT_NAMES, TARGET_OUTPUT_NAMES, graph_feeds
 from yolox_export.export.onnx_export import export_onnx, preset_config, validate_onnx, level_shapes_for
 from yolox_export.export.ort_runtime import OrtRunner
 from yolox_export.export.presets import Preset
+from yolox_export.export.runners import EagerRunner, Runner, open_runner
 from yolox_export.export.trt_compat import find_forbidden_ops
 from yolox_export.grid import flatten_levels
-from yolox_export.scenarios import KINDS, make_scenario
+from yolox_export.parity.scenarios import KINDS, make_scenario
+
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,8 +82,7 @@ def test_a_planted_nonzero_is_caught(tmp_path):
 
 
 def test_script_exports_the_default_preset(tmp_path, capsys):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import export as export_script
+    export_script = load_script("export")
 
     out = tmp_path / "yolox_s.onnx"
     assert export_script.main(["--output", str(out), "--no-timing"]) == 0
@@ -89,8 +91,7 @@ def test_script_exports_the_default_preset(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv", (["--preset", "missing.toml"], ["--engine", "x.engine", "--output", "unused.onnx"]))
 def test_script_stops_with_exit_code_2(argv, capsys):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import export as export_script
+    export_script = load_script("export")
 
     assert export_script.main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -99,11 +100,29 @@ def test_script_stops_with_exit_code_2(argv, capsys):
 
 @pytest.mark.parametrize("argv", (["--batch", "3:2:1"], ["--num-classes", "many"], ["--mode", "slow"]))
 def test_script_bad_option_values_are_one_line_errors(argv, capsys):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import export as export_script
+    export_script = load_script("export")
 
     with pytest.raises(SystemExit) as stop:
         export_script.main(argv)
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err
+
+
+@pytest.mark.parametrize("kind", ("empty", "sparse", "fitted"))
+def test_every_runner_has_the_same_outputs_names_and_dtypes(exported, kind):
+    # the runner protocol: run(feeds) -> dict[str, Tensor], same names and dtypes whatever the backend; graph_feeds
+    # pads G to at least 1 (an empty batch is one masked slot per image), which the graph accepts
+    preset, path = exported
+    s = make_scenario(kind, batch_size=2, image_size=preset.image_size, num_classes=6, seed=3)
+    feeds = graph_feeds(s.predictions, s.targets)
+    if kind == "empty":
+        assert feeds["targets"].shape[1] == 1 and not feeds["target_mask"].any()
+    eager = EagerRunner(preset_config(preset), level_shapes_for(preset), with_targets=True)
+    ort = open_runner("onnxruntime", path)
+    assert isinstance(eager, Runner) and isinstance(ort, Runner)
+    want, got = eager.run(feeds), ort.run(feeds)
+    assert list(got) == list(want) == list(OUTPUT_NAMES + TARGET_OUTPUT_NAMES)
+    for name in want:
+        assert isinstance(got[name], torch.Tensor) and got[name].dtype == want[name].dtype, name
+    assert torch.equal(got["fg_mask"], want["fg_mask"]) and torch.equal(got["matched_gt"], want["matched_gt"])

@@ -62,7 +62,7 @@ def test_run_matches_numpy(runner):
 def test_run_accepts_torch_tensors(runner):
     predictions, mask = _feeds(5)
     out = runner.run({"predictions": torch.from_numpy(predictions), "mask": torch.from_numpy(mask)})
-    torch.testing.assert_close(torch.from_numpy(out["masked_sum"]), torch.from_numpy(predictions.sum(-1) * mask))
+    torch.testing.assert_close(out["masked_sum"], torch.from_numpy(predictions.sum(-1) * mask))
 
 
 def test_specs_and_providers(runner):

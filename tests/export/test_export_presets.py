@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from yolox_export.export.presets import DEFAULT_PRESET, Preset, load_preset, parse_range
+from yolox_export.export.presets import DEFAULT_PRESET, PRESET_DIR, Preset, load_preset, parse_range
 
 ROOT = Path(__file__).resolve().parents[2]
-PRESET_FILES = sorted((ROOT / "models").glob("*.toml"))
+PRESET_FILES = sorted(PRESET_DIR.glob("*.toml"))
 
 GOOD = """\
 name = "custom"
@@ -41,7 +41,7 @@ def _without(key):
 def test_expected_preset_files_exist():
     names = {path.stem for path in PRESET_FILES}
     assert {"yolox_nano", "yolox_tiny", "yolox_s", "yolox_m", "yolox_l", "yolox_x"} <= names
-    assert (ROOT / DEFAULT_PRESET).is_file()
+    assert (PRESET_DIR / f"{DEFAULT_PRESET}.toml").is_file()
 
 
 @pytest.mark.parametrize("path", PRESET_FILES, ids=lambda p: p.stem)
@@ -57,8 +57,8 @@ def test_every_preset_loads(path):
 
 
 def test_num_anchors():
-    assert load_preset(ROOT / "models" / "yolox_s.toml").num_anchors == 8400
-    assert load_preset(ROOT / "models" / "yolox_nano.toml").num_anchors == 3549
+    assert load_preset(PRESET_DIR / "yolox_s.toml").num_anchors == 8400
+    assert load_preset(PRESET_DIR / "yolox_nano.toml").num_anchors == 3549
 
 
 def test_custom_preset_and_range_text(tmp_path):

@@ -1,10 +1,7 @@
 """ONNX export of the padded assignment + loss graph (``PaddedYoloXLoss``) and its validation.
 
-Graph inputs: ``predictions`` float32 [batch, A, 5 + C], ``targets`` float32 [batch, max_gt, 5] (class, cx, cy, w, h
-in pixels), ``target_mask`` bool [batch, max_gt]. Outputs: ``fg_mask`` bool [batch, A], ``matched_gt`` int64
-[batch, A] (-1 background), ``matched_iou`` float32 [batch, A], ``loss_components`` float32 [6]; with targets also
-``cls_target`` [batch, A, C], ``obj_target`` [batch, A], ``reg_target`` [batch, A, 4], ``l1_target`` [batch, A, 4].
-``batch`` and ``max_gt`` are dynamic axes; the configuration is stored in ``metadata_props``.
+Inputs and outputs: see ``contract``. ``batch`` and ``max_gt`` are dynamic axes; the configuration is stored in
+``metadata_props`` (:func:`metadata`; the README lists every key and its format).
 """
 
 from __future__ import annotations
@@ -23,12 +20,9 @@ import torch
 
 from ..config import LossConfig
 from ..static import PaddedYoloXLoss
+from .contract import INPUT_NAMES, OUTPUT_NAMES, TARGET_OUTPUT_NAMES
 from .presets import Preset
 from .trt_compat import check_tensorrt_compatibility, find_forbidden_ops
-
-INPUT_NAMES = ("predictions", "targets", "target_mask")
-OUTPUT_NAMES = ("fg_mask", "matched_gt", "matched_iou", "loss_components")
-TARGET_OUTPUT_NAMES = ("cls_target", "obj_target", "reg_target", "l1_target")
 
 
 def preset_config(preset: Preset) -> LossConfig:
@@ -163,7 +157,7 @@ def _static_axes(model: onnx.ModelProto) -> list[str]:
     problems = []
     for value in model.graph.input:
         dims = value.type.tensor_type.shape.dim
-        dynamic = 1 if value.name == "predictions" else 2
+        dynamic = 1 if value.name == INPUT_NAMES[0] else 2  # predictions: batch only
         for axis in range(min(dynamic, len(dims))):
             if not dims[axis].dim_param:
                 problems.append(f"input {value.name} axis {axis} is fixed at {dims[axis].dim_value}, not dynamic")
@@ -172,12 +166,9 @@ def _static_axes(model: onnx.ModelProto) -> list[str]:
 
 def ort_latency_ms(path: str | Path, preset: Preset, repeats: int = 10, threads: int | None = None) -> float:
     """Median latency (ms) of the graph under onnxruntime's CPU EP at the preset's opt batch and max_gt."""
-    import onnxruntime as ort
+    from .ort_runtime import ort_session
 
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = ort_session(path, ["CPUExecutionProvider"], threads=threads)
     config = preset_config(preset)
     cells = sum(h * w for h, w in level_shapes_for(preset))
     feeds = {k: v.numpy() for k, v in zip(INPUT_NAMES, example_inputs(config, cells, preset.batch[1], preset.max_gt[1]))}

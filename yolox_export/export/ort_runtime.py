@@ -1,4 +1,5 @@
-"""Run an exported ONNX model under onnxruntime, checking every feed against the model's declared inputs.
+"""Run an exported ONNX model under onnxruntime, checking every feed against the model's declared inputs, and the
+one place onnxruntime sessions are created (:func:`ort_session`, also used by the benchmark).
 
 onnxruntime's own errors for a wrong feed are terse and come from deep inside the session; :class:`OrtRunner`
 checks names, ranks, static dimensions, shared symbolic dimensions and dtypes first and names the input, what it
@@ -15,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["DEFAULT_PROVIDERS", "InputSpec", "OrtRunner", "check_feeds", "default_providers", "numpy_dtype"]
+__all__ = ["DEFAULT_PROVIDERS", "InputSpec", "OrtRunner", "check_feeds", "default_providers", "numpy_dtype",
+           "ort_session"]
 
 DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 """Execution providers in order of preference; :func:`default_providers` keeps the available ones."""
@@ -72,6 +74,26 @@ def _import_onnxruntime() -> Any:
     except ImportError as err:
         raise ImportError(_INSTALL_HINT) from err
     return onnxruntime
+
+
+def ort_session(path: str | Path, providers: Sequence[str | tuple[str, Mapping[str, Any]]],
+                threads: int | None = None, spinning: bool | None = None, profile_prefix: str | None = None,
+                log_severity: int = 3) -> Any:
+    """An ``onnxruntime.InferenceSession`` over ``path``: ``threads`` intra-op threads (one inter-op thread when
+    set), intra-op spin-waiting on or off (None: onnxruntime's default), node profiling into ``profile_prefix``,
+    and this session's own log severity (3: errors only; onnxruntime's global logger is left alone)."""
+    onnxruntime = _import_onnxruntime()
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = log_severity
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if spinning is not None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return onnxruntime.InferenceSession(str(path), options, providers=list(providers))
 
 
 def default_providers(available: Sequence[str]) -> list[str]:
@@ -191,7 +213,7 @@ class OrtRunner:
             raise ValueError(f"execution providers {unavailable} are not available; this onnxruntime offers "
                              f"{list(available)}")
         try:
-            self._session = onnxruntime.InferenceSession(str(self.model_path), providers=list(providers))
+            self._session = ort_session(self.model_path, providers)
         except _load_errors(onnxruntime) as err:
             raise ValueError(f"onnxruntime cannot load {self.model_path}: {err}") from err
         self._input_specs = tuple(
@@ -214,8 +236,8 @@ class OrtRunner:
         """The execution providers the session actually uses, in priority order."""
         return list(self._session.get_providers())
 
-    def run(self, feeds: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, np.ndarray]:
-        """Return ``{output name: array}`` for one run on ``feeds``.
+    def run(self, feeds: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Return ``{output name: CPU tensor}`` for one run on ``feeds`` (the runner protocol of ``runners``).
 
         Torch tensors are copied to host numpy arrays. With ``validate`` set, the feeds are checked as in
         :func:`check_feeds` first.
@@ -225,7 +247,7 @@ class OrtRunner:
         else:
             arrays = {name: _as_numpy(name, value) for name, value in feeds.items()}
         outputs = self._session.run(list(self._output_names), arrays)
-        return dict(zip(self._output_names, outputs))
+        return {name: torch.from_numpy(np.asarray(value)) for name, value in zip(self._output_names, outputs)}
 
     def __repr__(self) -> str:
         return f"OrtRunner({str(self.model_path)!r}, providers={self.providers})"

@@ -1,10 +1,11 @@
-"""The export pipeline behind ``scripts/export.py``: export, validate, time, optionally build a TensorRT engine."""
+"""The export pipeline behind ``yolox-export export``: export, validate, time, optionally build a TensorRT engine."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from .contract import INPUT_NAMES
 from .onnx_export import export_onnx, ort_latency_ms, validate_onnx, Validation
 from .presets import Preset
 
@@ -35,6 +36,13 @@ class ExportReport:
         return "\n".join(lines)
 
 
+def default_output_dir() -> Path:
+    """Where exports go without an explicit path: the ``models`` folder of the source checkout the package lives in
+    (its parent holds ``pyproject.toml``), else ``models`` in the current directory (an installed package)."""
+    checkout = Path(__file__).resolve().parents[2]
+    return (checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()) / "models"
+
+
 def export_and_validate(preset: Preset, output: str | Path, with_targets: bool = False, engine: str | Path | None = None,
                         time_it: bool = True) -> ExportReport:
     """Export ``preset`` to ``output``, validate it, time it under onnxruntime, and build ``engine`` if asked."""
@@ -52,8 +60,7 @@ def export_and_validate(preset: Preset, output: str | Path, with_targets: bool =
 def tensorrt_profiles(preset: Preset) -> dict[str, tuple[tuple[int, ...], ...]]:
     """One optimisation profile (min, opt, max) per dynamic input, from the preset's batch and max_gt ranges."""
     cells, width = preset.num_anchors, 5 + preset.num_classes
-    return {
-        "predictions": tuple((b, cells, width) for b in preset.batch),
-        "targets": tuple((b, g, 5) for b, g in zip(preset.batch, preset.max_gt)),
-        "target_mask": tuple((b, g) for b, g in zip(preset.batch, preset.max_gt)),
-    }
+    ranges = list(zip(preset.batch, preset.max_gt))
+    return dict(zip(INPUT_NAMES, (tuple((b, cells, width) for b in preset.batch),  # predictions [B, A, 5 + C]
+                                  tuple((b, g, 5) for b, g in ranges),  # targets [B, G, 5]
+                                  tuple((b, g) for b, g in ranges))))  # target_mask [B, G]

@@ -1,9 +1,11 @@
-"""Export presets: the shapes and options one exported graph is built for, read from ``models/*.toml``.
+"""Export presets: the shapes and options one exported graph is built for, read from TOML files.
+
+The shipped presets are package data, ``yolox_export/models/*.toml``, named by their stem (``yolox_s``), so they are
+found whatever the working directory. ``yolox_export/models/README.md`` describes the file format.
 
 A preset fixes what the static graph bakes in (image size, strides, number of classes, assignment mode, opset) and
 the (min, opt, max) ranges of its two dynamic axes, the batch size and the padded number of targets per image
-(``max_gt``, the G axis), used for TensorRT optimization profiles and export examples. ``models/README.md``
-describes the file format.
+(``max_gt``, the G axis), used for TensorRT optimization profiles and export examples.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-__all__ = ["DEFAULT_PRESET", "MODES", "OPSET_RANGE", "Preset", "load_preset", "parse_range", "preset_from_mapping"]
+from ..config import MODES
 
-DEFAULT_PRESET = "models/yolox_s.toml"
-"""Preset used when none is named, relative to the repository root."""
+__all__ = ["DEFAULT_PRESET", "OPSET_RANGE", "PRESET_DIR", "Preset", "load_preset", "parse_range", "preset_from_mapping",
+           "resolve_preset", "shipped_presets", "with_overrides"]
 
-MODES = ("regular", "fast")
-"""Assignment modes: the older YOLOX SimOTA (``regular``) or super-gradients' fast variant (``fast``)."""
+PRESET_DIR = Path(__file__).resolve().parent.parent / "models"
+"""Folder of the shipped presets (package data)."""
+
+DEFAULT_PRESET = "yolox_s"
+"""Shipped preset used when none is named."""
 
 OPSET_RANGE = (17, 24)
 """Inclusive range of ONNX opsets a preset may ask for."""
@@ -72,11 +77,11 @@ class Preset:
     """What one exported graph is built for.
 
     Attributes:
-        name: the preset's name; exported files are named after it.
+        name: the preset's name; exported files are named after it (see :func:`with_overrides`).
         image_size: input image ``(H, W)`` in pixels.
         strides: feature-map strides, each dividing H and W.
         num_classes: number of object classes.
-        mode: ``"regular"`` or ``"fast"`` assignment.
+        mode: an assignment mode of ``config.MODES``.
         batch: ``(min, opt, max)`` batch sizes.
         max_gt: ``(min, opt, max)`` padded number of targets per image (the G axis).
         opset: ONNX opset to export with.
@@ -164,17 +169,56 @@ def preset_from_mapping(data: Mapping[str, object]) -> Preset:
     )
 
 
-def load_preset(path: str | Path = DEFAULT_PRESET) -> Preset:
-    """Return the :class:`Preset` stored in the TOML file at ``path``.
+def shipped_presets() -> list[str]:
+    """Names of the shipped presets, sorted."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def resolve_preset(preset: str | Path) -> Path:
+    """The TOML file of ``preset``: a shipped preset's name (``yolox_s``), else a path to a file.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        FileNotFoundError: neither a shipped preset nor an existing file; the message lists the shipped ones.
+    """
+    text = str(preset)
+    if text in shipped_presets():
+        return PRESET_DIR / f"{text}.toml"
+    path = Path(preset)
+    if path.is_file():
+        return path
+    raise FileNotFoundError(f"preset not found: {text} (neither a file nor a shipped preset; shipped: "
+                            f"{', '.join(shipped_presets())})")
+
+
+_NAMED_FIELDS = {"mode": lambda v: v, "num_classes": lambda v: f"c{v}", "image_size": lambda v: f"{v[0]}x{v[1]}",
+                 "opset": lambda v: f"opset{v}", "strides": lambda v: "s" + "-".join(map(str, v))}
+
+
+def with_overrides(preset: Preset, **overrides: object) -> Preset:
+    """``preset`` with ``overrides`` applied (None values ignored) and named after them: each field that changes
+    what the graph computes and differs from the preset appends to the name, e.g. ``yolox_s_fast_c20``.
+
+    Raises:
+        ValueError: an unknown field, or an invalid value (naming the field).
+    """
+    unknown = sorted(set(overrides) - set(_KEYS) - {"name"})
+    if unknown:
+        raise ValueError(f"unknown preset field(s) {unknown}; expected {list(_KEYS)}")
+    given = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
+    changed = [k for k in _NAMED_FIELDS if k in given and given[k] != getattr(preset, k)]
+    name = "_".join([preset.name] + [_NAMED_FIELDS[k](given[k]) for k in changed])
+    return dataclasses.replace(preset, **{"name": name, **given})
+
+
+def load_preset(preset: str | Path = DEFAULT_PRESET) -> Preset:
+    """Return the :class:`Preset` of a shipped preset's name or of the TOML file at ``preset``.
+
+    Raises:
+        FileNotFoundError: no such shipped preset or file.
         ValueError: the file is not valid TOML, or a key is missing, unknown or invalid; the message names the file
             and the key.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"preset not found: {path}")
+    path = resolve_preset(preset)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:

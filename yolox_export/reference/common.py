@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..assignment import Assignment
 from ..boxes import iou_loss, l1_target
-from ..config import COMPONENT_NAMES, REG_WEIGHT, LossConfig
+from ..config import REG_WEIGHT, LossConfig
 from ..grid import Grid, decode_boxes, flatten_levels, level_shapes, make_grid
+from ..loss_base import YoloXLossModule
 from ..targets import pad_targets
 from ..validation import check_predictions, check_targets, unwrap_model_output
 
@@ -38,7 +39,7 @@ class Prepared:
         return self.raw[..., 5:]  # [B, A, C]
 
 
-class ReferenceLoss(nn.Module):
+class ReferenceLoss(YoloXLossModule):
     """What both eager references share: the config, input preparation, ``assign`` and the loss over an assignment.
     Subclasses implement ``_assign(prep, targets)``."""
 
@@ -46,14 +47,6 @@ class ReferenceLoss(nn.Module):
         super().__init__()
         self.config = config
         self.validate = validate
-
-    @property
-    def component_names(self) -> list[str]:
-        return list(COMPONENT_NAMES)
-
-    def forward(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor]:
-        loss, components, _ = self.loss_and_assignment(model_output, targets)
-        return loss, components
 
     def loss_and_assignment(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor, Assignment]:
         """``forward``'s (loss, components) and the assignment they were computed from, in one pass."""

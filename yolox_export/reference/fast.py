@@ -18,12 +18,12 @@ divided by the world size (the original's ``ReduceOp.AVG`` exists only on NCCL),
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
 from ..assignment import Assignment
 from ..boxes import fast_pairwise_iou
-from ..config import CANDIDATE_TOPK, IOU_COST_WEIGHT, OUTSIDE_COST, LossConfig
+from ..config import CANDIDATE_TOPK, IOU_COST_EPS, IOU_COST_WEIGHT, OUTSIDE_COST, LossConfig
+from ..distributed import synced_num_fg
 from ..grid import Grid
 from ..targets import per_image_slots
 from .common import Prepared, ReferenceLoss, bce_class_cost
@@ -31,6 +31,8 @@ from .common import Prepared, ReferenceLoss, bce_class_cost
 
 class FastYoloXLoss(ReferenceLoss):
     """YOLOX loss with fast SimOTA. ``forward(model_output, targets) -> (loss, components)``."""
+
+    modes = ("fast",)
 
     def __init__(self, strides, num_classes: int, use_l1: bool = False, center_sampling_radius: float = 2.5,
                  iou_type: str = "iou", dynamic_ks_bias: float = 1.1, sync_num_fgs: bool = False,
@@ -43,7 +45,8 @@ class FastYoloXLoss(ReferenceLoss):
     def _num_fg(self, assignment: Assignment, prep: Prepared) -> Tensor | float | None:
         if not self.config.sync_num_fgs:
             return None
-        return synced_num_fg(int(assignment.fg_mask.sum()), prep.raw.device)
+        count = max(int(assignment.fg_mask.sum()), 1)
+        return synced_num_fg(torch.tensor(float(count), device=prep.raw.device))
 
     @torch.no_grad()
     def _assign(self, prep: Prepared, targets: Tensor) -> Assignment:
@@ -57,16 +60,6 @@ class FastYoloXLoss(ReferenceLoss):
         matched_gt[img_ids, cell_ids] = slots[gt_ids]
         matched_iou[img_ids, cell_ids] = ious.float()
         return Assignment(fg_mask, matched_gt, matched_iou)
-
-
-def synced_num_fg(num_fg: int, device: torch.device) -> Tensor | float:
-    """max(num_fg, 1), averaged over the default process group's ranks when one is initialised."""
-    count = max(num_fg, 1)
-    if not (dist.is_available() and dist.is_initialized()):
-        return count
-    total = torch.tensor(float(count), device=device)
-    dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return total / dist.get_world_size()
 
 
 def initial_candidates(gt_boxes: Tensor, grid: Grid) -> tuple[Tensor, Tensor, Tensor]:
@@ -96,7 +89,7 @@ def match_candidates(prep: Prepared, targets: Tensor, config: LossConfig) -> tup
     dynamic_ks = per_target_dynamic_ks(gt_ids, ious, config.dynamic_ks_bias, int(targets.shape[0]))
     cost = bce_class_cost(prep.cls[img_ids, cell_ids], prep.obj[img_ids, cell_ids].unsqueeze(-1), targets[gt_ids, 1],
                           config.num_classes)
-    cost = cost + IOU_COST_WEIGHT * -torch.log(ious + 1e-8) + OUTSIDE_COST * (~strong)
+    cost = cost + IOU_COST_WEIGHT * -torch.log(ious + IOU_COST_EPS) + OUTSIDE_COST * (~strong)
     order = cost.argsort()
     gt_ids, img_ids, cell_ids, ious = gt_ids[order], img_ids[order], cell_ids[order], ious[order]
     keep = ranks_within_groups(gt_ids) < dynamic_ks[gt_ids]

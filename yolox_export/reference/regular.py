@@ -22,13 +22,15 @@ from torch import Tensor
 
 from ..assignment import Assignment
 from ..boxes import regular_pairwise_iou
-from ..config import IOU_COST_WEIGHT, OUTSIDE_COST, CANDIDATE_TOPK, LossConfig
+from ..config import CANDIDATE_TOPK, IOU_COST_EPS, IOU_COST_WEIGHT, OUTSIDE_COST, LossConfig
 from ..grid import Grid
 from .common import Prepared, ReferenceLoss, bce_class_cost
 
 
 class RegularYoloXLoss(ReferenceLoss):
     """YOLOX loss with regular SimOTA. ``forward(model_output, targets) -> (loss, components)``."""
+
+    modes = ("regular",)
 
     def __init__(self, strides, num_classes: int, use_l1: bool = False, center_sampling_radius: float = 2.5,
                  iou_type: str = "iou", validate: bool = True):
@@ -83,7 +85,7 @@ def assign_image(boxes: Tensor, cls_logits: Tensor, obj_logits: Tensor, gt_boxes
     ious = regular_pairwise_iou(*(gt_boxes[:, i].unsqueeze(1) for i in range(4)), *(pred[:, i].unsqueeze(0) for i in range(4)))
     cls_cost = bce_class_cost(cls_logits[candidates].unsqueeze(0), obj_logits[candidates].unsqueeze(0),
                               gt_classes.unsqueeze(1).expand(-1, pred.shape[0]), config.num_classes)
-    cost = cls_cost + IOU_COST_WEIGHT * -torch.log(ious + 1e-8) + OUTSIDE_COST * (~strong)
+    cost = cls_cost + IOU_COST_WEIGHT * -torch.log(ious + IOU_COST_EPS) + OUTSIDE_COST * (~strong)
     matching = dynamic_k_matching(cost, ious)  # [n, m]
     chosen = matching.any(0)
     fg[candidates] = chosen

@@ -14,7 +14,7 @@ Selection of a target's k cheapest cells is "cost < t, plus the first (k - #belo
 order", t being the k-th smallest cost taken from one ``topk`` with a constant K. ``topk``'s values are unique
 whatever its index order, so the result does not depend on how a backend orders ties.
 
-Peak working set, measured by ``scripts/bench.py`` (forward, B=16, 640x640, C=80): about 6 (regular) to 10 (fast)
+Peak working set, measured by ``yolox-export bench`` (forward, B=16, 640x640, C=80): about 6 (regular) to 10 (fast)
 x B·G·A x 4 bytes when the [B, G, A] tensors dominate (G = 196); when G is small the [B, A, C] class probabilities
 dominate instead (4.5 to 5 [B, A, C] float tensors at G = 12). The class cost's [B, A, C] steps run in place.
 """
@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ..assignment import Assignment
 from ..boxes import fast_pairwise_iou, regular_pairwise_iou
-from ..config import CANDIDATE_TOPK, IOU_COST_WEIGHT, OUTSIDE_COST, LossConfig
+from ..config import CANDIDATE_TOPK, IOU_COST_EPS, IOU_COST_WEIGHT, OUTSIDE_COST, LossConfig
 from ..grid import Grid, decode_boxes
 
 
@@ -152,7 +152,7 @@ def assign(raw: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid,
         candidates = near
     ious = pairwise_iou(gt_boxes, boxes, config.mode)  # [B, G, A]
     cost = class_cost(raw[..., 5:], raw[..., 4], gt_classes)
-    cost += torch.log(ious + 1e-8).neg_().mul_(IOU_COST_WEIGHT)
+    cost += torch.log(ious + IOU_COST_EPS).neg_().mul_(IOU_COST_WEIGHT)
     in_box &= in_centre
     cost += (~in_box).to(cost.dtype).mul_(OUTSIDE_COST)
     del in_box, in_centre, near

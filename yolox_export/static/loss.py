@@ -13,15 +13,16 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..assignment import Assignment
 from ..boxes import iou_loss, l1_target
-from ..config import COMPONENT_NAMES, REG_WEIGHT, LossConfig
+from ..config import MODES, REG_WEIGHT, LossConfig
+from ..distributed import synced_num_fg
 from ..grid import Grid, decode_boxes, flatten_levels, level_shapes, make_grid
-from ..targets import pad_targets
+from ..loss_base import YoloXLossModule
+from ..targets import pad_targets, with_min_slots
 from ..validation import check_predictions, check_targets, unwrap_model_output
 from .assign import assign
 
@@ -75,10 +76,8 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
         fg_float = fg.to(raw.dtype)
         matched = gt.gather(1, assignment.matched_gt.clamp(min=0).unsqueeze(-1).expand(-1, -1, 5))  # [B, A, 5]
         num_fg = fg_float.sum().clamp(min=1.0)
-        if synchronise and dist.is_available() and dist.is_initialized():
-            num_fg = num_fg.clone()
-            dist.all_reduce(num_fg, op=dist.ReduceOp.SUM)
-            num_fg = num_fg / dist.get_world_size()
+        if synchronise:
+            num_fg = synced_num_fg(num_fg)
         poison = marks.sum()  # 0, or NaN when any output is not finite
 
         zero = torch.zeros((), dtype=raw.dtype, device=raw.device)
@@ -146,16 +145,18 @@ def total(values: Tensor) -> Tensor:
     return values.sum()
 
 
-class StaticYoloXLoss(nn.Module):
+class StaticYoloXLoss(YoloXLossModule):
     """Drop-in for ``RegularYoloXLoss`` (mode="regular") and ``FastYoloXLoss`` (mode="fast"): same inputs, same
     ``(loss, components)``, same ``assign``; built from static-shape masked tensor operations.
 
     ``max_gt`` fixes G (an image with more targets raises ValueError); None pads to the batch's largest count.
     """
 
+    modes = MODES
+
     def __init__(self, strides, num_classes: int, mode: str = "regular", use_l1: bool = False,
                  center_sampling_radius: float = 2.5, iou_type: str = "iou", dynamic_ks_bias: float = 1.1,
-                 obj_loss_fix: bool = False, sync_num_fgs: bool = False, max_gt: int | None = None,
+                 sync_num_fgs: bool = False, obj_loss_fix: bool = False, max_gt: int | None = None,
                  validate: bool = True):
         super().__init__()
         self.config = LossConfig(tuple(strides), num_classes, mode=mode, use_l1=use_l1,
@@ -165,14 +166,6 @@ class StaticYoloXLoss(nn.Module):
             raise ValueError(f"max_gt must be an int >= 1 or None, got {max_gt!r}")
         self.max_gt = max_gt
         self.validate = validate
-
-    @property
-    def component_names(self) -> list[str]:
-        return list(COMPONENT_NAMES)
-
-    def forward(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor]:
-        loss, components, _ = self.loss_and_assignment(model_output, targets)
-        return loss, components
 
     def loss_and_assignment(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor, Assignment]:
         """``forward``'s (loss, components) and the assignment they were computed from, in one pass."""
@@ -201,9 +194,7 @@ class StaticYoloXLoss(nn.Module):
             check_predictions(predictions, self.config.strides, self.config.num_classes)
             check_targets(targets, predictions[0].shape[0], self.config.num_classes, device=predictions[0].device)
         batch = predictions[0].shape[0]
-        gt, gt_mask = pad_targets(targets, batch, self.max_gt, validate=False)
-        if gt.shape[1] == 0:  # the graph needs G >= 1: one masked slot stands for "no targets"
-            gt, gt_mask = gt.new_zeros((batch, 1, 5)), gt_mask.new_zeros((batch, 1))
+        gt, gt_mask = with_min_slots(*pad_targets(targets, batch, self.max_gt, validate=False))
         return flatten_levels(predictions), gt, gt_mask, level_shapes(predictions)
 
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .config import CANDIDATE_TOPK, IOU_COST_WEIGHT, OUTSIDE_COST, LossConfig
-from .grid import Grid, decode_boxes
-from .static.assign import candidate_masks, pairwise_iou
+from ..config import CANDIDATE_TOPK, IOU_COST_EPS, IOU_COST_WEIGHT, OUTSIDE_COST, LossConfig
+from ..grid import Grid, decode_boxes
+from ..static.assign import candidate_masks, pairwise_iou
 
 EPS32 = 2.0**-23
 
@@ -64,13 +64,13 @@ def image_ties(raw: Tensor, gt: Tensor, grid: Grid, config: LossConfig, input_ul
     classes = gt[0, :, 0].long()
     probabilities = (raw[0, :, 5:].sigmoid() * raw[0, :, 4:5].sigmoid()).sqrt()  # [A, C] float32, as the references
     cls, cls_slack = class_cost_with_slack(probabilities, classes, input_ulps)
-    iou_term = IOU_COST_WEIGHT * -torch.log(iou + 1e-8)
+    iou_term = IOU_COST_WEIGHT * -torch.log(iou + IOU_COST_EPS)
     cost = cls + iou_term + OUTSIDE_COST * (~(in_box & in_centre))[0].double()
     tolerance = 16 * EPS32 * (cls.abs() + iou_term.abs()) + 4 * EPS32 * cost.abs() + cls_slack
     iou_slack = torch.zeros_like(iou)
     if input_ulps:
         iou_slack = iou_perturbation(gt[0, :, 1:5], boxes[0], config.mode, input_ulps, iou)
-        tolerance = tolerance + IOU_COST_WEIGHT * (torch.log(iou + 1e-8) - torch.log((iou - iou_slack).clamp(min=0) + 1e-8))
+        tolerance = tolerance + IOU_COST_WEIGHT * (torch.log(iou + IOU_COST_EPS) - torch.log((iou - iou_slack).clamp(min=0) + IOU_COST_EPS))
     k_range = admissible_ks(iou, candidates, config, iou_slack)
     ambiguous, possible = selection_status(cost, tolerance, candidates, k_range)
     return ImageTies(ambiguous, contested_ties(cost, tolerance, candidates, possible, config.mode), k_range)

@@ -1,6 +1,5 @@
 """scripts/parity.py: recorded batches, the built-in suite, JSON, plots, exit codes and one-line input errors."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -9,25 +8,24 @@ from pathlib import Path
 import pytest
 import torch
 
-import yolox_export.parity as parity
-import yolox_export.parity_cli as parity_cli
+import yolox_export.parity.comparison as parity
+import yolox_export.parity.run as parity_cli
+import yolox_export.parity.runtimes as parity_runtimes
+import yolox_export.parity.suite as parity_suite
 from yolox_export import StaticYoloXLoss
 from yolox_export.parity import ParityReport
-from yolox_export.scenarios import KINDS, make_scenario
+from yolox_export.parity.scenarios import KINDS, make_scenario
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_script
+
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "parity.py"
 SMALL = ["--image-size", "128", "128", "--num-classes", "4"]
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("parity_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-script = load_script()
+script = load_script("parity")
 
 
 def record(path, kind="fitted", seed=0, image_size=(128, 128), num_classes=4, **changes):
@@ -77,7 +75,7 @@ def test_suite_options(capsys):
 
 
 def test_default_suite_layout():
-    batches = parity_cli.build_suite(image_size=(64, 64), num_classes=2)
+    batches = parity_suite.build_suite(image_size=(64, 64), num_classes=2)
     labels = [b.label for b in batches]
     assert labels.count("crowded seed 0") == 1 and "crowded seed 1" not in labels
     assert len(batches) == 2 * len(KINDS) - 1
@@ -100,7 +98,6 @@ def test_a_failing_subject_exits_1_and_plots_real_mismatches(tmp_path, monkeypat
     planted = lambda config: StaticYoloXLoss(config.strides, config.num_classes, mode=config.mode,  # noqa: E731
                                              center_sampling_radius=3.5)
     monkeypatch.setattr(parity, "static_for", planted)
-    monkeypatch.setattr(parity_cli, "static_for", planted)
     path = record(tmp_path / "step.pt")
     plots = tmp_path / "plots"
     rc = script.main(["--recorded", path, "--modes", "regular", "--plot", str(plots), "--json", str(tmp_path / "r.json")])
@@ -197,7 +194,7 @@ def test_onnx_of_another_mode_is_rejected(tmp_path, capsys):
     # a stand-in graph carrying the metadata of a regular-mode export: only its metadata is read before rejecting it
     model = onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []))
     config = LossConfig((8, 16, 32), 4, mode="regular")
-    for key, value in metadata(config, parity_cli._preset(config, (128, 128)), False).items():
+    for key, value in metadata(config, parity_runtimes._preset(config, (128, 128)), False).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     path = tmp_path / "regular.onnx"

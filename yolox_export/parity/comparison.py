@@ -1,29 +1,32 @@
-"""Parity layer: run subjects (the static module eager, an exported ONNX graph under onnxruntime, a TensorRT engine)
+"""Parity: run subjects (the static module eager, an exported graph through a runner: onnxruntime, TensorRT)
 against the eager reference of the same mode on the same batches, and report what agrees, what differs, and why.
 
 Every assignment difference is classified by ``ties``: explained by a tie in the reference's own answer, or a real
 mismatch. Loss components and gradients are compared on batches whose assignments agree cell for cell (on a batch
 with a tie-explained difference the losses legitimately differ, and the report counts such batches).
+Shape legend: B batch, A cells, C classes.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor
 
-from .assignment import Assignment
-from .config import LossConfig
-from .grid import flatten_levels, level_shapes, make_grid
-from .reference import FastYoloXLoss, RegularYoloXLoss
-from .static import StaticYoloXLoss
-from .targets import pad_targets
+from ..assignment import Assignment
+from ..config import COMPONENT_NAMES, LossConfig
+from ..export.contract import graph_feeds
+from ..grid import flatten_levels, level_shapes, make_grid
+from ..reference import reference_for
+from ..static import StaticYoloXLoss
+from ..targets import pad_targets
+from .report import Difference, ParityReport, Row
 from .ties import image_ties
 
-COMPONENTS = ("iou", "obj", "cls", "l1", "num_fg", "loss")
+#: Report rows of the loss components (``COMPONENT_NAMES``, lower case).
+COMPONENTS = tuple(name.lower() for name in COMPONENT_NAMES)
 SUBJECTS = ("static", "onnxruntime", "tensorrt")
 #: Default tolerances: matched IoU absolute; loss components relative; gradients relative to the largest |grad|.
 TOLERANCES = {"matched_iou": 1e-5, "components": 1e-5, "gradients": 1e-4}
@@ -31,109 +34,9 @@ TOLERANCES = {"matched_iou": 1e-5, "components": 1e-5, "gradients": 1e-4}
 RUNTIME_ULPS = {"onnxruntime": 2, "tensorrt": 2}
 
 
-@dataclass
-class Row:
-    """One output of one subject: element counts, exact matches, largest differences, tolerance, verdict."""
-
-    subject: str
-    output: str
-    count: int = 0
-    exact: int = 0
-    max_abs: float = 0.0
-    max_rel: float = 0.0
-    tolerance: float = 0.0
-    explained: int = 0
-    real: int = 0
-
-    @property
-    def needed(self) -> float:
-        """Tolerance this output would have needed (the measured difference in the tolerance's own unit)."""
-        return self.max_abs if self.output == "matched_iou" else self.max_rel
-
-    @property
-    def passed(self) -> bool:
-        return self.real == 0 and self.needed <= self.tolerance
-
-
-@dataclass
-class Difference:
-    """One cell whose assignment differs: where, what each side said, and the verdict."""
-
-    subject: str
-    batch: int
-    image: int
-    cell: int
-    reference_gt: int
-    subject_gt: int
-    explained: bool
-
-
-@dataclass
-class ParityReport:
-    mode: str
-    batches: int = 0
-    rows: list[Row] = field(default_factory=list)
-    differences: list[Difference] = field(default_factory=list)
-    tie_batches: dict[str, int] = field(default_factory=dict)
-
-    def row(self, subject: str, output: str, tolerance: float = 0.0) -> Row:
-        for r in self.rows:
-            if r.subject == subject and r.output == output:
-                return r
-        self.rows.append(Row(subject, output, tolerance=tolerance))
-        return self.rows[-1]
-
-    def __bool__(self) -> bool:
-        return all(r.passed for r in self.rows)
-
-    def __str__(self) -> str:
-        head = f"parity ({self.mode} mode, {self.batches} batches)"
-        lines = [head, f"{'subject':<12} {'output':<14} {'exact':>16} {'explained':>9} {'real':>5} "
-                       f"{'max abs':>10} {'max rel':>10} {'tol':>8} {'needed':>10}  verdict"]
-        for r in self.rows:
-            lines.append(
-                f"{r.subject:<12} {r.output:<14} {f'{r.exact}/{r.count}':>16} {r.explained:>9} {r.real:>5} "
-                f"{r.max_abs:>10.3g} {r.max_rel:>10.3g} {r.tolerance:>8.0e} {r.needed:>10.3g}  {'ok' if r.passed else 'FAIL'}"
-            )
-        for subject, n in self.tie_batches.items():
-            lines.append(f"{subject}: {n} batch(es) with tie-explained differences; their losses were not compared")
-        lines.append("PASS" if self else "FAIL")
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict:
-        return {"mode": self.mode, "batches": self.batches, "passed": bool(self),
-                "rows": [asdict(r) | {"needed": r.needed, "passed": r.passed} for r in self.rows],
-                "differences": [asdict(d) for d in self.differences], "tie_batches": dict(self.tie_batches)}
-
-    def to_json(self, **kwargs) -> str:
-        return json.dumps(self.to_dict(), **kwargs)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ParityReport":
-        rows = [Row(**{k: v for k, v in r.items() if k not in ("needed", "passed")}) for r in data["rows"]]
-        return cls(data["mode"], data["batches"], rows, [Difference(**d) for d in data["differences"]],
-                   dict(data["tie_batches"]))
-
-    @classmethod
-    def from_json(cls, text: str) -> "ParityReport":
-        return cls.from_dict(json.loads(text))
-
-
-def reference_for(config: LossConfig):
-    """The eager reference loss of ``config.mode``."""
-    common = dict(strides=config.strides, num_classes=config.num_classes, use_l1=config.use_l1,
-                  center_sampling_radius=config.center_sampling_radius, iou_type=config.iou_type)
-    if config.mode == "regular":
-        return RegularYoloXLoss(**common)
-    return FastYoloXLoss(**common, dynamic_ks_bias=config.dynamic_ks_bias, sync_num_fgs=config.sync_num_fgs,
-                         obj_loss_fix=config.obj_loss_fix)
-
-
 def static_for(config: LossConfig) -> StaticYoloXLoss:
-    return StaticYoloXLoss(config.strides, config.num_classes, mode=config.mode, use_l1=config.use_l1,
-                           center_sampling_radius=config.center_sampling_radius, iou_type=config.iou_type,
-                           dynamic_ks_bias=config.dynamic_ks_bias, obj_loss_fix=config.obj_loss_fix,
-                           sync_num_fgs=config.sync_num_fgs)
+    """The static module parity compares for ``config`` (the one place it is built)."""
+    return StaticYoloXLoss.from_config(config)
 
 
 @dataclass
@@ -154,12 +57,7 @@ def eager_outcome(loss_module, predictions: Sequence[Tensor], targets: Tensor, g
 
 def runtime_outcome(runner, predictions: Sequence[Tensor], targets: Tensor) -> Outcome:
     """An exported graph's outcome through a runner with ``run(feeds) -> dict`` (onnxruntime or TensorRT)."""
-    raw = flatten_levels([p.detach() for p in predictions]).float()
-    gt, mask = pad_targets(targets, raw.shape[0])
-    if gt.shape[1] < 2:  # exported graphs are traced with G >= 2; pad with masked slots
-        gt = torch.cat((gt, gt.new_zeros((gt.shape[0], 2 - gt.shape[1], 5))), 1)
-        mask = torch.cat((mask, mask.new_zeros((mask.shape[0], 2 - mask.shape[1]))), 1)
-    out = runner.run({"predictions": raw, "targets": gt, "target_mask": mask})
+    out = runner.run(graph_feeds([p.detach() for p in predictions], targets))
     as_tensor = lambda x: torch.as_tensor(x).cpu()  # noqa: E731
     assignment = Assignment(as_tensor(out["fg_mask"]).bool(), as_tensor(out["matched_gt"]).long(),
                             as_tensor(out["matched_iou"]).float())
@@ -197,19 +95,16 @@ def compare(batches: Iterable, config: LossConfig, subjects: Sequence[str] = ("s
 
 
 def _runners(subjects: Sequence[str], onnx_path, engine_path) -> dict:
+    from ..export.runners import open_runner
+
+    paths = {"onnxruntime": (onnx_path, "onnx_path"), "tensorrt": (engine_path, "engine_path")}
     runners = {}
-    if "onnxruntime" in subjects:
-        if onnx_path is None:
-            raise ValueError("subject 'onnxruntime' needs onnx_path")
-        from .export.ort_runtime import OrtRunner
-
-        runners["onnxruntime"] = OrtRunner(onnx_path)
-    if "tensorrt" in subjects:
-        if engine_path is None:
-            raise ValueError("subject 'tensorrt' needs engine_path")
-        from .export.tensorrt import TensorRTRunner
-
-        runners["tensorrt"] = TensorRTRunner(engine_path)
+    for subject in subjects:
+        if subject in paths:
+            path, name = paths[subject]
+            if path is None:
+                raise ValueError(f"subject {subject!r} needs {name}")
+            runners[subject] = open_runner(subject, path)
     return runners
 
 
@@ -219,11 +114,11 @@ def _record(report: ParityReport, subject: str, index: int, predictions, targets
     differs = (ref.fg_mask != sub.fg_mask) | (ref.fg_mask & sub.fg_mask & (ref.matched_gt != sub.matched_gt))  # [B, A]
     explained = _explained_cells(differs, predictions, targets, config, RUNTIME_ULPS.get(subject, 0))
     for name, equal in (("fg_mask", ref.fg_mask == sub.fg_mask), ("matched_gt", ref.matched_gt == sub.matched_gt)):
-        row = report.row(subject, name)
+        row = report.row(subject, name)  # each row counts the cells where its own output differs
         row.count += equal.numel()
         row.exact += int(equal.sum())
-        row.explained += int((differs & explained).sum())
-        row.real += int((differs & ~explained).sum())
+        row.explained += int((~equal & explained).sum())
+        row.real += int((~equal & ~explained).sum())
     for image, cell in differs.nonzero().tolist():
         report.differences.append(Difference(subject, index, image, cell, int(ref.matched_gt[image, cell]),
                                              int(sub.matched_gt[image, cell]), bool(explained[image, cell])))

@@ -6,6 +6,7 @@ benchmark run on. Predictions are per-level lists [B, 1, H, W, 5 + C]; targets [
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -13,8 +14,23 @@ from torch import Tensor
 KINDS = ("random", "fitted", "fresh", "crowded", "sparse", "empty", "duplicates", "border", "oversized", "coco")
 
 
+class HeadBatch:
+    """Sizes read from a batch's per-level ``predictions`` [B, 1, H, W, 5 + C] (with ``targets`` [N, 6])."""
+
+    predictions: list[Tensor]
+    targets: Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.predictions[0].shape[0])
+
+    def image_size_for(self, strides: Sequence[int]) -> tuple[int, int]:
+        """(H, W) in pixels: level 0's map size times its stride."""
+        return int(self.predictions[0].shape[2]) * strides[0], int(self.predictions[0].shape[3]) * strides[0]
+
+
 @dataclass
-class Scenario:
+class Scenario(HeadBatch):
     kind: str
     seed: int
     image_size: tuple[int, int]
@@ -22,10 +38,6 @@ class Scenario:
     num_classes: int
     predictions: list[Tensor]
     targets: Tensor
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.predictions[0].shape[0])
 
 
 def make_scenario(kind: str, batch_size: int = 2, image_size: tuple[int, int] = (640, 640), num_classes: int = 80,

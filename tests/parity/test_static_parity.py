@@ -10,7 +10,7 @@ import torch
 
 from yolox_export import LossConfig, StaticYoloXLoss
 from yolox_export.parity import compare
-from yolox_export.scenarios import KINDS, make_scenario
+from yolox_export.parity.scenarios import KINDS, make_scenario
 
 SEEDS = (0, 1, 2)
 

@@ -1,7 +1,6 @@
 """The benchmark: a tiny configuration end to end through scripts/bench.py, the markdown renderer on a hand-made
 results document, target evaluation and option errors. Nothing here asserts on timings."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,23 +9,20 @@ import torch
 
 from yolox_export import bench
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_script
+
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--kinds", "coco", "--batch", "1", "--image-size", "128", "--num-classes", "5", "--repeats", "1",
         "--modes", "regular", "--subjects", "regular", "fast", "static", "ort-cpu", "--one-process"]
 TINY_SUBJECTS = ("regular", "fast", "static", "ort-cpu")
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    code = load_script().main(TINY + ["--out", str(out)])
+    code = load_script("bench").main(TINY + ["--out", str(out)])
     return code, out
 
 
@@ -128,7 +124,7 @@ def test_summarise_quartiles():
 @pytest.mark.parametrize("argv", [["--batch", "0"], ["--kinds", "nope"], ["--image-size", "100"],
                                   ["--subjects", "nope"], ["--threads", "0"], ["--modes", "slow"]])
 def test_bad_options_print_one_line_and_exit_2(argv, capsys):
-    script = load_script()
+    script = load_script("bench")
     try:
         code = script.main(argv)
     except SystemExit as stop:

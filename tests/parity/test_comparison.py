@@ -8,7 +8,7 @@ import pytest
 import yolox_export.static.assign as static_assign
 from yolox_export import LossConfig, StaticYoloXLoss
 from yolox_export.parity import TOLERANCES, ParityReport, compare
-from yolox_export.scenarios import make_scenario
+from yolox_export.parity.scenarios import make_scenario
 
 STRIDES = (8, 16, 32)
 
@@ -97,3 +97,18 @@ def test_table_shows_tolerance_and_needed():
         assert f"{tol:.0e}" in line
         assert f"{row.needed:.3g}" in line
         assert line.rstrip().endswith("ok")
+
+
+def test_each_assignment_row_counts_its_own_differences(planted_report):
+    # issue 12 item 6: fg_mask's explained/real counted matched_gt's cells, so exact + explained + real exceeded the
+    # cell count. A cell's fg_mask differs exactly when one side says background (-1); matched_gt differs at every
+    # listed difference.
+    report = planted_report
+    diffs = [d for d in report.differences if d.subject == "static"]
+    fg_diffs = [d for d in diffs if (d.reference_gt == -1) != (d.subject_gt == -1)]
+    for name, expected in (("fg_mask", fg_diffs), ("matched_gt", diffs)):
+        row = report.row("static", name)
+        assert row.exact + row.explained + row.real == row.count, (name, str(report))
+        assert row.explained == sum(d.explained for d in expected), name
+        assert row.real == sum(not d.explained for d in expected), name
+    assert len(fg_diffs) < len(diffs)  # the planted rule moves cells between targets: matched_gt differs more

@@ -1,0 +1,64 @@
+"""The yolox-export command: one subcommand table, thin scripts, presets found from any directory, outputs named
+after what was exported."""
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from yolox_export import cli
+from yolox_export.export.pipeline import default_output_dir
+from yolox_export.export.presets import DEFAULT_PRESET, load_preset, shipped_presets, with_overrides
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", list(cli.SUBCOMMANDS))
+def test_every_subcommand_module_has_a_parser_and_main(name):
+    module = importlib.import_module(cli.SUBCOMMANDS[name])
+    assert callable(module.build_parser) and callable(module.main)
+    script = ROOT / "scripts" / f"{name}.py"
+    assert "sys.path" not in script.read_text()
+
+
+def test_unknown_subcommand_is_a_one_line_error(capsys):
+    assert cli.main(["nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown command 'nope'") and err.count("\n") == 1
+
+
+def test_subcommand_gets_the_remaining_arguments(capsys):
+    assert cli.main(["export", "--preset", "no_such_preset"]) == 2
+    err = capsys.readouterr().err
+    assert "preset not found: no_such_preset" in err and "yolox_s" in err
+
+
+def test_shipped_presets_by_name():
+    assert DEFAULT_PRESET in shipped_presets()
+    assert set(shipped_presets()) == {"yolox_nano", "yolox_tiny", "yolox_s", "yolox_m", "yolox_l", "yolox_x"}
+    assert load_preset("yolox_nano").num_anchors == 3549  # 416x416: 52^2 + 26^2 + 13^2
+
+
+def test_output_is_named_after_the_overrides_that_change_the_graph():
+    preset = load_preset("yolox_s")
+    assert with_overrides(preset).name == "yolox_s"
+    assert with_overrides(preset, mode="regular", num_classes=80).name == "yolox_s"  # the preset's own values
+    changed = with_overrides(preset, mode="fast", num_classes=20, image_size=(320, 320), batch=(1, 2, 4))
+    assert changed.name == "yolox_s_fast_c20_320x320" and changed.batch == (1, 2, 4)
+    with pytest.raises(ValueError, match=r"unknown preset field\(s\) \['num_clases'\]"):
+        with_overrides(preset, num_clases=3)
+
+
+def test_default_output_folder_is_the_checkouts_models_folder():
+    assert default_output_dir() == ROOT / "models"
+
+
+def test_script_runs_from_another_directory(tmp_path):
+    out = tmp_path / "small.onnx"
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "export.py"), "--preset", "yolox_nano",
+                          "--image-size", "64", "64", "--num-classes", "2", "--no-timing", "--output", str(out)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert out.is_file() and "preset     yolox_nano_c2_64x64:" in run.stdout

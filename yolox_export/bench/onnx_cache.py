@@ -1,0 +1,66 @@
+"""The exported graphs the onnxruntime subjects time, cached by (mode, image size, C, strides) and the digest of
+the code that shapes the graph: a changed module re-exports."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import torch
+
+if TYPE_CHECKING:
+    from .settings import Case
+
+OPSET = 20
+
+
+def onnx_key(case: Case, mode: str) -> tuple:
+    return (mode, tuple(case.image_size), case.num_classes, tuple(case.strides))
+
+
+def source_digest() -> str:
+    """SHA-1 of the code that shapes the exported graph, and the torch version: a changed module re-exports."""
+    digest = hashlib.sha1(torch.__version__.encode())
+    package = Path(__file__).resolve().parents[1]
+    files = sorted((package / "static").glob("*.py")) + [package / name for name in (
+        "boxes.py", "grid.py", "config.py", "targets.py", "export/onnx_export.py", "export/contract.py")]
+    for path in files:
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def ensure_onnx(key: tuple, cache_dir: Path) -> Path:
+    """The cached export for (mode, image size, C, strides), exported with ``export_onnx`` when missing."""
+    from ..export.onnx_export import export_onnx
+    from ..export.presets import Preset
+
+    mode, image_size, num_classes, strides = key
+    name = f"{mode}_{image_size[0]}x{image_size[1]}_c{num_classes}_s{'-'.join(map(str, strides))}_{source_digest()}"
+    path = cache_dir / f"{name}.onnx"
+    if path.is_file():
+        return path
+    preset = Preset(name, tuple(image_size), tuple(strides), num_classes, mode, (1, 1, 1), (1, 1, 1), OPSET)
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    export_onnx(preset, partial)
+    partial.replace(path)
+    return path
+
+
+def export_graphs(keys: Sequence[tuple], cache_dir: Path,
+                  log: Callable[[str], None]) -> tuple[dict[tuple, str], list[dict]]:
+    """Export the ONNX graphs of ``keys`` (see :func:`onnx_key`) into ``cache_dir``; returns ({key: path}, [export
+    failures])."""
+    paths, failures = {}, []
+    for key in keys:
+        start = time.perf_counter()
+        try:
+            paths[key] = str(ensure_onnx(key, cache_dir))
+            log(f"onnx   {Path(paths[key]).name} ready ({time.perf_counter() - start:.1f} s)")
+        except Exception as error:  # noqa: BLE001
+            failures.append({"key": list(key), "error": f"{type(error).__name__}: {error}"})
+            log(f"onnx   export failed for {key}: {error}")
+    return paths, failures

@@ -1,0 +1,90 @@
+"""Benchmark the static YOLOX assignment + loss against RegularYoloXLoss and FastYoloXLoss on seeded inputs.
+
+    yolox-export bench            # the project's target configuration: 2 threads, B=16, 640x640, C=80,
+                                  # COCO-like and crowded targets, both modes (several minutes on a CPU)
+    yolox-export bench --quick    # a small subset (under two minutes)
+    yolox-export bench --full     # batch 1/8/16/32 x image 320/640/1280 x both kinds (hours on a CPU)
+
+(``python scripts/bench.py`` is the same command.) Writes results/bench.json, results/bench.md (the README table) and
+results/bench.png, and prints PASS/MISS per target (targets: yolox_export/bench/targets.toml). Method (timing,
+ratios, peak memory): see the docstring of the yolox_export.bench package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from .. import bench
+from ..bench.profile import write_profiles
+from ..config import MODES
+from .common import one_line_errors
+
+
+#: Settings named in the library's errors -> the flags that set them.
+FLAGS = {"kinds": "--kinds", "modes": "--modes", "subjects": "--subjects", "batches": "--batch",
+         "image_sizes": "--image-size", "num_classes": "--num-classes", "threads": "--threads", "repeats": "--repeats",
+         "warmup": "--warmup", "max_seconds": "--max-seconds", "timeout": "--timeout",
+         "omp_wait_policy": "--omp-wait-policy"}
+
+
+def _flag_wording(message: str) -> str:
+    """``message`` with the setting names the library uses replaced by their flags."""
+    return re.sub(r"\b(" + "|".join(FLAGS) + r")\b", lambda m: FLAGS[m.group(1)], message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yolox-export bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    preset = parser.add_mutually_exclusive_group()
+    preset.add_argument("--quick", action="store_const", const="quick", dest="preset", help="small subset")
+    preset.add_argument("--full", action="store_const", const="full", dest="preset", help="the full sweep")
+    parser.add_argument("--batch", type=int, nargs="+", dest="batches", metavar="B", help="batch sizes")
+    parser.add_argument("--image-size", type=int, nargs="+", dest="image_sizes", metavar="S",
+                        help="square image sizes in pixels, multiples of 32")
+    parser.add_argument("--kinds", nargs="+", metavar="KIND", help="scenario kinds: coco (COCO-like), crowded, ...")
+    parser.add_argument("--modes", nargs="+", metavar="MODE", help=f"static modes: {', '.join(MODES)}")
+    parser.add_argument("--subjects", nargs="+", metavar="NAME", help=f"subjects, of {list(bench.SUBJECTS)}")
+    parser.add_argument("--num-classes", type=int, metavar="C", help="number of classes")
+    parser.add_argument("--repeats", type=int, metavar="N", help="timed calls per measurement (at most)")
+    parser.add_argument("--warmup", type=int, metavar="N", help="untimed calls before timing")
+    parser.add_argument("--max-seconds", type=float, metavar="S", help="stop timing a measurement after S seconds "
+                        "once min(3, repeats) calls are in")
+    parser.add_argument("--threads", type=int, metavar="N", help="torch / onnxruntime intra-op threads")
+    parser.add_argument("--seed", type=int, help="scenario seed")
+    parser.add_argument("--out", default="results", metavar="DIR", help="output folder (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, metavar="S", help="per-subject worker timeout in seconds")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--one-process", action="store_false", dest="isolate", default=None,
+                       help="run all subjects one after another in one worker process (faster, memory less "
+                       "isolated; --quick's default)")
+    where.add_argument("--isolate", action="store_true", dest="isolate", default=None,
+                       help="run each subject in its own fresh worker process (default, except with --quick)")
+    parser.add_argument("--omp-wait-policy", choices=bench.OMP_WAIT_POLICIES, help="OMP_WAIT_POLICY of the "
+                        "subprocesses; PASSIVE (default) also turns onnxruntime's spinning off")
+    parser.add_argument("--profile", action="store_true", help="also write DIR/profile.md: torch.profiler of "
+                        "StaticYoloXLoss eager and onnxruntime's node profile, per case and mode")
+
+    return one_line_errors(parser)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    options = {key: getattr(args, key) for key in ("batches", "image_sizes", "kinds", "modes", "subjects",
+                                                   "num_classes", "repeats", "warmup", "max_seconds", "threads",
+                                                   "seed", "timeout", "isolate", "omp_wait_policy")}
+    try:
+        settings = bench.make_settings(args.preset or "targets", out=args.out, profile=args.profile, **options)
+    except ValueError as error:
+        print(f"error: {_flag_wording(str(error))}", file=sys.stderr)
+        return 2
+    results = bench.run_benchmark(settings, argv, log=print)
+    paths = bench.write_outputs(results, settings.out)
+    if settings.profile:
+        paths["profile"] = write_profiles(settings, log=print)
+    print("\n".join(bench.target_lines(results)))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+

@@ -1,0 +1,73 @@
+"""Export the static YOLOX assignment + loss graph to ONNX, validate it, and optionally build a TensorRT engine.
+
+    yolox-export export                            # shipped preset yolox_s -> models/yolox_s.onnx
+    yolox-export export --preset yolox_nano --mode fast --engine yolox_nano_fast.engine
+    yolox-export export --preset my_model.toml --num-classes 20 --output my_model.onnx
+
+(``python scripts/export.py`` is the same command.) Without --output the graph is written to the models/ folder of
+the checkout the package lives in (else of the current directory), named after the preset and its overrides (plus ``_targets`` with --with-targets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..config import MODES
+from ..export.presets import DEFAULT_PRESET, load_preset, parse_range, shipped_presets, with_overrides
+from .common import one_line_errors
+
+
+def _range(text: str) -> tuple[int, int, int]:
+    try:
+        return parse_range(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yolox-export export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default=DEFAULT_PRESET, metavar="NAME|FILE",
+                        help=f"a shipped preset ({', '.join(shipped_presets())}) or a preset TOML file "
+                             "(default: %(default)s)")
+    parser.add_argument("--output", help="ONNX file to write (default: models/<preset name + overrides>.onnx)")
+    parser.add_argument("--mode", choices=MODES, help="assignment mode (default: the preset's)")
+    parser.add_argument("--num-classes", type=int, help="number of classes (default: the preset's)")
+    parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="input size (default: the preset's)")
+    parser.add_argument("--opset", type=int, help="ONNX opset (default: the preset's)")
+    parser.add_argument("--batch", type=_range, metavar="MIN:OPT:MAX", help="dynamic batch range / TensorRT profile")
+    parser.add_argument("--max-gt", type=_range, metavar="MIN:OPT:MAX", help="dynamic max_gt range / TensorRT profile")
+    parser.add_argument("--engine", help="also build a TensorRT engine at this path")
+    parser.add_argument("--with-targets", action="store_true", help="add cls/obj/reg/l1 targets to the outputs")
+    parser.add_argument("--no-timing", action="store_true", help="skip the onnxruntime latency measurement")
+    return one_line_errors(parser)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        preset = with_overrides(load_preset(args.preset), mode=args.mode, num_classes=args.num_classes,
+                                opset=args.opset, batch=args.batch, max_gt=args.max_gt,
+                                image_size=tuple(args.image_size) if args.image_size else None)
+    except (OSError, ValueError, TypeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.engine:
+        from ..export.tensorrt import tensorrt_unavailable_reason
+
+        reason = tensorrt_unavailable_reason()
+        if reason:
+            print(f"error: cannot build a TensorRT engine: {reason}", file=sys.stderr)
+            return 2
+    from ..export.pipeline import default_output_dir, export_and_validate
+
+    stem = preset.name + ("_targets" if args.with_targets else "")
+    output = Path(args.output) if args.output else default_output_dir() / f"{stem}.onnx"
+    report = export_and_validate(preset, output, with_targets=args.with_targets, engine=args.engine,
+                                 time_it=not args.no_timing)
+    print(report)
+    return 0 if report.validation.ok else 1
+

@@ -1,0 +1,42 @@
+"""What every YOLOX loss module shares, reference or static: construction from a ``LossConfig``, the component
+names, and ``forward`` as the (loss, components) part of ``loss_and_assignment``."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+from torch import Tensor, nn
+
+from .assignment import Assignment
+from .config import COMPONENT_NAMES, LossConfig
+
+
+class YoloXLossModule(nn.Module):
+    """Base of every loss module. Subclasses set ``modes`` (the ``LossConfig.mode`` values they implement), take
+    ``LossConfig``'s fields as constructor keywords in the config's field order, and implement
+    ``loss_and_assignment(model_output, targets) -> (loss, components, Assignment)``."""
+
+    modes: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: LossConfig, **options):
+        """The module for ``config``; ``options`` are the constructor's own keywords (``validate``, ``max_gt``)."""
+        if not isinstance(config, LossConfig):
+            raise TypeError(f"config must be a LossConfig, got {type(config).__name__}")
+        if config.mode not in cls.modes:
+            raise ValueError(f"{cls.__name__} implements mode(s) {list(cls.modes)}, not {config.mode!r}")
+        accepted = inspect.signature(cls.__init__).parameters
+        fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name in accepted}
+        return cls(**fields, **options)
+
+    @property
+    def component_names(self) -> list[str]:
+        return list(COMPONENT_NAMES)
+
+    def forward(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor]:
+        loss, components, _ = self.loss_and_assignment(model_output, targets)
+        return loss, components
+
+    def loss_and_assignment(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor, Assignment]:
+        raise NotImplementedError

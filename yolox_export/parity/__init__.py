@@ -1,0 +1,13 @@
+"""Parity layer: proof that the static module (eager, and every exported backend through a runner) matches the
+eager references, with every difference explained by a tie or reported as real.
+
+Modules: ``comparison`` (subjects vs reference on batches: ``compare``), ``report`` (rows, differences, JSON), ``ties`` (tie
+analysis), ``scenarios`` (seeded generator), ``suite`` (built-in suite and recorded batches), ``runtimes``
+(exported artifacts), ``plot`` (difference plots, matplotlib) and ``run`` (one parity run end to end).
+"""
+
+from .comparison import COMPONENTS, RUNTIME_ULPS, SUBJECTS, TOLERANCES, Outcome, compare, eager_outcome, runtime_outcome
+from .report import Difference, ParityReport, Row
+
+__all__ = ["COMPONENTS", "RUNTIME_ULPS", "SUBJECTS", "TOLERANCES", "Difference", "Outcome", "ParityReport", "Row",
+           "compare", "eager_outcome", "runtime_outcome"]

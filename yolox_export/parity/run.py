@@ -1,0 +1,177 @@
+"""One parity run: build or load the batches, resolve the subjects' artifacts, compare every subject in every
+mode, write the JSON report and the difference plots. The command line (``cli/parity.py``) only parses arguments,
+prints the lines :func:`run` logs and picks the exit code."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from ..config import MODES, LossConfig
+from .comparison import SUBJECTS, compare
+from .plot import SubjectAssignments, plot_differences
+from .report import ParityReport, group_differences
+from .runtimes import export_graphs, resolve_engines, resolve_onnx
+from .scenarios import KINDS
+from .suite import (DEFAULT_BATCH_SIZE, DEFAULT_IMAGE_SIZE, DEFAULT_MODES, DEFAULT_NUM_CLASSES, DEFAULT_PLOT_LIMIT,
+                    DEFAULT_SEEDS, DEFAULT_STRIDES, SEED_CAPS, Batch, InputError, build_suite, load_recorded_batches,
+                    suite_seeds)
+
+
+@dataclass
+class Options:
+    """What one parity run covers: modes, subjects, the batches (suite or recorded files), the exported artifacts
+    (``onnx`` files, ``export`` them on the fly, TensorRT ``engine`` files) and the outputs."""
+
+    modes: Sequence[str] = DEFAULT_MODES
+    subjects: Sequence[str] = ("static",)
+    kinds: Sequence[str] = KINDS
+    seeds: int = DEFAULT_SEEDS
+    batch_size: int = DEFAULT_BATCH_SIZE
+    image_size: Sequence[int] = DEFAULT_IMAGE_SIZE
+    num_classes: int | None = None
+    strides: Sequence[int] = DEFAULT_STRIDES
+    recorded: Sequence[str] | None = None
+    onnx: Sequence[str] | None = None
+    export: bool = False
+    engine: Sequence[str] | None = None
+    json_path: str | None = None
+    plot_dir: str | None = None
+    plot_limit: int = DEFAULT_PLOT_LIMIT
+    gradients: bool = True
+    seed_caps: bool = True  #: apply :data:`SEED_CAPS` to the suite
+
+
+@dataclass
+class RunResult:
+    reports: dict[str, ParityReport] = field(default_factory=dict)
+    batches: list[Batch] = field(default_factory=list)
+    plots: list[Path] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(bool(r) for r in self.reports.values())
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "batches": [b.label for b in self.batches],
+                "reports": {mode: r.to_dict() for mode, r in self.reports.items()}}
+
+
+def load_reports(path: str | Path) -> dict[str, ParityReport]:
+    """The per-mode reports of a JSON file written by :func:`run`."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return {mode: ParityReport.from_dict(r) for mode, r in data["reports"].items()}
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def _quiet(line: str) -> None:
+    return None
+
+
+def run(options: Options, log: Callable[[str], None] = _quiet) -> RunResult:
+    """Build or load the batches, compare every subject in every mode, write JSON and plots; each report and
+    progress line goes to ``log``.
+
+    Raises :class:`InputError` before any comparison for bad options or inputs."""
+    modes = _unique(options.modes)
+    subjects = _unique(options.subjects)
+    if (options.onnx or options.export) and "onnxruntime" not in subjects:
+        subjects.append("onnxruntime")
+    if options.engine and "tensorrt" not in subjects:
+        subjects.append("tensorrt")
+    bad = [m for m in modes if m not in MODES] + [s for s in subjects if s not in SUBJECTS]
+    if bad:
+        raise InputError(f"unknown mode(s)/subject(s) {bad}")
+    if options.onnx and options.export:
+        raise InputError("give either ONNX files or export, not both")
+    if options.plot_limit < 0:
+        raise InputError(f"plot_limit must be >= 0, got {options.plot_limit}")
+    if options.plot_dir is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise InputError("plotting needs matplotlib (pip install matplotlib)") from None
+
+    if options.recorded:
+        batches, num_classes = load_recorded_batches(options.recorded, options.strides, options.num_classes)
+        description = f"{len(batches)} recorded batch(es)"
+    else:
+        num_classes = options.num_classes if options.num_classes is not None else DEFAULT_NUM_CLASSES
+        batches = build_suite(options.kinds, options.seeds, options.batch_size, options.image_size, num_classes,
+                              options.strides, cap=options.seed_caps)
+        h, w = options.image_size
+        capped = [k for k in options.kinds if options.seed_caps and len(suite_seeds(k, options.seeds)) < options.seeds]
+        note = f"; {', '.join(capped)}: {', '.join(str(SEED_CAPS[k]) for k in capped)}" if capped else ""
+        description = (f"{len(batches)} seeded batches ({len(options.kinds)} kind(s) x {options.seeds} seed(s)"
+                       f"{note}; B={options.batch_size}, {h}x{w})")
+    strides = tuple(options.strides)
+    sizes = {b.image_size(strides) for b in batches}
+    image_size = next(iter(sizes)) if len(sizes) == 1 else None
+    configs = {mode: LossConfig(strides, num_classes, mode=mode) for mode in modes}
+
+    result = RunResult(batches=batches)
+    with tempfile.TemporaryDirectory(prefix="yolox_parity_") as tmp:
+        onnx_paths: dict[str, Path] = {}
+        engine_paths: dict[str, Path] = {}
+        if "onnxruntime" in subjects:
+            if options.export:
+                onnx_paths = export_graphs(modes, configs, image_size, tmp, log=log)
+            elif options.onnx:
+                onnx_paths = resolve_onnx(options.onnx, modes, configs, image_size)
+            else:
+                raise InputError("subject onnxruntime needs an ONNX file per mode, or export")
+        if "tensorrt" in subjects:
+            engine_paths = resolve_engines(options.engine, modes)
+        if options.plot_dir is not None:
+            Path(options.plot_dir).mkdir(parents=True, exist_ok=True)
+
+        log(f"{description}, {num_classes} classes, strides {'/'.join(map(str, strides))}; "
+        f"subjects: {', '.join(subjects)}")
+        for mode in modes:
+            start = time.perf_counter()
+            report = compare(batches, configs[mode], subjects, onnx_path=onnx_paths.get(mode),
+                             engine_path=engine_paths.get(mode), gradients=options.gradients)
+            elapsed = time.perf_counter() - start
+            result.reports[mode] = report
+            log("")
+            log(str(report))
+            for line in difference_summary(report, batches):
+                log(line)
+            log(f"({mode} mode: {elapsed:.1f} s)")
+            if options.plot_dir is not None and report.differences:
+                subjects_for = SubjectAssignments(configs[mode], onnx_paths.get(mode), engine_paths.get(mode))
+                result.plots += plot_differences(report, batches, configs[mode], options.plot_dir,
+                                                 subjects_for, limit=options.plot_limit)
+    if options.json_path is not None:
+        path = Path(options.json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
+        log(f"wrote {path}")
+    if result.plots:
+        log(f"wrote {len(result.plots)} plot(s) to {options.plot_dir}")
+    elif options.plot_dir is not None:
+        log(f"no differences to plot; nothing written to {options.plot_dir}")
+    verdicts = ", ".join(f"{mode} {'PASS' if r else 'FAIL'}" for mode, r in result.reports.items())
+    log(f"overall: {'PASS' if result.passed else 'FAIL'} ({verdicts})")
+    return result
+
+
+def difference_summary(report: ParityReport, batches: Sequence[Batch], limit: int = 12) -> list[str]:
+    """One line per image with differing cells (at most ``limit``, then a count of the rest)."""
+    groups = group_differences(report)
+    lines = []
+    for (subject, b, image), diffs in list(groups.items())[:limit]:
+        real = sum(not d.explained for d in diffs)
+        label = batches[b].label if b < len(batches) else "?"
+        lines.append(f"  {subject}: batch {b} ({label}) image {image}: {len(diffs)} cell(s) differ, "
+                     f"{len(diffs) - real} explained by ties, {real} real")
+    if len(groups) > limit:
+        lines.append(f"  ... and {len(groups) - limit} more image(s) with differences")
+    return lines

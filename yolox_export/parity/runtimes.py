@@ -1,0 +1,110 @@
+"""The exported artifacts parity runs: ONNX files matched to the run's modes by their metadata, graphs exported
+on the fly, TensorRT engines. Problems raise ``suite.InputError`` before any comparison runs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..config import LossConfig
+from .suite import InputError, MissingArtifactError
+
+
+def _onnx_metadata(path: Path) -> dict[str, str]:
+    import onnx
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such ONNX file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # noqa: BLE001 - a file onnx cannot parse is an input error
+        raise InputError(f"{path}: not an ONNX model ({str(error).strip().splitlines()[0]})") from None
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def expected_metadata(config: LossConfig, image_size: Sequence[int]) -> dict[str, str]:
+    """The ``metadata_props`` an exported graph for ``config`` at ``image_size`` carries (version excluded)."""
+    from ..export.onnx_export import metadata
+
+    expected = metadata(config, _preset(config, image_size), with_targets=False)
+    return {k: v for k, v in expected.items() if k not in ("yolox_export.version", "with_targets")}
+
+
+def resolve_onnx(paths: Sequence[str | Path], modes: Sequence[str], configs: dict[str, LossConfig],
+                 image_size: Sequence[int] | None) -> dict[str, Path]:
+    """{mode: the ONNX file among ``paths`` exported for that mode}; every file's metadata must match the run's
+    configuration (strides, classes, image size, options). Raises :class:`InputError` naming the mismatch."""
+    _require_onnxruntime()
+    if image_size is None:
+        raise InputError("subject onnxruntime needs batches of one image size (an exported graph has a fixed grid)")
+    by_mode: dict[str, Path] = {}
+    for raw in paths:
+        path = Path(raw)
+        meta = _onnx_metadata(path)
+        mode = meta.get("mode")
+        if mode not in modes:
+            found = f"mode {mode!r}" if mode else "no 'mode' metadata (was it written by yolox-export export?)"
+            raise InputError(f"{path}: has {found}; this run compares mode(s) {list(modes)}")
+        if mode in by_mode:
+            raise InputError(f"{path}: a second ONNX file for {mode} mode (first: {by_mode[mode]})")
+        wrong = [f"{k} is {meta.get(k)!r}, the run needs {v!r}"
+                 for k, v in expected_metadata(configs[mode], image_size).items() if meta.get(k) != v]
+        if wrong:
+            raise InputError(f"{path}: exported for another configuration: {'; '.join(wrong)}")
+        by_mode[mode] = path
+    missing = [m for m in modes if m not in by_mode]
+    if missing:
+        raise MissingArtifactError("onnxruntime", missing)
+    return by_mode
+
+
+def _require_onnxruntime() -> None:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise InputError("subject onnxruntime: onnxruntime is not installed; install it with "
+                         "`pip install yolox-export[cpu]`") from None
+
+
+def _preset(config: LossConfig, image_size: Sequence[int]):
+    from ..export.presets import Preset
+
+    return Preset(name=f"parity_{config.mode}", image_size=tuple(int(x) for x in image_size),
+                  strides=tuple(config.strides), num_classes=config.num_classes, mode=config.mode,
+                  batch=(1, 2, 32), max_gt=(1, 32, 1024), opset=20)
+
+
+def export_graphs(modes: Sequence[str], configs: dict[str, LossConfig], image_size: Sequence[int] | None,
+                  directory: str | Path, log: Callable[[str], None] = lambda line: None) -> dict[str, Path]:
+    """Export one graph per mode into ``directory`` with ``export_onnx`` (exporter chatter silenced)."""
+    _require_onnxruntime()
+    if image_size is None:
+        raise InputError("exporting needs batches of one image size (an exported graph has a fixed grid)")
+    from ..export.onnx_export import export_onnx
+
+    paths = {}
+    for mode in modes:
+        start = time.perf_counter()
+        target = Path(directory) / f"parity_{mode}.onnx"
+        paths[mode] = export_onnx(_preset(configs[mode], image_size), target, config=configs[mode])
+        log(f"exported the {mode}-mode graph to {target} in {time.perf_counter() - start:.1f} s")
+    return paths
+
+
+def resolve_engines(paths: Sequence[str | Path] | None, modes: Sequence[str]) -> dict[str, Path]:
+    """{mode: engine}, engines given in the order of ``modes``; TensorRT must be usable here."""
+    if not paths:
+        raise InputError("subject tensorrt needs one engine per mode, in the order of the modes")
+    if len(paths) != len(modes):
+        raise InputError(f"got {len(paths)} TensorRT engine(s) for {len(modes)} mode(s) {list(modes)}; "
+                         "give one engine per mode, in the order of the modes")
+    from ..export.tensorrt import tensorrt_unavailable_reason
+
+    reason = tensorrt_unavailable_reason()
+    if reason:
+        raise InputError(f"subject tensorrt: {reason}")
+    for p in paths:
+        if not Path(p).is_file():
+            raise InputError(f"{p}: no such TensorRT engine")
+    return {mode: Path(p) for mode, p in zip(modes, paths)}
