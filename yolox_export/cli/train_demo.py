@@ -18,21 +18,11 @@ import torch
 from ..config import MODES
 from ..demo.report import check_schema, format_table, plot, to_dict, write_json
 from ..demo.train import DemoSettings, run_demo
-from . import one_line_errors
+from .common import int_at_least, one_line_errors
 
 BAR_WIDTH = 30
 #: torch intra-op threads of a run unless --threads says otherwise.
 DEFAULT_THREADS = 1
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _non_negative_float(text: str) -> float:
@@ -48,17 +38,17 @@ def _non_negative_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     defaults = DemoSettings()
     parser = argparse.ArgumentParser(prog="train-demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=_positive, default=defaults.steps, help="training steps per run")
+    parser.add_argument("--steps", type=int_at_least(1), default=defaults.steps, help="training steps per run")
     parser.add_argument("--out", type=Path, default=Path("results/demo"), help="output folder (created)")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="loss modes to train")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of data, batch order and weights")
-    parser.add_argument("--batch-size", type=_positive, default=defaults.batch_size)
-    parser.add_argument("--image-size", type=_positive, default=defaults.image_size, help="pixels, divisible by 32")
-    parser.add_argument("--num-classes", type=_positive, default=defaults.num_classes, help="shape classes (1-4)")
-    parser.add_argument("--dataset-size", type=_positive, default=defaults.dataset_size, help="images in the data set")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=defaults.batch_size)
+    parser.add_argument("--image-size", type=int_at_least(1), default=defaults.image_size, help="pixels, divisible by 32")
+    parser.add_argument("--num-classes", type=int_at_least(1), default=defaults.num_classes, help="shape classes (1-4)")
+    parser.add_argument("--dataset-size", type=int_at_least(1), default=defaults.dataset_size, help="images in the data set")
     parser.add_argument("--lr", type=_non_negative_float, default=defaults.lr, help="SGD learning rate")
     parser.add_argument("--use-l1", action="store_true", help="add the L1 box term (YOLOX's last epochs)")
-    parser.add_argument("--threads", type=_positive, default=DEFAULT_THREADS,
+    parser.add_argument("--threads", type=int_at_least(1), default=DEFAULT_THREADS,
                         help="torch intra-op threads (default 1: this small detector gains little from more, and on "
                              "this 2-core machine shared with other work, 2 threads ran 4x to 10x slower than 1)")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")

@@ -4,7 +4,7 @@ static twin, from the same initial weights on the same batches in the same order
 Per step it records both runs' loss components and wall times (whole step: forward, loss, backward, optimiser step;
 and the loss call alone), and compares the static module with the reference on identical inputs: its loss
 components and assignment on the reference run's own predictions (single-batch parity at every step of a real
-training; differing cells go through the parity layer's tie analysis, ``yolox_export.ties``). It also notes where
+training; differing cells go through the parity layer's tie analysis, ``yolox_export.parity.ties``). It also notes where
 the static run's own assignment (on its own, possibly drifted, predictions) differs from the reference run's, and
 analyses the first step where either comparison differs.
 
@@ -30,15 +30,13 @@ from torch import Tensor, nn
 from ..assignment import Assignment
 from ..config import COMPONENT_NAMES, MODES, LossConfig
 from ..grid import flatten_levels, level_shapes, make_grid
-from ..reference import FastYoloXLoss, RegularYoloXLoss
+from ..parity.ties import image_ties
+from ..reference import reference_for
 from ..static import StaticYoloXLoss
 from ..targets import pad_targets
-from ..ties import image_ties
 from .data import DataSpec, Dataset, batch_order, make_dataset
 from .model import STRIDES, build_model
 
-#: Reference loss class of each mode (to be replaced by the package's one mode registry).
-REFERENCES = {"regular": RegularYoloXLoss, "fast": FastYoloXLoss}
 SIDES = ("reference", "static")
 #: Progress callback: (mode, steps done, steps in all).
 Progress = Callable[[str, int, int], None]
@@ -80,12 +78,9 @@ class DemoSettings:
         return DataSpec(image_size=self.image_size, num_classes=self.num_classes,
                         max_side=min(48, self.image_size - 2), min_side=min(12, self.image_size - 2))
 
-
-def reference_loss(mode: str, num_classes: int, use_l1: bool) -> nn.Module:
-    """The eager reference loss of ``mode`` on ``STRIDES``."""
-    if mode not in REFERENCES:
-        raise ValueError(f"no reference loss for mode {mode!r}; modes with one: {tuple(REFERENCES)}")
-    return REFERENCES[mode](STRIDES, num_classes, use_l1=use_l1)
+    def loss_config(self, mode: str) -> LossConfig:
+        """The loss configuration of ``mode`` on ``STRIDES``, shared by a mode's reference and static losses."""
+        return LossConfig(STRIDES, self.num_classes, mode=mode, use_l1=self.use_l1)
 
 
 @dataclass
@@ -267,11 +262,11 @@ def run_mode(mode: str, settings: DemoSettings, data: Dataset, batches: Sequence
              progress: Progress | None = None) -> ModeRun:
     """Train deep copies of ``initial`` on ``batches``: one with each loss of ``mode``, step by step in turn (which
     side goes first alternates, so that machine noise falls on both), and the control run."""
-    static_loss = StaticYoloXLoss(STRIDES, settings.num_classes, mode=mode, use_l1=settings.use_l1)
-    sides = {"reference": Side(copy.deepcopy(initial), reference_loss(mode, settings.num_classes, settings.use_l1),
-                               settings),
+    config = settings.loss_config(mode)
+    static_loss = StaticYoloXLoss.from_config(config)
+    sides = {"reference": Side(copy.deepcopy(initial), reference_for(config), settings),
              "static": Side(copy.deepcopy(initial), static_loss, settings)}
-    control = Side(nudged(initial), reference_loss(mode, settings.num_classes, settings.use_l1), settings)
+    control = Side(nudged(initial), reference_for(config), settings)
     same_input = SameInput()
     differs: list[bool] = []
     first: FirstDifference | None = None
