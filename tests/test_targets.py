@@ -72,8 +72,9 @@ def test_extra_padding_gives_the_same_rows():
 def test_empty_targets():
     empty = torch.zeros(0, 6)
     gt, mask = pad_targets(empty, 3)
-    # no targets: G = largest count = 0
-    assert gt.shape == (3, 0, 5) and mask.shape == (3, 0)
+    # no targets: the largest count is 0, but G is never below 1 (the graph takes G >= 1): one masked zero slot
+    assert gt.shape == (3, 1, 5) and mask.shape == (3, 1)
+    assert not mask.any() and (gt == 0).all()
     assert unpad_targets(gt, mask).shape == (0, 6)
     gt, mask = pad_targets(empty, 3, max_gt=2)
     assert gt.shape == (3, 2, 5) and not mask.any() and (gt == 0).all()
@@ -102,7 +103,31 @@ def test_batch_size_smaller_than_an_image_index_raises():
         pad_targets(TARGETS, 2)
 
 
-@pytest.mark.parametrize("max_gt", [-1, 2.5, True])
+def test_a_batch_of_no_images():
+    gt, mask = pad_targets(torch.zeros(0, 6), 0)
+    assert gt.shape == (0, 1, 5) and mask.shape == (0, 1)
+    gt, mask = pad_targets(torch.zeros(0, 6), 0, max_gt=4)
+    assert gt.shape == (0, 4, 5) and mask.shape == (0, 4)
+
+
+def test_more_targets_than_max_gt_without_validation_is_a_nan_real_slot():
+    # image 0 has 3 targets (rows 1, 2, 5), max_gt = 2: slot 0 keeps row 1, the last slot (1) becomes a real slot of
+    # NaN (the graph never assigns it and its loss is NaN); image 2 (2 targets) and image 1 fit and are untouched
+    gt, mask = pad_targets(TARGETS, 4, max_gt=2, validate=False)
+    assert gt.shape == (4, 2, 5)
+    assert torch.equal(gt[0, 0], TARGETS[1, 1:]) and gt[0, 1].isnan().all()
+    assert mask.tolist() == [[True, True], [True, False], [True, True], [False, False]]
+    assert torch.equal(gt[1, 0], TARGETS[3, 1:]) and (gt[1, 1] == 0).all()
+    assert torch.equal(gt[2], TARGETS[[0, 4], 1:]) and (gt[3] == 0).all()
+
+
+@pytest.mark.parametrize("validate", ["False", 0, 1, None])
+def test_validate_must_be_a_bool(validate):
+    with pytest.raises(TypeError, match=r"validate must be a bool \(True or False\), got"):
+        pad_targets(TARGETS, 4, validate=validate)
+
+
+@pytest.mark.parametrize("max_gt", [-1, 0, 2.5, True])
 def test_bad_max_gt_raises(max_gt):
     with pytest.raises(ValueError, match="max_gt"):
         pad_targets(TARGETS, 4, max_gt=max_gt)

@@ -7,6 +7,7 @@ apart. Defaults are those of super-gradients' ``YoloXDetectionLoss`` / ``YoloXFa
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -54,6 +55,8 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "strides", _checked_strides(self.strides))
+        for name in ("use_l1", "sync_num_fgs", "obj_loss_fix"):
+            check_flag(name, getattr(self, name))
         if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 1:
             raise ValueError(f"num_classes must be an int >= 1, got {self.num_classes!r}")
         if self.mode not in MODES:
@@ -90,10 +93,20 @@ class LossConfig:
         """Largest dynamic k the mode can produce: 10 (regular, megvii) or int(float32(10) * float32(bias)) (fast)."""
         if self.mode in ("regular", "megvii"):
             return CANDIDATE_TOPK
-        import torch
+        # the float32 product, in Python (no tensor read back): a product of two float32 values is exact in float64,
+        # so rounding it once to float32 gives the float32 multiplication's result
+        return max(1, int(_float32(_float32(float(CANDIDATE_TOPK)) * _float32(float(self.dynamic_ks_bias)))))
 
-        bound = torch.tensor(float(CANDIDATE_TOPK)) * torch.tensor(float(self.dynamic_ks_bias))
-        return max(1, int(bound.item()))
+
+def _float32(x: float) -> float:
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def check_flag(name: str, value: object) -> bool:
+    """``value`` if it is a bool; TypeError otherwise (``"False"`` or 0 would otherwise read as a truth value)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool (True or False), got {value!r} ({type(value).__name__})")
+    return value
 
 
 def _checked_strides(strides: Sequence[int]) -> tuple[int, ...]:

@@ -43,6 +43,11 @@ def make_grid(level_shapes: Sequence[tuple[int, int]], strides: Sequence[int],
     return Grid(torch.cat(xs).to(dtype), torch.cat(ys).to(dtype), torch.cat(ss).to(dtype), shapes)
 
 
+def image_size(shapes: Sequence[tuple[int, int]], strides: Sequence[int]) -> tuple[int, int]:
+    """(height, width) in pixels of the image that level 0's grid covers."""
+    return shapes[0][0] * strides[0], shapes[0][1] * strides[0]
+
+
 def level_shapes(predictions: Sequence[Tensor]) -> list[tuple[int, int]]:
     """(H, W) of each level map [B, 1, H, W, 5 + C]."""
     return [(int(p.shape[2]), int(p.shape[3])) for p in predictions]
@@ -50,7 +55,7 @@ def level_shapes(predictions: Sequence[Tensor]) -> list[tuple[int, int]]:
 
 def flatten_levels(predictions: Sequence[Tensor]) -> Tensor:
     """Concatenate level maps [B, 1, H, W, 5 + C] into raw outputs [B, A, 5 + C]."""
-    return torch.cat([p.reshape(p.shape[0], -1, p.shape[-1]) for p in predictions], dim=1)
+    return torch.cat([p.reshape(p.shape[0], p.shape[2] * p.shape[3], p.shape[-1]) for p in predictions], dim=1)
 
 
 def decode_boxes(raw: Tensor, grid: Grid) -> Tensor:

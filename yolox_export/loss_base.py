@@ -9,7 +9,8 @@ import inspect
 from torch import Tensor, nn
 
 from .assignment import Assignment
-from .config import COMPONENT_NAMES, LossConfig
+from .config import COMPONENT_NAMES, LossConfig, check_flag
+from .validation import MisreadingWarnings
 
 
 class YoloXLossModule(nn.Module):
@@ -18,6 +19,11 @@ class YoloXLossModule(nn.Module):
     ``loss_and_assignment(model_output, targets) -> (loss, components, Assignment)``."""
 
     modes: tuple[str, ...] = ()
+
+    def __init__(self, validate: bool = True):
+        super().__init__()
+        self.validate = check_flag("validate", validate)
+        self._misreadings = MisreadingWarnings()  # each misreading warned about once per module instance
 
     @classmethod
     def from_config(cls, config: LossConfig, **options):

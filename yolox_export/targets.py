@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .config import check_flag
 from .validation import check_targets
 
 
@@ -21,30 +22,59 @@ def per_image_slots(image_index: Tensor, batch_size: int) -> tuple[Tensor, Tenso
 
 
 def pad_targets(targets: Tensor, batch_size: int, max_gt: int | None = None, validate: bool = True) -> tuple[Tensor, Tensor]:
-    """Pad [N, 6] targets to (gt [B, G, 5], gt_mask [B, G]).
+    """Pad [N, 6] targets to (gt [B, G, 5], gt_mask [B, G]); padding rows are zero with mask False.
 
-    G is ``max_gt``, or the largest per-image count when None. An image with more than ``max_gt`` targets raises
-    ValueError: targets are never silently truncated.
+    G is ``max_gt``, or the largest per-image count when None, and never less than 1: a batch without targets gets
+    one masked slot per image (the static graph takes G >= 1). With ``max_gt`` fixed no value is read back to the
+    host unless ``validate`` is set. An image with more than ``max_gt`` targets is never silently truncated: with
+    ``validate`` it raises ValueError naming the image; without, its last slot becomes a real slot of NaN, which the
+    graph never assigns and which makes the loss NaN.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
         raise ValueError(f"batch_size must be an int >= 0, got {batch_size!r}")
-    if validate:
+    if max_gt is not None and (isinstance(max_gt, bool) or not isinstance(max_gt, int) or max_gt < 1):
+        raise ValueError(f"max_gt must be an int >= 1 or None, got {max_gt!r}")
+    if check_flag("validate", validate):
         check_targets(targets, batch_size)
     image_index = targets[:, 0].long()
     slots, counts = per_image_slots(image_index, batch_size)
-    largest = int(counts.max()) if batch_size > 0 else 0
     if max_gt is None:
-        max_gt = largest
-    elif isinstance(max_gt, bool) or not isinstance(max_gt, int) or max_gt < 0:
-        raise ValueError(f"max_gt must be an int >= 0 or None, got {max_gt!r}")
-    elif largest > max_gt:
-        image = int(torch.argmax(counts))
-        raise ValueError(f"image {image} has {largest} targets, more than max_gt = {max_gt}")
-    gt = targets.new_zeros((batch_size, max_gt, 5))
-    gt_mask = torch.zeros((batch_size, max_gt), dtype=torch.bool, device=targets.device)
-    gt[image_index, slots] = targets[:, 1:]
-    gt_mask[image_index, slots] = True
+        max_gt = max(int(counts.max()) if batch_size > 0 else 0, 1)  # reads the counts back: a host sync
+    elif validate:
+        check_counts(counts, max_gt)
+    return scatter_slots(targets[:, 1:], image_index, slots, counts, max_gt)
+
+
+def scatter_slots(rows: Tensor, image_index: Tensor, slots: Tensor, counts: Tensor, max_gt: int) -> tuple[Tensor, Tensor]:
+    """(gt [B, G, 5], gt_mask [B, G]) from rows [N, 5] at (image_index, slot) [N], G = max_gt, without a host sync.
+
+    Rows beyond G go to one spare row that is then dropped; an overflowing image's last slot (counts [B] > G) is
+    made a real slot of NaN instead, so the overflow shows in the loss rather than vanishing."""
+    batch = counts.shape[0]
+    spare = batch * max_gt
+    flat_index = torch.where(slots < max_gt, image_index * max_gt + slots, spare)  # [N]
+    gt = rows.new_zeros((spare + 1, 5))
+    gt_mask = torch.zeros(spare + 1, dtype=torch.bool, device=rows.device)
+    gt[flat_index] = rows
+    gt_mask[flat_index] = True
+    gt, gt_mask = gt[:spare].view(batch, max_gt, 5), gt_mask[:spare].view(batch, max_gt)
+    overflow = counts > max_gt  # [B]
+    gt[:, -1] = torch.where(overflow.unsqueeze(-1), torch.full_like(gt[:, -1], float("nan")), gt[:, -1])
+    gt_mask[:, -1] |= overflow
     return gt, gt_mask
+
+
+def check_counts(counts: Tensor, max_gt: int) -> None:
+    """ValueError naming the first image whose target count (counts [B]) exceeds max_gt; reads the counts back."""
+    over = counts > max_gt
+    if bool(over.any()):
+        image = int(over.nonzero()[0])
+        raise ValueError(f"image {image} has {int(counts[image])} targets, more than max_gt = {max_gt}")
+
+
+def check_target_counts(targets: Tensor, batch_size: int, max_gt: int) -> None:
+    """``check_counts`` for [N, 6] targets whose image indices are already known to be valid."""
+    check_counts(per_image_slots(targets[:, 0].long(), batch_size)[1], max_gt)
 
 
 def unpad_targets(gt: Tensor, gt_mask: Tensor) -> Tensor:
@@ -54,15 +84,3 @@ def unpad_targets(gt: Tensor, gt_mask: Tensor) -> Tensor:
     image_index, slot = gt_mask.nonzero(as_tuple=True)
     rows = gt[image_index, slot]
     return torch.cat((image_index.unsqueeze(1).to(gt.dtype), rows), dim=1)
-
-
-def with_min_slots(gt: Tensor, gt_mask: Tensor, min_slots: int = 1) -> tuple[Tensor, Tensor]:
-    """(gt [B, G', 5], gt_mask [B, G']) with G' = max(G, ``min_slots``): masked zero slots appended where G is smaller.
-
-    The static graph needs G >= 1 (one masked slot stands for "no targets"); masked slots never change the result.
-    """
-    missing = min_slots - gt.shape[1]
-    if missing <= 0:
-        return gt, gt_mask
-    gt = torch.cat((gt, gt.new_zeros((gt.shape[0], missing, gt.shape[2]))), 1)
-    return gt, torch.cat((gt_mask, gt_mask.new_zeros((gt_mask.shape[0], missing))), 1)

@@ -1,12 +1,21 @@
 """Input checks for the public entry points. They run eagerly, outside any traced graph, and raise errors that
-name what is wrong; nothing is dropped, truncated or guessed."""
+name what is wrong; nothing is dropped, truncated or guessed. Targets that are valid but look misread (normalised
+coordinates, corner boxes) get a ``TargetWarning``, once per module instance.
+
+Shape legend: B batch, A cells, G padded target slots, C classes; boxes (cx, cy, w, h) in pixels.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+import warnings
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
+
+from .config import LossConfig
+
+FLOAT_HINT = "convert them with `.float()`"
 
 
 def unwrap_model_output(model_output) -> list[Tensor]:
@@ -25,9 +34,8 @@ def check_predictions(predictions: Sequence[Tensor], strides: Sequence[int], num
     """Levels: one per stride, each [B, 1, H, W, 5 + C], floating point, finite, one image size for all levels."""
     if len(predictions) != len(strides):
         raise ValueError(f"got {len(predictions)} prediction levels for {len(strides)} strides {tuple(strides)}")
-    image_size = None
     batch = None
-    for level, (p, stride) in enumerate(zip(predictions, strides)):
+    for level, p in enumerate(predictions):
         if not isinstance(p, Tensor):
             raise TypeError(f"prediction level {level} is a {type(p).__name__}, not a tensor")
         if not p.is_floating_point():
@@ -42,16 +50,10 @@ def check_predictions(predictions: Sequence[Tensor], strides: Sequence[int], num
             batch = p.shape[0]
         elif p.shape[0] != batch:
             raise ValueError(f"prediction level {level} has batch {p.shape[0]}; level 0 has {batch}")
-        size = (p.shape[2] * stride, p.shape[3] * stride)
-        if image_size is None:
-            image_size = size
-        elif size != image_size:
-            raise ValueError(
-                f"prediction level {level} grid {tuple(p.shape[2:4])} at stride {stride} covers an image of "
-                f"{size[0]}x{size[1]}; level 0 covers {image_size[0]}x{image_size[1]}"
-            )
         if p.device != predictions[0].device:
             raise ValueError(f"prediction level {level} is on {p.device}; level 0 is on {predictions[0].device}")
+    check_grids([(int(p.shape[2]), int(p.shape[3])) for p in predictions], strides, "prediction level")
+    for level, p in enumerate(predictions):
         if p.device.type == "meta":  # no values to inspect: shapes, dtypes and devices are all that can be checked
             continue
         if bool(torch.isfinite(p.detach().sum())):  # one pass: a NaN or inf anywhere makes the sum non-finite
@@ -60,6 +62,70 @@ def check_predictions(predictions: Sequence[Tensor], strides: Sequence[int], num
         if bool(bad.any()):
             index = tuple(int(i) for i in bad.nonzero()[0])
             raise ValueError(f"prediction level {level} has a non-finite value {p[index].item()} at index {index}")
+
+
+def check_grids(grids: Sequence[tuple[int, int]], strides: Sequence[int], what: str) -> None:
+    """Levels' (H, W), one per stride, must cover one image size; a wrong level order is named as such."""
+    sizes = [(h * s, w * s) for (h, w), s in zip(grids, strides)]
+    for level, (grid, stride, size) in enumerate(zip(grids, strides, sizes)):
+        if size != sizes[0]:
+            raise ValueError(
+                f"{what} {level} grid {tuple(grid)} at stride {stride} covers an image of {size[0]}x{size[1]}; "
+                f"level 0 covers {sizes[0][0]}x{sizes[0][1]}{_order_hint(grids, strides)}"
+            )
+
+
+def _order_hint(grids: Sequence[tuple[int, int]], strides: Sequence[int]) -> str:
+    """When the grids do cover one image with the strides matched up by size (largest grid, smallest stride), the
+    levels are just in the wrong order: say so."""
+    by_size = sorted(range(len(grids)), key=lambda i: -grids[i][0] * grids[i][1])
+    by_stride = sorted(range(len(strides)), key=lambda j: strides[j])
+    fits = {i: strides[j] for i, j in zip(by_size, by_stride)}
+    if len({(grids[i][0] * s, grids[i][1] * s) for i, s in fits.items()}) != 1:
+        return ""
+    return (f"; the levels are in the wrong order: their grids fit strides {tuple(fits[i] for i in range(len(grids)))}"
+            f", so give the levels in the order of strides {tuple(strides)}")
+
+
+def check_level_shapes(shapes: Sequence[tuple[int, int]], strides: Sequence[int]) -> None:
+    """The padded entry point's level (H, W) list: one pair of ints >= 1 per stride, one image size."""
+    shapes = list(shapes)
+    if len(shapes) != len(strides):
+        raise ValueError(f"got {len(shapes)} level shapes for {len(strides)} strides {tuple(strides)}")
+    for level, shape in enumerate(shapes):
+        if (len(tuple(shape)) != 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in shape)):
+            raise ValueError(f"level {level} shape must be a pair of ints (H, W) >= 1, got {shape!r}")
+    check_grids([tuple(s) for s in shapes], strides, "level")
+
+
+def check_padded(raw: Tensor, gt: Tensor, gt_mask: Tensor, shapes: Sequence[tuple[int, int]], config: LossConfig) -> None:
+    """The padded entry point's inputs: level shapes vs strides, raw [B, A, 5 + C], gt [B, G >= 1, 5], bool mask
+    [B, G], and every real slot (mask True) as ``check_padded_targets`` says; masked slots are never read."""
+    check_level_shapes(shapes, config.strides)
+    cells = sum(h * w for h, w in shapes)
+    if raw.dim() != 3 or raw.shape[1] != cells or raw.shape[2] != 5 + config.num_classes:
+        raise ValueError(f"predictions must be [B, {cells}, {5 + config.num_classes}], got {tuple(raw.shape)}")
+    if not raw.is_floating_point():
+        raise TypeError(f"predictions must be floating point, got {raw.dtype}")
+    if gt.dim() != 3 or gt.shape[0] != raw.shape[0] or gt.shape[2] != 5:
+        raise ValueError(f"targets must be [{raw.shape[0]}, G, 5], got {tuple(gt.shape)}")
+    if gt.shape[1] < 1:
+        raise ValueError("targets must have G >= 1 slots; mark unused slots False in the mask (pad_targets does)")
+    if gt_mask.dtype != torch.bool or tuple(gt_mask.shape) != tuple(gt.shape[:2]):
+        raise ValueError(f"target_mask must be bool {tuple(gt.shape[:2])}, got {gt_mask.dtype} {tuple(gt_mask.shape)}")
+    check_padded_targets(gt, gt_mask, config.num_classes)
+
+
+def check_padded_targets(gt: Tensor, gt_mask: Tensor, num_classes: int) -> None:
+    """Real slots of gt [B, G, 5] (class, cx, cy, w, h): an integer class id in [0, C), a box finite in float32,
+    w and h > 0. The first bad slot is named by image and slot; masked slots may hold anything."""
+    if not gt.is_floating_point():
+        raise TypeError(f"targets must be floating point, got {gt.dtype}; {FLOAT_HINT}")
+    if gt.device.type == "meta" or gt.numel() == 0:
+        return
+    image, slot = gt_mask.detach().cpu().nonzero(as_tuple=True)
+    rows = gt.detach().cpu()[image, slot].double()  # [n, 5]
+    _check_rows(rows, lambda i: f"targets image {int(image[i])} slot {int(slot[i])}", num_classes)
 
 
 def check_targets(targets: Tensor, batch_size: int, num_classes: int | None = None, device=None) -> None:
@@ -74,30 +140,97 @@ def check_targets(targets: Tensor, batch_size: int, num_classes: int | None = No
     if targets.dim() != 2 or targets.shape[1] != 6:
         raise ValueError(f"targets must be [N, 6] rows (image_index, class, cx, cy, w, h), got shape {tuple(targets.shape)}")
     if not targets.is_floating_point():
-        raise TypeError(f"targets must be floating point, got {targets.dtype}")
+        raise TypeError(f"targets must be floating point, got {targets.dtype}; {FLOAT_HINT}")
     if device is not None and targets.device != torch.device(device):
         raise ValueError(f"targets are on {targets.device} but predictions are on {device}")
     if targets.shape[0] == 0 or targets.device.type == "meta":
         return
     t = targets.detach().double().cpu()
-    _check_index_column(t[:, 0], "image index", batch_size, "batch size")
-    _check_index_column(t[:, 1], "class id", num_classes, "num_classes")
-    finite = torch.isfinite(t[:, 2:]).all(dim=1)
+    _check_index_column(t[:, 0], "image index", batch_size, "batch size", _row_name)
+    _check_rows(t[:, 1:], _row_name, num_classes)
+
+
+def _row_name(row: int) -> str:
+    return f"targets row {row}"
+
+
+def _check_rows(rows: Tensor, name: Callable[[int], str], num_classes: int | None) -> None:
+    """Rows [n, 5] (class, cx, cy, w, h), float64: class id, then finite coordinates (finite in float32, the
+    precision the losses run in), then w, h > 0; ``name(i)`` says where row i came from."""
+    _check_index_column(rows[:, 0], "class id", num_classes, "num_classes", name)
+    finite = torch.isfinite(rows[:, 1:].float()).all(dim=1)
     if not bool(finite.all()):
-        row = int((~finite).nonzero()[0])
-        raise ValueError(f"targets row {row} has non-finite coordinates {t[row, 2:].tolist()}")
-    positive = (t[:, 4] > 0) & (t[:, 5] > 0)
+        i = int((~finite).nonzero()[0])
+        raise ValueError(f"{name(i)} has non-finite coordinates {rows[i, 1:].tolist()}")
+    positive = (rows[:, 3] > 0) & (rows[:, 4] > 0)
     if not bool(positive.all()):
-        row = int((~positive).nonzero()[0])
-        raise ValueError(f"targets row {row} has w, h = {t[row, 4].item()}, {t[row, 5].item()}; both must be > 0")
+        i = int((~positive).nonzero()[0])
+        raise ValueError(f"{name(i)} has w, h = {rows[i, 3].item()}, {rows[i, 4].item()}; both must be > 0")
 
 
-def _check_index_column(values: Tensor, what: str, limit: int | None, limit_name: str) -> None:
+def _check_index_column(values: Tensor, what: str, limit: int | None, limit_name: str,
+                        name: Callable[[int], str]) -> None:
     """Integers in [0, limit), or integers >= 0 when ``limit`` is None; names the first bad row and its value."""
     bad = ~torch.isfinite(values) | (values != torch.floor(values)) | (values < 0)
     if limit is not None:
         bad |= values >= limit
     if bool(bad.any()):
-        row = int(bad.nonzero()[0])
+        i = int(bad.nonzero()[0])
         allowed = f"an integer in [0, {limit}) ({limit_name} = {limit})" if limit is not None else "an integer >= 0"
-        raise ValueError(f"targets row {row} has {what} {values[row].item()}; it must be {allowed}")
+        raise ValueError(f"{name(i)} has {what} {values[i].item()}; it must be {allowed}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# valid targets that look misread
+
+
+class TargetWarning(UserWarning):
+    """Targets that are valid but look like a misreading of the (cx, cy, w, h) pixel format."""
+
+
+#: A box counts as mostly outside the image when less than this share of its area is inside.
+INSIDE_SHARE = 0.5
+
+
+def misreadings(boxes: Tensor, image: tuple[int, int]) -> dict[str, str]:
+    """What looks misread in boxes [n, 4] (cx, cy, w, h) on an image (H, W) in pixels: every coordinate within
+    [0, 1] (normalised?), or most boxes mostly outside the image (corners read as centre and size?). Returns
+    {kind: message}, kind "normalised" or "corners"."""
+    if boxes.shape[0] == 0:
+        return {}
+    b = boxes.detach().double().cpu()
+    height, width = image
+    found = {}
+    if bool(((b >= 0) & (b <= 1)).all()):
+        found["normalised"] = (
+            f"all target coordinates lie within [0, 1]: are they normalised? Targets are (cx, cy, w, h) in pixels of "
+            f"the {height}x{width} image (scale them by the image size); nothing is rescaled")
+    outside = int((inside_area(b, image) < INSIDE_SHARE * b[:, 2] * b[:, 3]).sum())
+    if 2 * outside > b.shape[0]:
+        found["corners"] = (
+            f"{outside} of {b.shape[0]} target boxes lie mostly outside the {height}x{width} image: are they corners "
+            f"(x1, y1, x2, y2)? Targets are (cx, cy, w, h) in pixels; nothing is converted")
+    return found
+
+
+def inside_area(boxes: Tensor, image: tuple[int, int]) -> Tensor:
+    """[n]: area of each box [n, 4] (cx, cy, w, h) that lies inside the image [0, W] x [0, H]."""
+    cx, cy, w, h = boxes.unbind(-1)
+    inside_w = (torch.clamp(cx + w / 2, max=float(image[1])) - torch.clamp(cx - w / 2, min=0.0)).clamp(min=0)
+    inside_h = (torch.clamp(cy + h / 2, max=float(image[0])) - torch.clamp(cy - h / 2, min=0.0)).clamp(min=0)
+    return inside_w * inside_h
+
+
+class MisreadingWarnings:
+    """Issues each ``misreadings`` message at most once per owner (one per module instance)."""
+
+    def __init__(self) -> None:
+        self.given: set[str] = set()
+
+    def check(self, boxes: Tensor, image: tuple[int, int]) -> None:
+        if boxes.device.type == "meta":
+            return
+        for kind, message in misreadings(boxes, image).items():
+            if kind not in self.given:
+                self.given.add(kind)
+                warnings.warn(message, TargetWarning, stacklevel=4)

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_every_subcommand_module_has_a_parser_and_main(name):
     module = importlib.import_module(cli.SUBCOMMANDS[name])
     assert callable(module.build_parser) and callable(module.main)
-    script = ROOT / "scripts" / f"{name}.py"
+    script = ROOT / "scripts" / f"{name.replace('-', '_')}.py"  # train-demo -> scripts/train_demo.py
     assert "sys.path" not in script.read_text()
 
 

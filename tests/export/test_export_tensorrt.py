@@ -160,6 +160,7 @@ def test_profile_must_fit_network_inputs():
         trt_export._profile_for(inputs, {**checked, "x": check_profiles({"x": ((1, 5), (4, 5), (8, 5))})["x"]})
 
 
+@pytest.mark.cuda
 def test_build_and_run_engine(tmp_path):
     if REASON is not None:
         pytest.skip(REASON)
@@ -178,6 +179,7 @@ def test_build_and_run_engine(tmp_path):
         runner.run({"x": torch.zeros(9, 4), "mask": torch.ones(9, dtype=torch.bool)})
 
 
+@pytest.mark.cuda
 def test_parser_errors_are_collected(tmp_path):
     if REASON is not None:
         pytest.skip(REASON)

@@ -16,10 +16,10 @@ import torch
 from ..config import COMPONENT_NAMES, LossConfig
 from ..export.contract import INPUT_NAMES, OUTPUT_NAMES, graph_feeds
 from ..export.ort_runtime import ort_session
-from ..grid import level_shapes
+from ..grid import Grid, level_shapes
 from ..parity.scenarios import make_scenario
 from ..reference import reference_for
-from ..static import PaddedYoloXLoss, StaticYoloXLoss
+from ..static import PaddedYoloXLoss, StaticYoloXLoss, padded_loss
 from .settings import Case, Job
 from .subjects import Subject
 
@@ -123,28 +123,46 @@ def compile_step(job: Job, subject: Subject, inputs: Inputs, measurement: str) -
 
 
 def cudagraph_step(job: Job, subject: Subject, inputs: Inputs, measurement: str) -> Step:
-    """The padded module captured in one torch.cuda.CUDAGraph; each call pads into the static inputs and replays."""
+    """The padded computation captured in one torch.cuda.CUDAGraph: the forward (``fwd``), or the forward and the
+    backward to the predictions (``fwd+bwd``, the gradient written into a buffer of the graph's pool on every
+    replay). Each call pads into the static inputs and replays."""
     start = time.perf_counter()
     module = _padded_module(job, inputs, "cuda")
-    static_inputs = [t.clone() for t in padded_inputs(inputs)]
-    max_gt = int(static_inputs[1].shape[1])
+    raw, gt, mask = (t.clone() for t in padded_inputs(inputs))
+    max_gt = int(gt.shape[1])
+    backward = measurement == "fwd+bwd"
+    raw.requires_grad_(backward)
+    grid = Grid(module.x_shifts, module.y_shifts, module.strides)
+
+    def computation():
+        if not backward:
+            with torch.no_grad():
+                return module(raw, gt, mask)
+        raw.grad = None
+        out = padded_loss(raw, gt, mask, grid, module.config)
+        out.loss.backward()
+        return out.components, raw.grad
+
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side), torch.no_grad():
+    with torch.cuda.stream(side):
         for _ in range(3):
-            module(*static_inputs)
+            computation()
     torch.cuda.current_stream().wait_stream(side)
+    raw.grad = None
     graph = torch.cuda.CUDAGraph()
-    with torch.no_grad(), torch.cuda.graph(graph):
-        outputs = module(*static_inputs)
+    with torch.cuda.graph(graph):
+        outputs = computation()
 
     def replay():
-        for target, source in zip(static_inputs, padded_inputs(inputs, max_gt)):
-            target.copy_(source)
+        with torch.no_grad():
+            for target, source in zip((raw, gt, mask), padded_inputs(inputs, max_gt)):
+                target.copy_(source)
         graph.replay()
         return outputs
     torch.cuda.synchronize()
-    return Step(replay, _loss_of_outputs, setup_s=time.perf_counter() - start)
+    loss = (lambda out: float(out[0][COMPONENT_NAMES.index("Loss")])) if backward else _loss_of_outputs
+    return Step(replay, loss, setup_s=time.perf_counter() - start)
 
 
 def bench_session(path: str, provider: str, threads: int, cache_dir: str | None, profile_prefix: str | None = None,

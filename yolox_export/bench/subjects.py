@@ -49,7 +49,7 @@ SUBJECTS: dict[str, Subject] = {s.name: s for s in (
     Subject("ort-cpu", "ONNX graph, onnxruntime CPU", "ort", "cpu", _FWD, provider="CPUExecutionProvider"),
     *_references("cuda"),
     Subject("static-cuda", "StaticYoloXLoss CUDA eager", "eager", "cuda", _BOTH),
-    Subject("static-cudagraph", "StaticYoloXLoss CUDA graph", "cudagraph", "cuda", _FWD),
+    Subject("static-cudagraph", "StaticYoloXLoss CUDA graph", "cudagraph", "cuda", _BOTH),
     Subject("ort-cuda", "ONNX graph, onnxruntime CUDA", "ort", "cuda", _FWD, provider="CUDAExecutionProvider"),
     Subject("ort-tensorrt", "ONNX graph, onnxruntime TensorRT", "ort", "cuda", _FWD,
             provider="TensorrtExecutionProvider"),

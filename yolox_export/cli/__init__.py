@@ -14,6 +14,8 @@ SUBCOMMANDS = {
     "export": "yolox_export.cli.export",
     "parity": "yolox_export.cli.parity",
     "bench": "yolox_export.cli.bench",
+    "train-demo": "yolox_export.cli.train_demo",
+    "gpu-check": "yolox_export.cli.gpu_check",
 }
 
 USAGE = "usage: yolox-export {" + ",".join(SUBCOMMANDS) + "} [options]  (yolox-export COMMAND --help for each)"

@@ -14,19 +14,18 @@ from typing import Sequence
 from torch import Tensor
 
 from ..grid import flatten_levels
-from ..targets import pad_targets, with_min_slots
+from ..targets import pad_targets
 
 INPUT_NAMES = ("predictions", "targets", "target_mask")
 OUTPUT_NAMES = ("fg_mask", "matched_gt", "matched_iou", "loss_components")
 TARGET_OUTPUT_NAMES = ("cls_target", "obj_target", "reg_target", "l1_target")
-#: Fewest target slots fed to a graph: G >= 1 (one masked slot stands for "no targets").
-MIN_SLOTS = 1
 
 
 def graph_feeds(predictions: Sequence[Tensor], targets: Tensor, max_gt: int | None = None,
                 validate: bool = True) -> dict[str, Tensor]:
     """The graph's inputs for per-level predictions [B, 1, H, W, 5 + C] and [N, 6] targets: predictions flattened
-    to [B, A, 5 + C] float32, targets padded to G = max(``max_gt`` or the largest per-image count, 1)."""
+    to [B, A, 5 + C] float32, targets padded by ``pad_targets`` to G = ``max_gt``, or the largest per-image count
+    (at least 1: one masked slot stands for "no targets")."""
     raw = flatten_levels(list(predictions)).float()
-    gt, mask = with_min_slots(*pad_targets(targets, raw.shape[0], max_gt, validate=validate), MIN_SLOTS)
+    gt, mask = pad_targets(targets, raw.shape[0], max_gt, validate=validate)
     return dict(zip(INPUT_NAMES, (raw, gt.float(), mask)))

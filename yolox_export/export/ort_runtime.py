@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import check_flag
+
 __all__ = ["DEFAULT_PROVIDERS", "InputSpec", "OrtRunner", "check_feeds", "default_providers", "numpy_dtype",
            "ort_session"]
 
@@ -201,7 +203,7 @@ class OrtRunner:
         validate: bool = True,
     ) -> None:
         self.model_path = Path(model_path)
-        self.validate = validate
+        self.validate = check_flag("validate", validate)
         if not self.model_path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {self.model_path}")
         onnxruntime = _import_onnxruntime()

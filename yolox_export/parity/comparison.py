@@ -66,18 +66,23 @@ def runtime_outcome(runner, predictions: Sequence[Tensor], targets: Tensor) -> O
 
 def compare(batches: Iterable, config: LossConfig, subjects: Sequence[str] = ("static",), onnx_path=None,
             engine_path=None, gradients: bool = True, tolerances: dict | None = None,
-            static_module: StaticYoloXLoss | None = None) -> ParityReport:
+            static_module: StaticYoloXLoss | None = None, runners: dict | None = None) -> ParityReport:
     """Compare ``subjects`` with the reference of ``config.mode`` on ``batches``.
 
     ``batches`` yields (predictions, targets) pairs or ``scenarios.Scenario`` objects: predictions a per-level list
     [B, 1, H, W, 5 + C], targets [N, 6]. "onnxruntime" needs ``onnx_path``; "tensorrt" needs ``engine_path``.
-    ``static_module`` replaces the "static" subject's module (default: one built from ``config``).
+    ``static_module`` replaces the "static" subject's module (default: one built from ``config``); ``runners``
+    (subject -> runner with ``run(feeds) -> dict``) replaces the runners opened from the paths, e.g. an onnxruntime
+    session on the CUDA execution provider.
     """
     unknown = [s for s in subjects if s not in SUBJECTS]
     if unknown:
         raise ValueError(f"unknown parity subjects {unknown}; choose from {SUBJECTS}")
     tol = {**TOLERANCES, **(tolerances or {})}
-    runners = _runners(subjects, onnx_path, engine_path)
+    runners = dict(runners) if runners is not None else _runners(subjects, onnx_path, engine_path)
+    missing = [s for s in subjects if s != "static" and s not in runners]
+    if missing:
+        raise ValueError(f"no runner for subject(s) {missing}")
     reference = reference_for(config)
     static = static_module if static_module is not None else static_for(config)
     report = ParityReport(config.mode)

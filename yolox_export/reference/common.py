@@ -16,10 +16,10 @@ from torch import Tensor
 from ..assignment import Assignment
 from ..boxes import iou_loss, l1_target
 from ..config import REG_WEIGHT, LossConfig
-from ..grid import Grid, decode_boxes, flatten_levels, level_shapes, make_grid
+from ..grid import Grid, decode_boxes, flatten_levels, image_size, level_shapes, make_grid
 from ..loss_base import YoloXLossModule
 from ..targets import pad_targets
-from ..validation import check_predictions, check_targets, unwrap_model_output
+from ..validation import MisreadingWarnings, check_predictions, check_targets, unwrap_model_output
 
 
 @dataclass
@@ -44,20 +44,19 @@ class ReferenceLoss(YoloXLossModule):
     Subclasses implement ``_assign(prep, targets)``."""
 
     def __init__(self, config: LossConfig, validate: bool):
-        super().__init__()
+        super().__init__(validate)
         self.config = config
-        self.validate = validate
 
     def loss_and_assignment(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor, Assignment]:
         """``forward``'s (loss, components) and the assignment they were computed from, in one pass."""
-        prep, targets = prepare(model_output, targets, self.config, self.validate)
+        prep, targets = prepare(model_output, targets, self.config, self.validate, self._misreadings)
         assignment = self._assign(prep, targets)
         loss, components = assignment_loss(prep, targets, assignment, self.config, num_fg=self._num_fg(assignment, prep))
         return loss, components, assignment
 
     @torch.no_grad()
     def assign(self, model_output, targets: Tensor) -> Assignment:
-        prep, targets = prepare(model_output, targets, self.config, self.validate)
+        prep, targets = prepare(model_output, targets, self.config, self.validate, self._misreadings)
         return self._assign(prep, targets)
 
     def _assign(self, prep: Prepared, targets: Tensor) -> Assignment:
@@ -68,12 +67,16 @@ class ReferenceLoss(YoloXLossModule):
         return None
 
 
-def prepare(model_output, targets: Tensor, config: LossConfig, validate: bool) -> tuple[Prepared, Tensor]:
-    """Validate (optionally) and flatten the head output; return it with the targets."""
+def prepare(model_output, targets: Tensor, config: LossConfig, validate: bool,
+            misreadings: MisreadingWarnings | None = None) -> tuple[Prepared, Tensor]:
+    """Validate (optionally; ``misreadings`` warns about targets that look misread) and flatten the head output;
+    return it with the targets."""
     predictions = unwrap_model_output(model_output)
     if validate:
         check_predictions(predictions, config.strides, config.num_classes)
         check_targets(targets, predictions[0].shape[0], config.num_classes, device=predictions[0].device)
+        if misreadings is not None:
+            misreadings.check(targets[:, 2:6], image_size(level_shapes(predictions), config.strides))
     raw = flatten_levels(predictions)
     grid = make_grid(level_shapes(predictions), config.strides, device=raw.device, dtype=raw.dtype)
     return Prepared(raw, decode_boxes(raw, grid), grid), targets
@@ -93,7 +96,7 @@ def matched_loss(prep: Prepared, img_ids: Tensor, cell_ids: Tensor, gt_boxes: Te
     obj_target[img_ids, cell_ids] = 1
     cls_target = F.one_hot(gt_classes.long(), config.num_classes) * ious.unsqueeze(-1)
     loss_iou = iou_loss(prep.boxes[img_ids, cell_ids], gt_boxes, config.iou_type).sum() / num_fg
-    obj_divisor = batch * cells if (config.mode == "fast" and config.obj_loss_fix) else num_fg
+    obj_divisor = max(batch * cells, 1) if (config.mode == "fast" and config.obj_loss_fix) else num_fg
     loss_obj = F.binary_cross_entropy_with_logits(prep.obj, obj_target, reduction="none").sum() / obj_divisor
     loss_cls = F.binary_cross_entropy_with_logits(prep.cls[img_ids, cell_ids], cls_target, reduction="none").sum() / num_fg
     if config.use_l1:

@@ -94,7 +94,7 @@ def class_cost(cls_logits: Tensor, obj_logits: Tensor, gt_classes: Tensor) -> Te
     p = sigmoid(cls_logits).mul_(sigmoid(obj_logits).unsqueeze(-1)).sqrt_()  # [B, A, C]
     rows = torch.arange(batch, device=cls_logits.device).unsqueeze(1) * classes + gt_classes  # [B, G]
     p_target = p.transpose(1, 2).reshape(batch * classes, cells).index_select(0, rows.reshape(-1))  # [B * G, A]
-    p_target = p_target.reshape(batch, -1, cells)  # [B, G, A]
+    p_target = p_target.reshape(batch, gt_classes.shape[1], cells)  # [B, G, A]
     neg_sum = p.neg_().log1p_().clamp_(min=-100.0).sum(-1)  # [B, A]; p is spent
     term = p_target.neg().log1p_().clamp_(min=-100.0).sub_(p_target.log().clamp_(min=-100.0))
     return term.sub_(neg_sum.unsqueeze(1))

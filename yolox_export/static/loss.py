@@ -18,14 +18,15 @@ from torch import Tensor, nn
 
 from ..assignment import Assignment
 from ..boxes import iou_loss, l1_target
-from ..config import MODES, REG_WEIGHT, LossConfig
+from ..config import MODES, REG_WEIGHT, LossConfig, check_flag
 from ..distributed import synced_num_fg
-from ..grid import Grid, decode_boxes, flatten_levels, level_shapes, make_grid
+from ..grid import Grid, decode_boxes, flatten_levels, image_size, level_shapes, make_grid
 from ..loss_base import YoloXLossModule
-from ..targets import pad_targets, with_min_slots
-from ..validation import check_predictions, check_targets, unwrap_model_output
+from ..targets import check_target_counts, pad_targets
+from ..validation import check_padded, check_predictions, check_targets, unwrap_model_output
 from .assign import assign
 from .window import WindowAssignment, slot_class_bce, window_assign
+from .padding import sanitise_slots
 
 
 @dataclass
@@ -51,15 +52,19 @@ def padded_assign(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: 
                   marks: Tensor | None = None, boxes: Tensor | None = None) -> Assignment:
     """The float32 assignment for raw predictions [B, A, 5 + C] and padded targets (``marks``: ``nonfinite_marks``
     of ``raw`` when the caller has them; ``boxes``: decoded boxes [B, A, 4] to use instead of decoding ``raw``'s box
-    logits, as Megvii's head hands them over)."""
+    logits, as Megvii's head hands them over, megvii mode only). Slots are sanitised first (``padding.sanitise_slots``):
+    a masked slot never matters, a malformed real one is never assigned."""
+    if boxes is not None and config.mode != "megvii":
+        raise ValueError(f"decoded boxes are taken in megvii mode only, not in {config.mode!r} mode")
     with torch.no_grad(), torch.autocast(device_type=raw.device.type, enabled=False):
         raw = raw.detach().float()
         marks = nonfinite_marks(raw) if marks is None else marks
-        boxes = decode_boxes(raw, grid) if boxes is None else boxes.detach().float()
-        usable = (marks == 0) & torch.isfinite(boxes).all(-1)
+        slots = sanitise_slots(gt.float(), gt_mask, config.num_classes)
         if config.mode == "megvii":
-            return window_assign(raw, usable, gt.float(), gt_mask, grid, config, boxes)
-        return assign(raw, usable, gt.float(), gt_mask, grid, config)
+            boxes = decode_boxes(raw, grid) if boxes is None else boxes.detach().float()
+            usable = (marks == 0) & torch.isfinite(boxes).all(-1)
+            return window_assign(raw, usable, slots.gt, slots.mask, grid, config, boxes)
+        return assign(raw, marks == 0, slots.gt, slots.mask, grid, config)
 
 
 def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig,
@@ -70,33 +75,39 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
     Every loss term is a masked sum over all cells. The class term uses
     sum_c BCE(x_c, z_c) = sum_c softplus(x_c) - x_k * iou for a cell matched to class k, so only the [B, A] sum of
     softplus and one gathered logit per cell are needed, not a [B, A, C] target. A non-finite output anywhere makes
-    the loss and its components NaN (those cells are also never assigned). ``synchronise`` averages num_fg over the
-    default process group (fast mode's ``sync_num_fgs``); it is eager-only. ``boxes`` [B, A, 4], when given, are
-    the decoded boxes (with their own gradient path) used for the assignment and the IoU loss instead of decoding
+    the loss and its components NaN (those cells are also never assigned), and so does a malformed real target slot
+    (``padding``). Box losses read only matched cells' box logits, so a background cell's huge logit (whose decoded
+    box overflows) cannot reach the gradient. ``synchronise`` averages num_fg over the default process group (fast
+    mode's ``sync_num_fgs``); it is eager-only. ``boxes`` [B, A, 4] (megvii mode), when given, are the decoded boxes
+    (with their own gradient path) used for the assignment and, at matched cells, the IoU loss instead of decoding
     ``raw``'s box logits; the L1 term still reads ``raw``'s box logits.
     """
     with torch.autocast(device_type=raw.device.type, enabled=False):
         raw = raw.float()
-        gt = gt.float()
+        slots = sanitise_slots(gt.float(), gt_mask, config.num_classes)
+        gt = slots.gt  # masked and malformed slots are zero rows from here on
         marks = nonfinite_marks(raw)  # [B, A]
-        assignment = padded_assign(raw, gt, gt_mask, grid, config, marks, boxes)
+        assignment = padded_assign(raw, gt, slots.mask, grid, config, marks, boxes)
         fg = assignment.fg_mask
         fg_float = fg.to(raw.dtype)
         matched = gt.gather(1, assignment.matched_gt.clamp(min=0).unsqueeze(-1).expand(-1, -1, 5))  # [B, A, 5]
         num_fg = fg_float.sum().clamp(min=1.0)
         if synchronise:
             num_fg = synced_num_fg(num_fg)
-        poison = marks.sum()  # 0, or NaN when any output is not finite
+        poison = marks.sum() + slots.poison  # 0, or NaN when any output or real target slot is not usable
 
         zero = torch.zeros((), dtype=raw.dtype, device=raw.device)
         box_logits, obj_logits, cls_logits = split_outputs(raw, config.num_classes)
-        boxes = decode_boxes(box_logits, grid) if boxes is None else boxes.float()  # [B, A, 4], with gradient
+        decoded = decode_boxes(torch.where(fg.unsqueeze(-1), box_logits, zero), grid)  # [B, A, 4]; background: cell box
+        if boxes is not None:  # the caller's decoded boxes at matched cells; where() passes no gradient elsewhere
+            decoded = torch.where(fg.unsqueeze(-1), boxes.float(), decoded)
+        boxes = decoded
         loss_iou = total(torch.where(fg, iou_loss(boxes, matched[..., 1:5], config.iou_type), zero)) / num_fg
-        obj_divisor = fg.numel() if (config.mode == "fast" and config.obj_loss_fix) else num_fg
+        obj_divisor = max(fg.numel(), 1) if (config.mode == "fast" and config.obj_loss_fix) else num_fg
         loss_obj = total(bce_with_logits(obj_logits.squeeze(-1), fg_float)) / obj_divisor
         if isinstance(assignment, WindowAssignment):  # megvii: fg cells are among the M union slots
             slot_iou = assignment.matched_iou.gather(1, assignment.slot_cells)  # [B, M]
-            classes = torch.where(gt_mask, gt[..., 0], 0.0).long()  # [B, G]; masked slots never matched
+            classes = torch.where(slots.mask, gt[..., 0], 0.0).long()  # [B, G]; masked slots never matched
             loss_cls = slot_class_bce(cls_logits, classes, assignment, slot_iou) / num_fg
         else:
             matched_logit = cls_logits.gather(-1, matched[..., :1].long()).squeeze(-1)  # [B, A]
@@ -162,7 +173,8 @@ class StaticYoloXLoss(YoloXLossModule):
     """Drop-in for ``RegularYoloXLoss`` (mode="regular") and ``FastYoloXLoss`` (mode="fast"): same inputs, same
     ``(loss, components)``, same ``assign``; built from static-shape masked tensor operations.
 
-    ``max_gt`` fixes G (an image with more targets raises ValueError); None pads to the batch's largest count.
+    ``max_gt`` fixes G; None pads to the batch's largest count. An image with more than ``max_gt`` targets raises
+    ValueError naming it when validating; with ``validate=False`` the loss is NaN instead (``pad_targets``).
     """
 
     modes = MODES
@@ -171,14 +183,13 @@ class StaticYoloXLoss(YoloXLossModule):
                  center_sampling_radius: float = 2.5, iou_type: str = "iou", dynamic_ks_bias: float = 1.1,
                  sync_num_fgs: bool = False, obj_loss_fix: bool = False, max_gt: int | None = None,
                  validate: bool = True):
-        super().__init__()
+        super().__init__(validate)
         self.config = LossConfig(tuple(strides), num_classes, mode=mode, use_l1=use_l1,
                                  center_sampling_radius=center_sampling_radius, iou_type=iou_type,
                                  dynamic_ks_bias=dynamic_ks_bias, sync_num_fgs=sync_num_fgs, obj_loss_fix=obj_loss_fix)
         if max_gt is not None and (isinstance(max_gt, bool) or not isinstance(max_gt, int) or max_gt < 1):
             raise ValueError(f"max_gt must be an int >= 1 or None, got {max_gt!r}")
         self.max_gt = max_gt
-        self.validate = validate
 
     def loss_and_assignment(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor, Assignment]:
         """``forward``'s (loss, components) and the assignment they were computed from, in one pass."""
@@ -194,6 +205,7 @@ class StaticYoloXLoss(YoloXLossModule):
         """The padded entry point: raw [B, A, 5 + C], gt [B, G, 5], gt_mask [B, G], and the levels' (H, W)."""
         if self.validate:
             check_padded(raw, gt, gt_mask, shapes, self.config)
+            self._misreadings.check(gt[..., 1:5][gt_mask], image_size(shapes, self.config.strides))
         grid = self.grid_for(shapes, raw.device)
         synchronise = self.config.mode == "fast" and self.config.sync_num_fgs
         return padded_loss(raw, gt, gt_mask, grid, self.config, synchronise=synchronise, with_targets=with_targets)
@@ -206,8 +218,10 @@ class StaticYoloXLoss(YoloXLossModule):
         if self.validate:
             check_predictions(predictions, self.config.strides, self.config.num_classes)
             check_targets(targets, predictions[0].shape[0], self.config.num_classes, device=predictions[0].device)
-        batch = predictions[0].shape[0]
-        gt, gt_mask = with_min_slots(*pad_targets(targets, batch, self.max_gt, validate=False))
+            self._misreadings.check(targets[:, 2:6], image_size(level_shapes(predictions), self.config.strides))
+            if self.max_gt is not None:
+                check_target_counts(targets, predictions[0].shape[0], self.max_gt)
+        gt, gt_mask = pad_targets(targets, predictions[0].shape[0], self.max_gt, validate=False)
         return flatten_levels(predictions), gt, gt_mask, level_shapes(predictions)
 
 
@@ -222,7 +236,7 @@ class PaddedYoloXLoss(nn.Module):
         super().__init__()
         self.config = config
         self.shapes = [tuple(s) for s in shapes]
-        self.with_targets = with_targets
+        self.with_targets = check_flag("with_targets", with_targets)
         grid = make_grid(self.shapes, config.strides)
         self.register_buffer("x_shifts", grid.x_shifts, persistent=False)
         self.register_buffer("y_shifts", grid.y_shifts, persistent=False)
@@ -241,17 +255,3 @@ class PaddedYoloXLoss(nn.Module):
             outputs += (out.cls_target, out.obj_target, out.reg_target, out.l1_target)
         return outputs
 
-
-def check_padded(raw: Tensor, gt: Tensor, gt_mask: Tensor, shapes: Sequence[tuple[int, int]], config: LossConfig) -> None:
-    """Shapes and dtypes of the padded entry point's inputs."""
-    cells = sum(h * w for h, w in shapes)
-    if raw.dim() != 3 or raw.shape[1] != cells or raw.shape[2] != 5 + config.num_classes:
-        raise ValueError(f"predictions must be [B, {cells}, {5 + config.num_classes}], got {tuple(raw.shape)}")
-    if not raw.is_floating_point():
-        raise TypeError(f"predictions must be floating point, got {raw.dtype}")
-    if gt.dim() != 3 or gt.shape[0] != raw.shape[0] or gt.shape[2] != 5:
-        raise ValueError(f"targets must be [{raw.shape[0]}, G, 5], got {tuple(gt.shape)}")
-    if gt.shape[1] < 1:
-        raise ValueError("targets must have G >= 1 slots; mark unused slots False in the mask")
-    if gt_mask.dtype != torch.bool or tuple(gt_mask.shape) != tuple(gt.shape[:2]):
-        raise ValueError(f"target_mask must be bool {tuple(gt.shape[:2])}, got {gt_mask.dtype} {tuple(gt_mask.shape)}")

@@ -1,0 +1,44 @@
+"""``torch.compile(module, fullgraph=True)`` of the drop-in forward (per-level list + ragged [N, 6] targets), with
+``max_gt`` fixed and ``validate=False``: one graph, no break, in every mode, for changing target counts, and the
+same loss, components and gradients as eager (float32: inductor fuses and reorders sums, so equality is to float32
+rounding, rtol 1e-5 on values of order 1-100)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from yolox_export import StaticYoloXLoss
+from yolox_export.config import MODES
+from yolox_export.parity.scenarios import make_scenario
+
+STRIDES, CLASSES = (8, 16, 32), 5
+
+
+def _batch(seed: int, count: int):
+    s = make_scenario("coco", batch_size=2, image_size=(128, 128), num_classes=CLASSES, strides=STRIDES, seed=seed)
+    targets = s.targets[:count]
+    assert targets.shape[0] == count  # the scenario has at least ``count`` targets
+    return s.predictions, targets
+
+
+def _loss_and_grads(module, predictions, targets):
+    leaves = [p.detach().clone().requires_grad_(True) for p in predictions]
+    loss, components = module(leaves, targets)
+    loss.backward()
+    return loss.detach(), components, [leaf.grad for leaf in leaves]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_compiled_drop_in_forward_is_one_graph_and_equals_eager_for_changing_target_counts(mode):
+    torch._dynamo.reset()
+    module = StaticYoloXLoss(STRIDES, CLASSES, mode=mode, max_gt=16, validate=False)
+    compiled = torch.compile(module, fullgraph=True)  # fullgraph: any graph break raises
+    for seed, count in ((0, 5), (1, 9), (2, 3)):
+        predictions, targets = _batch(seed, count)
+        got = _loss_and_grads(compiled, predictions, targets)
+        want = _loss_and_grads(module, predictions, targets)
+        torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=0)
+        torch.testing.assert_close(got[1], want[1], rtol=1e-5, atol=1e-7)
+        for g, w in zip(got[2], want[2]):
+            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5 * float(w.abs().max()))

@@ -1,0 +1,49 @@
+"""The padded target contract, enforced at the entry of the static computation.
+
+Shape legend: B batch, G padded target slots. A slot is a row (class, cx, cy, w, h), pixels, of gt [B, G, 5] with a
+bool gt_mask [B, G].
+
+* A masked slot (mask False) never matters, whatever it holds (NaN, +-inf, any class id, any size): it is replaced
+  by the zero row before anything reads it, so every mode sees exactly what zero padding gives.
+* A real slot (mask True) must hold a finite box with w, h > 0 and an integer class id in [0, C). One that does not
+  is also replaced by the zero row and taken out of the mask (never assigned, its class id never used as an index),
+  and the loss becomes NaN rather than a plausible number, as for a non-finite prediction.
+
+Everything here is an element-wise ``where`` on [B, G]: no host synchronisation, no data-dependent shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Slots:
+    """The sanitised targets: ``gt`` [B, G, 5] (zero rows where ``mask`` is False), ``mask`` bool [B, G] (the real,
+    well-formed slots), ``classes`` int64 [B, G] (from ``gt``, so always in [0, C)) and ``poison`` (a float scalar,
+    0, or NaN when a real slot is malformed)."""
+
+    gt: Tensor
+    mask: Tensor
+    classes: Tensor
+    poison: Tensor
+
+
+def well_formed(gt: Tensor, num_classes: int) -> Tensor:
+    """bool [B, G]: finite box, w > 0, h > 0 and an integer class id in [0, num_classes). NaN fails every test."""
+    cls, box = gt[..., 0], gt[..., 1:5]
+    ok = torch.isfinite(box).all(-1) & (box[..., 2] > 0) & (box[..., 3] > 0)  # [B, G]
+    return ok & (cls >= 0) & (cls < num_classes) & (cls == torch.floor(cls))
+
+
+def sanitise_slots(gt: Tensor, gt_mask: Tensor, num_classes: int) -> Slots:
+    """The ``Slots`` of gt [B, G, 5] and gt_mask bool [B, G]; the only place that reads the raw slot values."""
+    ok = well_formed(gt, num_classes)
+    mask = gt_mask & ok
+    clean = torch.where(mask.unsqueeze(-1), gt, torch.zeros((), dtype=gt.dtype, device=gt.device))  # [B, G, 5]
+    nan = torch.full((), float("nan"), dtype=gt.dtype, device=gt.device)
+    poison = torch.where(gt_mask & ~ok, nan, torch.zeros_like(nan)).sum()
+    return Slots(clean, mask, clean[..., 0].long(), poison)
