@@ -292,3 +292,14 @@ def test_tie_analysis_knows_the_megvii_cost():
     assert report.row("static", "matched_gt").real == 0, str(report)
     want = MegviiYoloXLoss((8,), 2).assign([level], targets)
     assert int((want.matched_gt[0] == 1).sum()) == 1
+
+
+def test_decoded_boxes_are_taken_in_megvii_mode_only():
+    from yolox_export.static.loss import padded_loss
+
+    s = make_scenario("coco", batch_size=1, image_size=(64, 64), num_classes=3, seed=0)
+    raw = flatten_levels(s.predictions)
+    gt, mask = pad_targets(s.targets, 1)
+    grid = make_grid(level_shapes(s.predictions), s.strides)
+    with pytest.raises(ValueError, match="decoded boxes are taken in megvii mode only, not in 'regular' mode"):
+        padded_loss(raw, gt, mask, grid, LossConfig(s.strides, 3, mode="regular"), boxes=raw[..., :4])
