@@ -206,7 +206,7 @@ def window_assign(raw: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid
     gt_classes = torch.where(gt_mask, gt[..., 0], 0.0).long()  # [B, G]
     cells, in_grid = window_cells(gt_boxes[..., :2], grid.shapes, config.strides)  # [B, G, W]
     per_target = cells.shape[-1]
-    cells, in_grid = cells.reshape(batch, -1), in_grid.reshape(batch, -1)  # [B, M]
+    cells, in_grid = cells.flatten(1), in_grid.flatten(1)  # [B, M] (B may be 0)
     stride = grid.strides[cells]  # [B, M]
     x_c = (grid.x_shifts[cells] + 0.5) * stride
     y_c = (grid.y_shifts[cells] + 0.5) * stride
