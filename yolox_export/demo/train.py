@@ -29,11 +29,10 @@ from torch import Tensor, nn
 
 from ..assignment import Assignment
 from ..config import COMPONENT_NAMES, MODES, LossConfig
-from ..grid import flatten_levels, level_shapes, make_grid
-from ..parity.ties import image_ties
+from ..grid import flatten_levels
+from ..parity.comparison import tie_explained_cells
 from ..reference import reference_for
 from ..static import StaticYoloXLoss
-from ..targets import pad_targets
 from .data import DataSpec, Dataset, batch_order, make_dataset
 from .model import STRIDES, build_model
 
@@ -177,18 +176,6 @@ def differing_cells(a: Assignment, b: Assignment) -> Tensor:
     return (a.fg_mask != b.fg_mask) | (a.fg_mask & b.fg_mask & (a.matched_gt != b.matched_gt))
 
 
-def tie_cells(outputs: Sequence[Tensor], targets: Tensor, config: LossConfig) -> Tensor:
-    """bool [B, A]: cells whose assignment a float32 tie in the reference's own answer leaves open (``ties``)."""
-    raw = flatten_levels([o.detach() for o in outputs])  # [B, A, 5 + C]
-    grid = make_grid(level_shapes(outputs), config.strides)
-    gt, mask = pad_targets(targets, raw.shape[0])
-    explained = torch.zeros(raw.shape[:2], dtype=torch.bool)
-    for b in range(raw.shape[0]):
-        if bool(mask[b].any()):
-            explained[b] = image_ties(raw[b], gt[b][mask[b]], grid, config).explained_cells
-    return explained
-
-
 def prediction_drift(reference: Sequence[Tensor], static: Sequence[Tensor]) -> float:
     """max |static - reference| / max |reference| over all head outputs of both runs (per-level lists)."""
     ref, sub = flatten_levels(reference), flatten_levels(static)
@@ -253,7 +240,7 @@ class SameInput:
         cells = differing_cells(reference.assignment, assignment)
         self.components.append([float(c) for c in components])
         self.cells.append(int(cells.sum()))
-        explained = cells & tie_cells(reference.outputs, targets, static_loss.config) if bool(cells.any()) else cells
+        explained = tie_explained_cells(cells, reference.outputs, targets, static_loss.config)
         self.explained.append(int(explained.sum()))
         return cells
 
@@ -294,8 +281,8 @@ def run_mode(mode: str, settings: DemoSettings, data: Dataset, batches: Sequence
 def analyse_difference(step: int, same_input: Tensor, cross_run: Tensor, reference_outputs: Sequence[Tensor],
                        static_outputs: Sequence[Tensor], targets: Tensor, config: LossConfig) -> FirstDifference:
     """``FirstDifference`` of a step from its differing cells bool [B, A] and both runs' outputs."""
-    ties_ref = tie_cells(reference_outputs, targets, config)
-    ties_either = ties_ref | tie_cells(static_outputs, targets, config)
+    ties_ref = tie_explained_cells(same_input | cross_run, reference_outputs, targets, config)
+    ties_either = ties_ref | tie_explained_cells(cross_run, static_outputs, targets, config)
     return FirstDifference(step, int(same_input.sum()), int((same_input & ties_ref).sum()), int(cross_run.sum()),
                            int((cross_run & ties_either).sum()), prediction_drift(reference_outputs, static_outputs))
 

@@ -117,7 +117,7 @@ def _record(report: ParityReport, subject: str, index: int, predictions, targets
             expected: Outcome, got: Outcome, tol: dict) -> None:
     ref, sub = expected.assignment, got.assignment
     differs = (ref.fg_mask != sub.fg_mask) | (ref.fg_mask & sub.fg_mask & (ref.matched_gt != sub.matched_gt))  # [B, A]
-    explained = _explained_cells(differs, predictions, targets, config, RUNTIME_ULPS.get(subject, 0))
+    explained = tie_explained_cells(differs, predictions, targets, config, RUNTIME_ULPS.get(subject, 0))
     for name, equal in (("fg_mask", ref.fg_mask == sub.fg_mask), ("matched_gt", ref.matched_gt == sub.matched_gt)):
         row = report.row(subject, name)  # each row counts the cells where its own output differs
         row.count += equal.numel()
@@ -140,7 +140,10 @@ def _record(report: ParityReport, subject: str, index: int, predictions, targets
             _numeric(row, e, g, scale=float(e.abs().max()) if e.numel() else 0.0)
 
 
-def _explained_cells(differs: Tensor, predictions, targets: Tensor, config: LossConfig, input_ulps: int = 0) -> Tensor:
+def tie_explained_cells(differs: Tensor, predictions, targets: Tensor, config: LossConfig, input_ulps: int = 0
+                        ) -> Tensor:
+    """bool [B, A]: the cells of ``differs`` [B, A] whose assignment a tie in the reference's own answer leaves open
+    (``ties.image_ties`` on every image with a differing cell), for per-level ``predictions`` and [N, 6] targets."""
     explained = torch.zeros_like(differs)
     images = differs.any(1).nonzero().flatten().tolist()
     if not images:
