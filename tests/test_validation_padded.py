@@ -17,6 +17,8 @@ import torch
 from yolox_export import FastYoloXLoss, LossConfig, PaddedYoloXLoss, RegularYoloXLoss, StaticYoloXLoss, pad_targets
 from yolox_export.config import MODES
 from yolox_export.grid import flatten_levels, level_shapes
+from yolox_export.integrations.megvii import MegviiLoss
+from yolox_export.reference.megvii import MegviiYoloXLoss
 
 STRIDES = (8, 16, 32)
 NUM_CLASSES = 3
@@ -155,6 +157,10 @@ BOOL_CONSTRUCTORS = {
     "FastYoloXLoss.obj_loss_fix": lambda v: FastYoloXLoss(STRIDES, NUM_CLASSES, obj_loss_fix=v),
     "FastYoloXLoss.sync_num_fgs": lambda v: FastYoloXLoss(STRIDES, NUM_CLASSES, sync_num_fgs=v),
     "FastYoloXLoss.validate": lambda v: FastYoloXLoss(STRIDES, NUM_CLASSES, validate=v),
+    "MegviiYoloXLoss.use_l1": lambda v: MegviiYoloXLoss(STRIDES, NUM_CLASSES, use_l1=v),
+    "MegviiYoloXLoss.validate": lambda v: MegviiYoloXLoss(STRIDES, NUM_CLASSES, validate=v),
+    "MegviiLoss.use_l1": lambda v: MegviiLoss(NUM_CLASSES, STRIDES, use_l1=v),
+    "MegviiLoss.validate": lambda v: MegviiLoss(NUM_CLASSES, STRIDES, validate=v),
     **{f"StaticYoloXLoss[{m}].{name}": (lambda m, name: lambda v: static(m, **{name: v}))(m, name)
        for m in MODES for name in ("use_l1", "obj_loss_fix", "sync_num_fgs", "validate")},
     "PaddedYoloXLoss.with_targets": lambda v: PaddedYoloXLoss(LossConfig(STRIDES, NUM_CLASSES), SHAPES, with_targets=v),

@@ -64,7 +64,8 @@ DERIVED_METRICS = {"memory_multiple": memory_multiple, "predictions_multiple": p
 @dataclass(frozen=True)
 class Target:
     """A project target on one kind: ``metric`` of (subject, mode, measurement) compared with ``threshold``.
-    ``mode`` None takes the worst over the modes measured."""
+    ``mode`` None takes the worst over the modes measured, or over ``modes`` when given (a metric such as the
+    B·G·A multiple that means nothing for a mode without [B, G, A] tensors names the modes it is for)."""
 
     name: str
     kind: str
@@ -74,6 +75,7 @@ class Target:
     threshold: float
     mode: str | None = None
     at_least: bool = True
+    modes: tuple[str, ...] | None = None
 
 
 TARGETS_FILE = Path(__file__).resolve().parent / "targets.toml"
@@ -90,6 +92,8 @@ def load_targets(path: str | Path = TARGETS_FILE) -> tuple[Target, ...]:
         if unknown:
             raise ValueError(f"{path}: target {index}: unknown key(s) {unknown}; expected {sorted(fields)}")
         try:
+            if "modes" in entry:
+                entry = dict(entry, modes=tuple(entry["modes"]))
             targets.append(Target(**entry))
         except TypeError as error:
             raise ValueError(f"{path}: target {index}: {error}") from None
@@ -106,7 +110,8 @@ def _metric(record: dict, metric: str) -> float | None:
 def evaluate_target(target: Target, records: list[dict]) -> dict:
     """PASS / MISS / N/A of ``target`` over ``records`` (those of one case group)."""
     matching = [r for r in records if r["subject"] == target.subject and r["measurement"] == target.measurement
-                and (target.mode is None or r["mode"] == target.mode) and r["case"]["kind"] == target.kind]
+                and (target.mode is None or r["mode"] == target.mode)
+                and (target.modes is None or r["mode"] in target.modes) and r["case"]["kind"] == target.kind]
     values = [(_metric(r, target.metric), r["mode"]) for r in matching]
     values = [(v, m) for v, m in values if v is not None]
     result = {"name": target.name, "kind": target.kind, "subject": target.subject, "measurement": target.measurement,

@@ -34,7 +34,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..config import REG_WEIGHT, LossConfig
+from ..config import REG_WEIGHT, LossConfig, check_flag
 from ..grid import Grid, make_grid
 from ..static.loss import padded_loss
 from ..validation import check_targets
@@ -48,16 +48,17 @@ class MegviiLoss(nn.Module):
     def __init__(self, num_classes: int, strides: Sequence[int] = (8, 16, 32), use_l1: bool = False,
                  validate: bool = True):
         super().__init__()
-        self.config = LossConfig(tuple(int(s) for s in strides), num_classes, mode="megvii", use_l1=bool(use_l1))
-        self.use_l1 = bool(use_l1)
-        self.validate = validate
+        self.config = LossConfig(tuple(int(s) for s in strides), num_classes, mode="megvii",
+                                 use_l1=check_flag("use_l1", use_l1))
+        self.use_l1 = use_l1
+        self.validate = check_flag("validate", validate)
         self._grids: dict[tuple, Grid] = {}
 
     def get_losses(self, imgs, x_shifts: Sequence[Tensor], y_shifts: Sequence[Tensor],
                    expanded_strides: Sequence[Tensor], labels: Tensor, outputs: Tensor, origin_preds, dtype=None):
         """Megvii's ``YOLOXHead.get_losses``; see the module docstring. ``imgs`` and ``dtype`` are accepted for the
         signature and not needed."""
-        config = dataclasses.replace(self.config, use_l1=bool(self.use_l1))
+        config = dataclasses.replace(self.config, use_l1=check_flag("use_l1", self.use_l1))
         check_outputs(outputs, labels, config)
         grid = self.grid(x_shifts, y_shifts, expanded_strides, outputs)
         gt, gt_mask = labels_to_padded(labels, config.num_classes, self.validate)
@@ -147,7 +148,7 @@ def bind_to_head(head, loss: MegviiLoss | None = None):
     ``use_l1`` when it has one. ValueError when ``loss`` disagrees with the head's ``num_classes`` or ``strides``.
     """
     if loss is None:
-        loss = MegviiLoss(head.num_classes, tuple(head.strides), use_l1=bool(getattr(head, "use_l1", False)))
+        loss = MegviiLoss(head.num_classes, tuple(head.strides), use_l1=getattr(head, "use_l1", False))
     if hasattr(head, "num_classes") and int(head.num_classes) != loss.config.num_classes:
         raise ValueError(f"head has num_classes = {head.num_classes}, the loss {loss.config.num_classes}")
     if hasattr(head, "strides") and tuple(int(s) for s in head.strides) != loss.config.strides:
@@ -155,7 +156,7 @@ def bind_to_head(head, loss: MegviiLoss | None = None):
 
     def get_losses(*args, **kwargs):
         if hasattr(head, "use_l1"):
-            loss.use_l1 = bool(head.use_l1)
+            loss.use_l1 = head.use_l1
         return loss.get_losses(*args, **kwargs)
 
     head.get_losses = get_losses
