@@ -107,8 +107,7 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
         loss_obj = total(bce_with_logits(obj_logits.squeeze(-1), fg_float)) / obj_divisor
         if isinstance(assignment, WindowAssignment):  # megvii: fg cells are among the M union slots
             slot_iou = assignment.matched_iou.gather(1, assignment.slot_cells)  # [B, M]
-            classes = torch.where(slots.mask, gt[..., 0], 0.0).long()  # [B, G]; masked slots never matched
-            loss_cls = slot_class_bce(cls_logits, classes, assignment, slot_iou) / num_fg
+            loss_cls = slot_class_bce(cls_logits, slots.classes, assignment, slot_iou) / num_fg
         else:
             matched_logit = cls_logits.gather(-1, matched[..., :1].long()).squeeze(-1)  # [B, A]
             cls_bce = F.softplus(cls_logits).sum(-1) - matched_logit * assignment.matched_iou  # [B, A]
