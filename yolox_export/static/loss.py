@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..assignment import Assignment
@@ -25,8 +24,9 @@ from ..loss_base import YoloXLossModule
 from ..targets import check_target_counts, pad_targets
 from ..validation import check_padded, check_predictions, check_targets, unwrap_model_output
 from .assign import assign
-from .window import WindowAssignment, slot_class_bce, window_assign
+from .window import window_assign
 from .padding import sanitise_slots
+from .terms import bce_with_logits, matched_capacity, matched_class_bce, packed_class_bce, total
 
 
 @dataclass
@@ -68,14 +68,17 @@ def padded_assign(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: 
 
 
 def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig,
-                synchronise: bool = False, with_targets: bool = False, boxes: Tensor | None = None) -> StaticOutput:
+                synchronise: bool = False, with_targets: bool = False, boxes: Tensor | None = None,
+                packed: bool = False) -> StaticOutput:
     """Assignment, loss (and, with ``with_targets``, the targets) for raw predictions [B, A, 5 + C] and padded
     targets [B, G, 5] / [B, G].
 
-    Every loss term is a masked sum over all cells. The class term uses
-    sum_c BCE(x_c, z_c) = sum_c softplus(x_c) - x_k * iou for a cell matched to class k, so only the [B, A] sum of
-    softplus and one gathered logit per cell are needed, not a [B, A, C] target. A non-finite output anywhere makes
-    the loss and its components NaN (those cells are also never assigned), and so does a malformed real target slot
+    The objectness term is a sum over all cells; the class term is evaluated on the matched cells only, packed into
+    a [B, F] buffer whose size comes from G (``terms.matched_capacity``), so no [B, A, C] loss tensor is built; with
+    ``packed`` (eager only; it synchronises), into exactly the references' [n, C] layout instead, which makes the
+    gradient the references' bit for bit (``terms.packed_class_bce``). A non-finite
+    output anywhere makes the loss and its components NaN (those cells are also never assigned), and so does a
+    malformed real target slot
     (``padding``). Box losses read only matched cells' box logits, so a background cell's huge logit (whose decoded
     box overflows) cannot reach the gradient. ``synchronise`` averages num_fg over the default process group (fast
     mode's ``sync_num_fgs``); it is eager-only. ``boxes`` [B, A, 4] (megvii mode), when given, are the decoded boxes
@@ -102,20 +105,29 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
         if boxes is not None:  # the caller's decoded boxes at matched cells; where() passes no gradient elsewhere
             decoded = torch.where(fg.unsqueeze(-1), boxes.float(), decoded)
         boxes = decoded
-        loss_iou = total(torch.where(fg, iou_loss(boxes, matched[..., 1:5], config.iou_type), zero)) / num_fg
+        iou_terms = iou_loss(boxes, matched[..., 1:5], config.iou_type)  # [B, A]
+        obj_terms = bce_with_logits(obj_logits.squeeze(-1), fg_float)  # [B, A]
         obj_divisor = max(fg.numel(), 1) if (config.mode == "fast" and config.obj_loss_fix) else num_fg
-        loss_obj = total(bce_with_logits(obj_logits.squeeze(-1), fg_float)) / obj_divisor
-        if isinstance(assignment, WindowAssignment):  # megvii: fg cells are among the M union slots
-            slot_iou = assignment.matched_iou.gather(1, assignment.slot_cells)  # [B, M]
-            loss_cls = slot_class_bce(cls_logits, slots.classes, assignment, slot_iou) / num_fg
-        else:
-            matched_logit = cls_logits.gather(-1, matched[..., :1].long()).squeeze(-1)  # [B, A]
-            cls_bce = F.softplus(cls_logits).sum(-1) - matched_logit * assignment.matched_iou  # [B, A]
-            loss_cls = total(torch.where(fg, cls_bce, zero)) / num_fg
+        matched_classes = matched[..., 0].long()  # [B, A]
         l1 = l1_target(matched[..., 1:5], grid.strides, grid.x_shifts, grid.y_shifts)  # [B, A, 4]
-        if config.use_l1:
-            loss_l1 = total(torch.where(fg.unsqueeze(-1), (box_logits - l1).abs(), zero)) / num_fg
+        if packed:  # the references' layout: the n matched cells in batch-then-cell order
+            images, cells = fg.nonzero(as_tuple=True)
+            loss_iou = iou_terms[images, cells].sum() / num_fg
+            loss_obj = obj_terms.sum() / obj_divisor
+            loss_cls = packed_class_bce(cls_logits[images, cells], matched_classes[images, cells],
+                                        assignment.matched_iou[images, cells]) / num_fg
+            if config.use_l1:
+                target = l1_target(matched[images, cells, 1:5], grid.strides[cells], grid.x_shifts[cells],
+                                   grid.y_shifts[cells])  # [n, 4]
+                loss_l1 = (box_logits[images, cells] - target).abs().sum() / num_fg
         else:
+            loss_iou = total(torch.where(fg, iou_terms, zero)) / num_fg
+            loss_obj = total(obj_terms) / obj_divisor
+            capacity = matched_capacity(raw.shape[1], gt.shape[1], config.max_dynamic_k)
+            loss_cls = matched_class_bce(cls_logits, fg, matched_classes, assignment.matched_iou, capacity) / num_fg
+            if config.use_l1:
+                loss_l1 = total(torch.where(fg.unsqueeze(-1), (box_logits - l1).abs(), zero)) / num_fg
+        if not config.use_l1:
             loss_l1 = zero
         loss_iou, loss_obj, loss_cls, loss_l1 = (term + poison for term in (loss_iou, loss_obj, loss_cls, loss_l1))
         loss = REG_WEIGHT * loss_iou + loss_obj + loss_cls + loss_l1
@@ -141,31 +153,6 @@ def split_outputs(raw: Tensor, num_classes: int) -> tuple[Tensor, Tensor, Tensor
     if torch.onnx.is_in_onnx_export():
         return raw[..., :4], raw[..., 4:5], raw[..., 5:]
     return raw.split((4, 1, num_classes), dim=-1)
-
-
-def log1p(y: Tensor) -> Tensor:
-    """log(1 + y) to float32 accuracy from Log alone (ONNX has no Log1p): Kahan's log(u) * y / (u - 1), u = 1 + y.
-
-    The correction y / (u - 1) is within rounding of 1 and is held constant for autograd, so the gradient is
-    ratio / u = 1 / (1 + y) to float32 accuracy instead of differentiating rounding noise."""
-    u = 1.0 + y
-    shifted = u - 1.0
-    ratio = (y / torch.where(shifted == 0, torch.ones_like(shifted), shifted)).detach()
-    return torch.where(shifted == 0, y, torch.log(u) * ratio)
-
-
-def bce_with_logits(logits: Tensor, target: Tensor) -> Tensor:
-    """Element-wise BCE with logits, max(x, 0) - x * z + log1p(exp(-|x|)), as torch computes it, but with a log1p
-    that exports accurately: a plain log(1 + e) loses ~1e-5 relative on background logits near -4.6."""
-    return logits.clamp(min=0) - logits * target + log1p(torch.exp(-logits.abs()))
-
-
-def total(values: Tensor) -> Tensor:
-    """Sum of a [B, A, ...] tensor, reduced axis by axis from the last, so that a backend that accumulates a
-    reduction sequentially adds chains of length A rather than B·A·... (shorter chains, smaller float32 error)."""
-    while values.dim() > 1:
-        values = values.sum(-1)
-    return values.sum()
 
 
 class StaticYoloXLoss(YoloXLossModule):
@@ -207,7 +194,16 @@ class StaticYoloXLoss(YoloXLossModule):
             self._misreadings.check(gt[..., 1:5][gt_mask], image_size(shapes, self.config.strides))
         grid = self.grid_for(shapes, raw.device)
         synchronise = self.config.mode == "fast" and self.config.sync_num_fgs
-        return padded_loss(raw, gt, gt_mask, grid, self.config, synchronise=synchronise, with_targets=with_targets)
+        return padded_loss(raw, gt, gt_mask, grid, self.config, synchronise=synchronise, with_targets=with_targets,
+                           packed=self.synchronises)
+
+    @property
+    def synchronises(self) -> bool:
+        """Whether a call reads values back from the device anyway (validating, or padding to the batch's largest
+        target count): then the class term is packed exactly as the references pack it, so that the gradient is
+        theirs bit for bit (``terms.packed_class_bce``); a sync-free call (``max_gt`` fixed, ``validate=False``)
+        uses the static buffer, equal to within an occasional last bit."""
+        return self.validate or self.max_gt is None
 
     def grid_for(self, shapes: Sequence[tuple[int, int]], device) -> Grid:
         return make_grid(shapes, self.config.strides, device=device)

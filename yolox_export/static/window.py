@@ -233,15 +233,3 @@ def window_assign(raw: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid
         matched_iou=scatter_to_cells(matched_iou, chosen, cells, cells_total, 0.0),
         slot_cells=cells, slot_chosen=chosen, slot_gt=winner,
     )
-
-
-def slot_class_bce(cls_logits: Tensor, gt_classes: Tensor, assignment: WindowAssignment, matched_iou: Tensor) -> Tensor:
-    """Sum over the fg cells of sum_c BCE(x_c, one-hot(k) * iou) = sum_c softplus(x_c) - x_k * iou, evaluated on the
-    chosen union slots (cls_logits [B, A, C] with gradient, gt_classes [B, G]; ``matched_iou`` [B, M] per slot):
-    a gather of [B, M, C] logits instead of a softplus over [B, A, C]."""
-    cells, chosen = assignment.slot_cells, assignment.slot_chosen
-    classes = cls_logits.shape[-1]
-    logits = cls_logits.gather(1, cells.unsqueeze(-1).expand(-1, -1, classes))  # [B, M, C]
-    k = gt_classes.gather(1, assignment.slot_gt)  # [B, M]
-    term = torch.nn.functional.softplus(logits).sum(-1) - logits.gather(-1, k.unsqueeze(-1)).squeeze(-1) * matched_iou
-    return torch.where(chosen, term, torch.zeros_like(term)).sum(-1).sum()

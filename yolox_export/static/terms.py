@@ -1,0 +1,95 @@
+"""The loss's element-wise terms and the compaction of matched cells, shared by every mode of the static loss.
+
+Shape legend: B batch, A cells, G padded targets, C classes, F matched-cell buffer (``matched_capacity``).
+
+Eager (and ``torch.compile``) evaluation uses torch's own ``binary_cross_entropy_with_logits``, the function the
+references call, so that on the same inputs every element of the loss's gradient is the reference's, bit for bit,
+not merely within rounding: a training run with the static loss then follows the reference run's parameters
+exactly (``demo``). Under ONNX export the same BCE is written out with a Log-only log1p (ONNX has no Log1p; the
+exporter's log(1 + e) loses ~1e-5 relative on background logits near -4.6).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def log1p(y: Tensor) -> Tensor:
+    """log(1 + y) to float32 accuracy from Log alone: Kahan's log(u) * y / (u - 1), u = 1 + y.
+
+    The correction y / (u - 1) is within rounding of 1 and is held constant for autograd, so the gradient is
+    ratio / u = 1 / (1 + y) to float32 accuracy instead of differentiating rounding noise."""
+    u = 1.0 + y
+    shifted = u - 1.0
+    ratio = (y / torch.where(shifted == 0, torch.ones_like(shifted), shifted)).detach()
+    return torch.where(shifted == 0, y, torch.log(u) * ratio)
+
+
+def exportable_bce_with_logits(logits: Tensor, target: Tensor) -> Tensor:
+    """Element-wise BCE with logits as torch computes it, max(x, 0) - x * z + log1p(exp(-|x|)), from ONNX ops."""
+    return logits.clamp(min=0) - logits * target + log1p(torch.exp(-logits.abs()))
+
+
+def bce_with_logits(logits: Tensor, target: Tensor) -> Tensor:
+    """Element-wise BCE with logits: torch's kernel in eager, ``exportable_bce_with_logits`` under ONNX export."""
+    if torch.onnx.is_in_onnx_export():
+        return exportable_bce_with_logits(logits, target)
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+
+
+def total(values: Tensor) -> Tensor:
+    """Sum of a [B, A, ...] tensor, reduced axis by axis from the last, so that a backend that accumulates a
+    reduction sequentially adds chains of length A rather than B·A·... (shorter chains, smaller float32 error)."""
+    while values.dim() > 1:
+        values = values.sum(-1)
+    return values.sum()
+
+
+def matched_capacity(cells: int, slots: int, max_dynamic_k: int) -> int:
+    """F: an upper bound on an image's matched cells, min(A, max_dynamic_k * G). Each real target is matched to at
+    most its dynamic k cells (a contested cell goes to one target and is never added to another), dynamic k never
+    exceeds ``config.max_dynamic_k``, and there are at most G real targets; so the bound holds for every input."""
+    return max(1, min(cells, max_dynamic_k * slots))
+
+
+def matched_cells(fg_mask: Tensor, capacity: int) -> tuple[Tensor, Tensor]:
+    """(cells int64 [B, F], valid bool [B, F]): each image's matched cells in cell order, packed to the front of a
+    buffer of ``capacity`` F entries (``matched_capacity``); entries past the image's count are cell 0, not valid.
+
+    Static shapes only: a cell's rank among its image's matched cells is a cumulative sum (float32, exact below 2^24
+    cells), and the cells are scattered to their ranks; unmatched cells all go to one spare column that is dropped.
+    """
+    batch, cells = fg_mask.shape
+    fg = fg_mask.to(torch.float32)
+    rank = (fg.cumsum(1) - 1.0).long()  # [B, A]
+    destination = torch.where(fg_mask, rank, torch.full_like(rank, capacity))  # [B, A]
+    cell_index = torch.arange(cells, device=fg_mask.device).expand(batch, cells)  # [B, A]
+    packed = torch.zeros((batch, capacity + 1), dtype=torch.long, device=fg_mask.device)
+    packed = packed.scatter(1, destination, cell_index)[:, :capacity]  # [B, F]
+    count = fg.sum(1, keepdim=True)  # [B, 1]
+    valid = torch.arange(capacity, device=fg_mask.device, dtype=torch.float32) < count  # [B, F]
+    return torch.where(valid, packed, torch.zeros_like(packed)), valid
+
+
+def packed_class_bce(logits: Tensor, classes: Tensor, ious: Tensor) -> Tensor:
+    """``matched_class_bce`` laid out as the references lay it out: logits [n, C], classes int64 [n] and IoUs [n] of
+    the n matched cells in batch-then-cell order, one BCE over the [n, C] tensor and one sum. The same kernels on the
+    same tensors give the same values and gradients, bit for bit; the static buffer's differ in an element's last bit
+    now and then (where the references' tensor ends, CPU kernels switch from vector to scalar code)."""
+    target = F.one_hot(classes, logits.shape[-1]).to(logits.dtype) * ious.unsqueeze(-1)  # [n, C]
+    return bce_with_logits(logits, target).sum()
+
+
+def matched_class_bce(cls_logits: Tensor, fg_mask: Tensor, classes: Tensor, ious: Tensor, capacity: int) -> Tensor:
+    """Sum over the matched cells of sum_c BCE(x_c, one-hot(k) * iou), the references' class term, evaluated on the
+    matched cells only: cls_logits [B, A, C] (with gradient), fg_mask bool [B, A], the matched target's class
+    ``classes`` int64 [B, A] and IoU ``ious`` [B, A]; ``capacity`` from ``matched_capacity``."""
+    cells, valid = matched_cells(fg_mask, capacity)  # [B, F]
+    num_classes = cls_logits.shape[-1]
+    logits = cls_logits.gather(1, cells.unsqueeze(-1).expand(-1, -1, num_classes))  # [B, F, C]
+    onehot = classes.gather(1, cells).unsqueeze(-1) == torch.arange(num_classes, device=classes.device)  # [B, F, C]
+    target = onehot.to(cls_logits.dtype) * ious.gather(1, cells).unsqueeze(-1)  # [B, F, C]
+    term = bce_with_logits(logits, target)
+    return total(torch.where(valid.unsqueeze(-1), term, torch.zeros_like(term)))
