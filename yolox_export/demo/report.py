@@ -64,6 +64,7 @@ def mode_dict(run: ModeRun) -> dict:
         },
         "first_difference": None if first is None else asdict(first) | {"cause": first.cause,
                                                                           "tie_explained": first.tie_explained},
+        "weight_gap": {"static": run.weight_gap, "control": run.control_weight_gap},
         "assignment_differs": list(run.differs),
         "control_first_assignment_difference": run.control_first_difference,
         "same_input": {"total": same_total, "differing_cells": run.same_input.cells,
@@ -135,6 +136,10 @@ def _same_input_text(entry: dict) -> str:
     return "0" if cells == 0 else f"{cells} ({explained} tie)"
 
 
+def _weight_text(gap: float) -> str:
+    return "identical" if gap == 0 else f"{gap:.2g} off"
+
+
 def _step_text(step: int | None) -> str:
     return "none" if step is None else str(step)
 
@@ -142,7 +147,7 @@ def _step_text(step: int | None) -> str:
 #: Table columns: header and width.
 COLUMNS = (("mode", 8), (f"loss, first -> last {WINDOW} steps", 29), ("same-input gap", 14), ("same-input cells", 16),
            ("run gap", 8), ("control gap", 11), ("first assignment diff", 21), ("control's", 9),
-           ("step ms ref/static", 18), ("loss ms ref/static", 18))
+           ("final weights: static/control", 29), ("step ms ref/static", 18), ("loss ms ref/static", 18))
 
 
 def _row(cells: Sequence[str]) -> str:
@@ -158,6 +163,7 @@ def format_table(data: dict) -> str:
             mode, f"{_window_mean(e['reference'], 0):.3f} -> {_window_mean(e['reference'], -WINDOW):.3f}",
             f"{gaps['same_input']:.2g}", _same_input_text(e), f"{gaps['static']:.2g}", f"{gaps['control']:.2g}",
             _first_text(e), _step_text(e["control_first_assignment_difference"]),
+            f"{_weight_text(e['weight_gap']['static'])}/{_weight_text(e['weight_gap']['control'])}",
             f"{e['step_ms']['reference']:.1f}/{e['step_ms']['static']:.1f}",
             f"{e['loss_ms']['reference']:.1f}/{e['loss_ms']['static']:.1f}")))
     return "\n".join(lines)
@@ -166,7 +172,8 @@ def format_table(data: dict) -> str:
 def plot(data: dict, path: Path, dpi: int = 64) -> Path:
     """Per mode (columns): loss components per step, reference run solid and static run dashed (top); on a log axis
     (bottom) their relative gaps, the control run's total-loss gap and the static module's total-loss gap on the
-    reference run's own predictions (exact equality is not drawn)."""
+    reference run's own predictions (exact equality is not drawn: a line of text counts the steps where the two runs'
+    totals are equal)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -193,6 +200,9 @@ def plot(data: dict, path: Path, dpi: int = 64) -> Path:
         same = [g if g > 0 else math.nan for g in relative_gaps(entry["reference"], entry["same_input"]["total"])]
         bottom.plot(steps, same, color="tab:red", lw=0, marker=".", ms=3, label="Loss, static on reference's input")
         bottom.axhline(EPS32, color="red", lw=0.8, ls="--", label="float32 eps")
+        exact = sum(a == b for a, b in zip(comps["reference"]["Loss"], comps["static"]["Loss"]))
+        bottom.text(0.02, 0.97, f"static run's total loss = reference run's, bit for bit, at {exact} of "
+                    f"{len(steps)} steps", transform=bottom.transAxes, fontsize=7, va="top")
         first = entry["first_assignment_difference"]
         if first is not None:
             for ax in (top, bottom):

@@ -8,11 +8,16 @@ training; differing cells go through the parity layer's tie analysis, ``yolox_ex
 the static run's own assignment (on its own, possibly drifted, predictions) differs from the reference run's, and
 analyses the first step where either comparison differs.
 
-A third, control run trains with the reference again, from the initial weights nudged by one float32 ulp: how far it
-strays from the reference run is how far float32 rounding alone carries this training. Training is chaotic: a
-difference of one rounding grows from step to step (the runs' outputs drift apart two- to fivefold further per step
-with this model and the default learning rate, measured), and sooner or later a SimOTA assignment flips on a near-tie, after which the runs are two samples of
-the same training rather than one curve. The static run is expected to stray no further than the control run.
+The static loss (``StaticYoloXLoss`` as built here: validating, padding to each batch's largest count) computes
+each loss term with the references' own kernels on tensors laid out as theirs (``static.terms``), so its loss and
+gradient are the reference's bit for bit on the same input, and the static run's weights stay the reference run's
+exactly: the two curves are one curve, step after step (``weight_gap`` after the last step is 0, measured).
+
+A third, control run trains with the reference again, from the initial weights nudged by one float32 ulp. It shows
+what that exactness is worth: this training is chaotic, a difference of one rounding grows from step to step (the
+runs' outputs drift apart two- to fivefold further per step with this model and the default learning rate,
+measured) until a SimOTA assignment flips on a near-tie (within the first ten steps, measured), after which the
+control run is another sample of the same training rather than the same curve.
 
 Shape legend: B batch, A cells (all levels), N targets of a batch.
 """
@@ -161,6 +166,10 @@ class ModeRun:
     first_difference: FirstDifference | None
     #: First step whose control-run assignment differs from the reference run's (None: never).
     control_first_difference: int | None = None
+    #: After the last step, max |w - w_reference| over every parameter and buffer of the static run's model, and of
+    #: the control run's.
+    weight_gap: float = 0.0
+    control_weight_gap: float = 0.0
 
 
 @dataclass
@@ -274,8 +283,16 @@ def run_mode(mode: str, settings: DemoSettings, data: Dataset, batches: Sequence
                                        static_loss.config)
         if progress is not None:
             progress(mode, step + 1, len(batches))
+    reference_model = sides["reference"].model
     return ModeRun(mode, sides["reference"].curve, sides["static"].curve, control.curve, same_input, differs, first,
-                   control_first)
+                   control_first, weight_gap(reference_model, sides["static"].model),
+                   weight_gap(reference_model, control.model))
+
+
+def weight_gap(reference: nn.Module, other: nn.Module) -> float:
+    """max |w_other - w_reference| over every floating-point parameter and buffer (BatchNorm statistics too)."""
+    pairs = zip((*reference.parameters(), *reference.buffers()), (*other.parameters(), *other.buffers()))
+    return max((float((b.detach() - a.detach()).abs().max()) for a, b in pairs if a.is_floating_point()), default=0.0)
 
 
 def analyse_difference(step: int, same_input: Tensor, cross_run: Tensor, reference_outputs: Sequence[Tensor],

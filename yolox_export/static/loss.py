@@ -1,6 +1,6 @@
-"""StaticYoloXLoss: the YOLOX loss over the static assignment, as masked sums over every cell.
+"""StaticYoloXLoss: the YOLOX loss over the static assignment: masked sums, the class term on the matched cells only.
 
-Shape legend: B batch, A cells, G padded targets, C classes. The padded entry point ``padded_loss`` (and the
+Shape legend: B batch, A cells, G padded targets, C classes, F matched-cell buffer. The padded entry point ``padded_loss`` (and the
 ``PaddedYoloXLoss`` module that gets exported) takes predictions [B, A, 5 + C] (raw head outputs, levels
 concatenated), gt [B, G, 5] (class, cx, cy, w, h in pixels) and gt_mask bool [B, G]; G is read from the input's
 shape only. The assignment runs in float32 with autocast off and without gradient; the loss terms are float32 and

@@ -32,8 +32,8 @@ Cost: O(B * G * M) = O(B * G^2 * W) element-wise work and memory (W = 27 over th
 probabilities that every mode computes; the dense modes are O(B * G * A). The window form is smaller while
 G * W < A, i.e. G < 311 at 640x640 (A = 8400) and G < 1244 at 1280x1280; beyond that it costs more than a dense
 [B, G, A] pass (not switched automatically: G is a dynamic axis of the exported graph). The class cost gathers
-[B, M, C] logits (smaller than [B, A, C] while M < A) and the class loss term reads the M slots, so neither needs the
-[B, A, C] softplus / log passes of the dense modes.
+[B, M, C] logits (smaller than [B, A, C] while M < A), so it needs none of the [B, A, C] log passes of the dense
+modes' class cost; the class loss term reads the matched cells only, in every mode (``terms``).
 
 Measured (CPU, 2 threads, B=16, 640x640, C=80, one short run on a shared machine, load ~1.7; peak = VmHWM growth
 during 3 calls, as ``bench.memory.RssMeter``; the predictions input is 44 MiB): eager forward (``forward_padded``
