@@ -1,10 +1,10 @@
 """StaticYoloXLoss: the YOLOX loss over the static assignment: masked sums, the class term on the matched cells only.
 
-Shape legend: B batch, A cells, G padded targets, C classes, F matched-cell buffer. The padded entry point ``padded_loss`` (and the
-``PaddedYoloXLoss`` module that gets exported) takes predictions [B, A, 5 + C] (raw head outputs, levels
-concatenated), gt [B, G, 5] (class, cx, cy, w, h in pixels) and gt_mask bool [B, G]; G is read from the input's
-shape only. The assignment runs in float32 with autocast off and without gradient; the loss terms are float32 and
-carry gradients to the predictions.
+Shape legend: B batch, A cells, G padded targets, C classes, F matched-cell buffer. The padded entry point
+``padded_loss`` (and the ``PaddedYoloXLoss`` module that gets exported) takes predictions [B, A, 5 + C] (raw head
+outputs, levels concatenated), gt [B, G, 5] (class, cx, cy, w, h in pixels) and gt_mask bool [B, G]; G is read
+from the input's shape only. The assignment runs in float32 with autocast off and without gradient; the loss terms
+are float32 and carry gradients to the predictions.
 """
 
 from __future__ import annotations
@@ -74,14 +74,14 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
     targets [B, G, 5] / [B, G].
 
     The objectness term is a sum over all cells; the class term is evaluated on the matched cells only, packed into
-    a [B, F] buffer whose size comes from G (``terms.matched_capacity``), so no [B, A, C] loss tensor is built; with
-    ``packed`` (eager only; it synchronises), into exactly the references' [n, C] layout instead, which makes the
-    gradient the references' bit for bit (``terms.packed_class_bce``). A non-finite
-    output anywhere makes the loss and its components NaN (those cells are also never assigned), and so does a
-    malformed real target slot
-    (``padding``). Box losses read only matched cells' box logits, so a background cell's huge logit (whose decoded
-    box overflows) cannot reach the gradient. ``synchronise`` averages num_fg over the default process group (fast
-    mode's ``sync_num_fgs``); it is eager-only. ``boxes`` [B, A, 4] (megvii mode), when given, are the decoded boxes
+    a [B, F] buffer whose size comes from G (``terms.matched_capacity``), so no [B, A, C] loss tensor is built. With
+    ``packed`` (eager only: boolean indexing, it synchronises) the box, class and L1 terms take exactly the
+    references' [n, ...] layout of the n matched cells instead, which makes loss and gradient the references' bit
+    for bit (``terms.packed_class_bce``). A non-finite output anywhere makes the loss and its components NaN (those
+    cells are also never assigned), and so does a malformed real target slot (``padding``). Box losses read only
+    matched cells' box logits, so a background cell's huge logit (whose decoded box overflows) cannot reach the
+    gradient. ``synchronise`` averages num_fg over the default process group (fast mode's ``sync_num_fgs``); it is
+    eager-only. ``boxes`` [B, A, 4] (megvii mode), when given, are the decoded boxes
     (with their own gradient path) used for the assignment and, at matched cells, the IoU loss instead of decoding
     ``raw``'s box logits; the L1 term still reads ``raw``'s box logits.
     """
@@ -109,7 +109,8 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
         obj_terms = bce_with_logits(obj_logits.squeeze(-1), fg_float)  # [B, A]
         obj_divisor = max(fg.numel(), 1) if (config.mode == "fast" and config.obj_loss_fix) else num_fg
         matched_classes = matched[..., 0].long()  # [B, A]
-        l1 = l1_target(matched[..., 1:5], grid.strides, grid.x_shifts, grid.y_shifts)  # [B, A, 4]
+        if with_targets or (config.use_l1 and not packed):
+            l1 = l1_target(matched[..., 1:5], grid.strides, grid.x_shifts, grid.y_shifts)  # [B, A, 4]
         if packed:  # the references' layout: the n matched cells in batch-then-cell order
             images, cells = fg.nonzero(as_tuple=True)
             loss_iou = iou_terms[images, cells].sum() / num_fg

@@ -70,7 +70,7 @@ def matched_cells(fg_mask: Tensor, capacity: int) -> tuple[Tensor, Tensor]:
     packed = packed.scatter(1, destination, cell_index)[:, :capacity]  # [B, F]
     count = fg.sum(1, keepdim=True)  # [B, 1]
     valid = torch.arange(capacity, device=fg_mask.device, dtype=torch.float32) < count  # [B, F]
-    return torch.where(valid, packed, torch.zeros_like(packed)), valid
+    return packed, valid  # ranks >= count were never written: cell 0
 
 
 def packed_class_bce(logits: Tensor, classes: Tensor, ious: Tensor) -> Tensor:

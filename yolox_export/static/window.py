@@ -49,8 +49,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dataclasses import dataclass
-
 from ..assignment import Assignment
 from ..config import CANDIDATE_TOPK, IOU_COST_EPS, IOU_COST_WEIGHT, LossConfig
 from ..grid import Grid
@@ -58,17 +56,6 @@ from .assign import class_cost, first_argmin
 
 #: Window offsets per level, row-major: (dy, dx) in {-1, 0, 1}^2.
 OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
-
-
-@dataclass
-class WindowAssignment(Assignment):
-    """An ``Assignment`` that also keeps its union slots [B, M]: their cells, whether each was chosen (a fg cell,
-    each fg cell chosen by exactly one slot) and its target. The loss uses them to evaluate the class term on the
-    M slots instead of all A cells."""
-
-    slot_cells: Tensor | None = None  # int64 [B, M]
-    slot_chosen: Tensor | None = None  # bool [B, M]
-    slot_gt: Tensor | None = None  # int64 [B, M], 0 where not chosen
 
 
 def exact_floor_div(value: Tensor, step: float) -> Tensor:
@@ -191,7 +178,7 @@ def scatter_to_cells(values: Tensor, keep: Tensor, cells: Tensor, num_cells: int
 
 
 def window_assign(raw: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig,
-                  boxes: Tensor) -> WindowAssignment:
+                  boxes: Tensor) -> Assignment:
     """Megvii SimOTA for padded targets on windows, float32, no gradient.
 
     raw [B, A, 5 + C] head outputs (objectness, class logits used); boxes [B, A, 4] decoded predictions; usable bool
@@ -227,9 +214,8 @@ def window_assign(raw: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid
     winner = winner.masked_fill(~chosen, 0).long()
     matched_iou = ious.gather(1, winner.unsqueeze(1)).squeeze(1)  # [B, M]
     matched_gt = scatter_to_cells(winner, chosen, cells, cells_total, -1)
-    return WindowAssignment(
+    return Assignment(
         fg_mask=matched_gt >= 0,
         matched_gt=matched_gt,
         matched_iou=scatter_to_cells(matched_iou, chosen, cells, cells_total, 0.0),
-        slot_cells=cells, slot_chosen=chosen, slot_gt=winner,
     )
