@@ -1,5 +1,6 @@
-"""``yolox_export.static.terms``: the matched-cell buffer, its bound, the class term in both layouts, and the claim
-the training demo rests on: the default static loss's value and gradient are the references' bit for bit.
+"""``yolox_export.static.terms``: the matched-cell buffer, its bound, the class term against the references' layout,
+and the claim the training demo rests on: the default static loss's value and gradient are the references' bit for
+bit (it calls their ``matched_loss`` on its own assignment), the sync-free one's to float32 rounding.
 
 Tolerances: the packed buffer and the references' [n, C] layout sum the same float32 terms in different orders
 (and vector against scalar kernel code at the tensors' ends), so they agree to a few float32 ulps of the sum:
@@ -23,7 +24,7 @@ from yolox_export.static.loss import padded_assign
 from yolox_export.static.padding import sanitise_slots
 from yolox_export.grid import flatten_levels, level_shapes, make_grid
 from yolox_export.static.terms import (bce_with_logits, exportable_bce_with_logits, matched_capacity, matched_cells,
-                                       matched_class_bce, packed_class_bce)
+                                       matched_class_bce)
 from yolox_export.targets import pad_targets
 
 PROFILE = settings(deadline=None, derandomize=True, database=None, max_examples=60,
@@ -69,8 +70,9 @@ def test_buffer_and_packed_layouts_give_the_same_class_term(seed, batch, cells, 
     ious = torch.rand(batch, cells, generator=gen)
     capacity = int(fg.sum(1).max().clamp(min=1))
     buffered = matched_class_bce(logits, fg, matched_classes, ious, capacity)
-    images, idx = fg.nonzero(as_tuple=True)
-    packed = packed_class_bce(logits[images, idx], matched_classes[images, idx], ious[images, idx])
+    images, idx = fg.nonzero(as_tuple=True)  # the references' [n, C] layout, as matched_loss builds it
+    target = torch.nn.functional.one_hot(matched_classes[images, idx], classes) * ious[images, idx].unsqueeze(-1)
+    packed = torch.nn.functional.binary_cross_entropy_with_logits(logits[images, idx], target, reduction="none").sum()
     torch.testing.assert_close(buffered, packed, rtol=1e-6, atol=1e-6)
     (g_buffered,) = torch.autograd.grad(buffered, logits)
     (g_packed,) = torch.autograd.grad(packed, logits)

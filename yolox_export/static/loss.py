@@ -21,12 +21,13 @@ from ..config import MODES, REG_WEIGHT, LossConfig, check_flag
 from ..distributed import synced_num_fg
 from ..grid import Grid, decode_boxes, flatten_levels, image_size, level_shapes, make_grid
 from ..loss_base import YoloXLossModule
+from ..matched_loss import Prepared, padded_assignment_loss
 from ..targets import check_target_counts, pad_targets
 from ..validation import check_padded, check_predictions, check_targets, unwrap_model_output
 from .assign import assign
 from .window import window_assign
 from .padding import sanitise_slots
-from .terms import bce_with_logits, matched_capacity, matched_class_bce, packed_class_bce, total
+from .terms import bce_with_logits, matched_capacity, matched_class_bce, total
 
 
 @dataclass
@@ -75,9 +76,9 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
 
     The objectness term is a sum over all cells; the class term is evaluated on the matched cells only, packed into
     a [B, F] buffer whose size comes from G (``terms.matched_capacity``), so no [B, A, C] loss tensor is built. With
-    ``packed`` (eager only: boolean indexing, it synchronises) the box, class and L1 terms take exactly the
-    references' [n, ...] layout of the n matched cells instead, which makes loss and gradient the references' bit
-    for bit (``terms.packed_class_bce``). A non-finite output anywhere makes the loss and its components NaN (those
+    ``packed`` (eager only: boolean indexing, it synchronises) the loss is the references' own
+    (``matched_loss.padded_assignment_loss``) on this assignment instead, so loss and gradient are theirs bit for
+    bit where the assignment is the same. A non-finite output anywhere makes the loss and its components NaN (those
     cells are also never assigned), and so does a malformed real target slot (``padding``). Box losses read only
     matched cells' box logits, so a background cell's huge logit (whose decoded box overflows) cannot reach the
     gradient. ``synchronise`` averages num_fg over the default process group (fast mode's ``sync_num_fgs``); it is
@@ -105,35 +106,19 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
         if boxes is not None:  # the caller's decoded boxes at matched cells; where() passes no gradient elsewhere
             decoded = torch.where(fg.unsqueeze(-1), boxes.float(), decoded)
         boxes = decoded
-        iou_terms = iou_loss(boxes, matched[..., 1:5], config.iou_type)  # [B, A]
-        obj_terms = bce_with_logits(obj_logits.squeeze(-1), fg_float)  # [B, A]
-        obj_divisor = max(fg.numel(), 1) if (config.mode == "fast" and config.obj_loss_fix) else num_fg
-        matched_classes = matched[..., 0].long()  # [B, A]
-        if with_targets or (config.use_l1 and not packed):
-            l1 = l1_target(matched[..., 1:5], grid.strides, grid.x_shifts, grid.y_shifts)  # [B, A, 4]
-        if packed:  # the references' layout: the n matched cells in batch-then-cell order
-            images, cells = fg.nonzero(as_tuple=True)
-            loss_iou = iou_terms[images, cells].sum() / num_fg
-            loss_obj = obj_terms.sum() / obj_divisor
-            loss_cls = packed_class_bce(cls_logits[images, cells], matched_classes[images, cells],
-                                        assignment.matched_iou[images, cells]) / num_fg
-            if config.use_l1:
-                target = l1_target(matched[images, cells, 1:5], grid.strides[cells], grid.x_shifts[cells],
-                                   grid.y_shifts[cells])  # [n, 4]
-                loss_l1 = (box_logits[images, cells] - target).abs().sum() / num_fg
+        if packed:  # the references' own loss function on this assignment (eager; boolean indexing synchronises)
+            loss, components = padded_assignment_loss(Prepared(raw, boxes, grid), gt, assignment, int(gt_mask.sum()),
+                                                      config, num_fg if synchronise else None)
+            loss = loss + poison
+            poisoned = torch.tensor(POISONED, device=components.device)  # [6]
+            components = torch.where(poisoned, components + poison, components)
         else:
-            loss_iou = total(torch.where(fg, iou_terms, zero)) / num_fg
-            loss_obj = total(obj_terms) / obj_divisor
-            capacity = matched_capacity(raw.shape[1], gt.shape[1], config.max_dynamic_k)
-            loss_cls = matched_class_bce(cls_logits, fg, matched_classes, assignment.matched_iou, capacity) / num_fg
-            if config.use_l1:
-                loss_l1 = total(torch.where(fg.unsqueeze(-1), (box_logits - l1).abs(), zero)) / num_fg
-        if not config.use_l1:
-            loss_l1 = zero
-        loss_iou, loss_obj, loss_cls, loss_l1 = (term + poison for term in (loss_iou, loss_obj, loss_cls, loss_l1))
-        loss = REG_WEIGHT * loss_iou + loss_obj + loss_cls + loss_l1
-        num_gts = gt_mask.sum().to(raw.dtype).clamp(min=1.0)
-        components = torch.stack((loss_iou, loss_obj, loss_cls, loss_l1, num_fg / num_gts, loss)).detach()
+            terms = masked_terms(box_logits, obj_logits, cls_logits, boxes, matched, assignment, num_fg, gt.shape[1],
+                                 grid, config)
+            loss_iou, loss_obj, loss_cls, loss_l1 = (term + poison for term in terms)
+            loss = REG_WEIGHT * loss_iou + loss_obj + loss_cls + loss_l1
+            num_gts = gt_mask.sum().to(raw.dtype).clamp(min=1.0)
+            components = torch.stack((loss_iou, loss_obj, loss_cls, loss_l1, num_fg / num_gts, loss)).detach()
         out = StaticOutput(assignment, loss, components)
         if with_targets:
             classes = torch.arange(config.num_classes, device=raw.device, dtype=matched.dtype)
@@ -141,8 +126,32 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
             out.cls_target = (matched[..., :1] == classes).to(raw.dtype) * assignment.matched_iou.unsqueeze(-1) * on
             out.obj_target = fg_float
             out.reg_target = matched[..., 1:5] * on
-            out.l1_target = l1 * on
+            out.l1_target = l1_target(matched[..., 1:5], grid.strides, grid.x_shifts, grid.y_shifts) * on
     return out
+
+
+#: The components a non-finite output or malformed real slot makes NaN: every loss term, not num_fg / num_gts.
+POISONED = (True, True, True, True, False, True)
+
+
+def masked_terms(box_logits: Tensor, obj_logits: Tensor, cls_logits: Tensor, boxes: Tensor, matched: Tensor,
+                 assignment: Assignment, num_fg: Tensor, slots: int, grid: Grid,
+                 config: LossConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(iou, obj, cls, l1) loss terms, static shapes only: masked sums over the cells and, for the class term, the
+    matched-cell buffer (``terms.matched_class_bce``) sized from ``slots`` = G. Logits [B, A, 4], [B, A, 1],
+    [B, A, C] (``split_outputs``); boxes [B, A, 4] decoded (carrying the gradient at matched cells); matched
+    [B, A, 5] each cell's target row."""
+    fg = assignment.fg_mask
+    zero = torch.zeros((), dtype=box_logits.dtype, device=box_logits.device)
+    loss_iou = total(torch.where(fg, iou_loss(boxes, matched[..., 1:5], config.iou_type), zero)) / num_fg
+    obj_divisor = max(fg.numel(), 1) if (config.mode == "fast" and config.obj_loss_fix) else num_fg
+    loss_obj = total(bce_with_logits(obj_logits.squeeze(-1), fg.to(obj_logits.dtype))) / obj_divisor
+    capacity = matched_capacity(fg.shape[1], slots, config.max_dynamic_k)
+    loss_cls = matched_class_bce(cls_logits, fg, matched[..., 0].long(), assignment.matched_iou, capacity) / num_fg
+    if not config.use_l1:
+        return loss_iou, loss_obj, loss_cls, zero
+    l1 = l1_target(matched[..., 1:5], grid.strides, grid.x_shifts, grid.y_shifts)  # [B, A, 4]
+    return loss_iou, loss_obj, loss_cls, total(torch.where(fg.unsqueeze(-1), (box_logits - l1).abs(), zero)) / num_fg
 
 
 def split_outputs(raw: Tensor, num_classes: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -201,9 +210,9 @@ class StaticYoloXLoss(YoloXLossModule):
     @property
     def synchronises(self) -> bool:
         """Whether a call reads values back from the device anyway (validating, or padding to the batch's largest
-        target count): then the class term is packed exactly as the references pack it, so that the gradient is
-        theirs bit for bit (``terms.packed_class_bce``); a sync-free call (``max_gt`` fixed, ``validate=False``)
-        uses the static buffer, equal to within an occasional last bit."""
+        target count): then the loss terms are the references' own (``matched_loss``) on the static assignment, so
+        loss and gradient are theirs bit for bit; a sync-free call (``max_gt`` fixed, ``validate=False``) uses the
+        static form (``masked_terms``), equal to float32 rounding."""
         return self.validate or self.max_gt is None
 
     def grid_for(self, shapes: Sequence[tuple[int, int]], device) -> Grid:

@@ -2,11 +2,13 @@
 
 Shape legend: B batch, A cells, G padded targets, C classes, F matched-cell buffer (``matched_capacity``).
 
-Eager (and ``torch.compile``) evaluation uses torch's own ``binary_cross_entropy_with_logits``, the function the
-references call, so that on the same inputs every element of the loss's gradient is the reference's, bit for bit,
-not merely within rounding: a training run with the static loss then follows the reference run's parameters
-exactly (``demo``). Under ONNX export the same BCE is written out with a Log-only log1p (ONNX has no Log1p; the
-exporter's log(1 + e) loses ~1e-5 relative on background logits near -4.6).
+These are the static graph's form of the loss terms (the synchronising drop-in calls the references' own
+``matched_loss`` instead). Eager (and ``torch.compile``) evaluation uses torch's own
+``binary_cross_entropy_with_logits``, the function the references call; under ONNX export the same BCE is written
+out with a Log-only log1p (ONNX has no Log1p; the exporter's log(1 + e) loses ~1e-5 relative on background logits
+near -4.6). Against the references' [n, C] layout, the matched-cell buffer gives the same terms to float32
+rounding (summation order, and an element's last bit now and then where CPU kernels switch between vector and
+scalar code at a tensor's end).
 """
 
 from __future__ import annotations
@@ -71,15 +73,6 @@ def matched_cells(fg_mask: Tensor, capacity: int) -> tuple[Tensor, Tensor]:
     count = fg.sum(1, keepdim=True)  # [B, 1]
     valid = torch.arange(capacity, device=fg_mask.device, dtype=torch.float32) < count  # [B, F]
     return packed, valid  # ranks >= count were never written: cell 0
-
-
-def packed_class_bce(logits: Tensor, classes: Tensor, ious: Tensor) -> Tensor:
-    """``matched_class_bce`` laid out as the references lay it out: logits [n, C], classes int64 [n] and IoUs [n] of
-    the n matched cells in batch-then-cell order, one BCE over the [n, C] tensor and one sum. The same kernels on the
-    same tensors give the same values and gradients, bit for bit; the static buffer's differ in an element's last bit
-    now and then (where the references' tensor ends, CPU kernels switch from vector to scalar code)."""
-    target = F.one_hot(classes, logits.shape[-1]).to(logits.dtype) * ious.unsqueeze(-1)  # [n, C]
-    return bce_with_logits(logits, target).sum()
 
 
 def matched_class_bce(cls_logits: Tensor, fg_mask: Tensor, classes: Tensor, ious: Tensor, capacity: int) -> Tensor:

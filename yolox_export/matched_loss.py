@@ -1,0 +1,79 @@
+"""The YOLOX loss over a list of matched cells, in the references' formulation and layout; the one definition that
+the eager references and the static module's synchronising drop-in (``StaticYoloXLoss.synchronises``) both call.
+
+The loss follows super-gradients: num_fg = max(matched cells in the batch, 1); IoU loss x 5.0 on matched cells;
+objectness BCE over every cell; class BCE against one-hot x matched IoU; optional L1 on the raw box logits; each
+divided by num_fg (objectness by the number of cells with ``obj_loss_fix``). The matched cells are taken in
+batch-then-cell order as [n, ...] tensors (boolean indexing: eager only, a data-dependent shape); the static graph's
+own form of the same terms is ``static.terms``.
+
+Shape legend: B batch, A cells, G padded targets, C classes, n matched cells of the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .assignment import Assignment
+from .boxes import iou_loss, l1_target
+from .config import REG_WEIGHT, LossConfig
+from .grid import Grid
+
+
+@dataclass
+class Prepared:
+    """Flattened head output of a batch: raw [B, A, 5 + C], decoded boxes [B, A, 4], and the grid."""
+
+    raw: Tensor
+    boxes: Tensor
+    grid: Grid
+
+    @property
+    def obj(self) -> Tensor:
+        return self.raw[..., 4]  # [B, A]
+
+    @property
+    def cls(self) -> Tensor:
+        return self.raw[..., 5:]  # [B, A, C]
+
+
+def matched_loss(prep: Prepared, img_ids: Tensor, cell_ids: Tensor, gt_boxes: Tensor, gt_classes: Tensor,
+                 ious: Tensor, num_gts: int, config: LossConfig, num_fg: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
+    """Loss and detached components [iou, obj, cls, l1, num_fg / num_gts, loss] over the matched cells.
+
+    ``img_ids``, ``cell_ids`` [n] locate the matched cells; ``gt_boxes`` [n, 4], ``gt_classes`` [n], ``ious`` [n]
+    are their targets. ``num_fg`` overrides max(n, 1) (fast's synchronised count).
+    """
+    if num_fg is None:
+        num_fg = max(int(img_ids.shape[0]), 1)
+    batch, cells = prep.raw.shape[:2]
+    obj_target = torch.zeros((batch, cells), dtype=prep.raw.dtype, device=prep.raw.device)
+    obj_target[img_ids, cell_ids] = 1
+    cls_target = F.one_hot(gt_classes.long(), config.num_classes) * ious.unsqueeze(-1)
+    loss_iou = iou_loss(prep.boxes[img_ids, cell_ids], gt_boxes, config.iou_type).sum() / num_fg
+    obj_divisor = max(batch * cells, 1) if (config.mode == "fast" and config.obj_loss_fix) else num_fg
+    loss_obj = F.binary_cross_entropy_with_logits(prep.obj, obj_target, reduction="none").sum() / obj_divisor
+    loss_cls = F.binary_cross_entropy_with_logits(prep.cls[img_ids, cell_ids], cls_target, reduction="none").sum() / num_fg
+    if config.use_l1:
+        target = l1_target(gt_boxes, prep.grid.strides[cell_ids], prep.grid.x_shifts[cell_ids], prep.grid.y_shifts[cell_ids])
+        loss_l1 = (prep.raw[img_ids, cell_ids, :4] - target).abs().sum() / num_fg
+    else:
+        loss_l1 = torch.zeros((), dtype=loss_iou.dtype, device=loss_iou.device)
+    loss = REG_WEIGHT * loss_iou + loss_obj + loss_cls + loss_l1
+    fg_ratio = torch.as_tensor(num_fg, dtype=loss.dtype, device=loss.device) / max(num_gts, 1)
+    components = torch.stack((loss_iou, loss_obj, loss_cls, loss_l1, fg_ratio.reshape(()), loss)).detach()
+    return loss, components
+
+
+def padded_assignment_loss(prep: Prepared, gt: Tensor, assignment: Assignment, num_gts: int, config: LossConfig,
+                           num_fg: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
+    """``matched_loss`` over the fg cells of an ``Assignment`` against padded targets gt [B, G, 5] (class, cx, cy,
+    w, h), in batch-then-cell order; ``num_gts`` is the number of real targets."""
+    img_ids, cell_ids = assignment.fg_mask.nonzero(as_tuple=True)  # [n]
+    matched = gt[img_ids, assignment.matched_gt[img_ids, cell_ids]]  # [n, 5]
+    return matched_loss(prep, img_ids, cell_ids, matched[:, 1:], matched[:, 0], assignment.matched_iou[img_ids, cell_ids],
+                        num_gts, config, num_fg)
