@@ -215,8 +215,8 @@ def test_empty_batch_end_to_end_through_pad_targets(mode):
     graph = PaddedYoloXLoss(LossConfig(STRIDES, NUM_CLASSES, mode=mode), SHAPES)(raw, gt, mask)
     _, sync_free = static(mode, max_gt=1, validate=False)(levels(), torch.zeros(0, 6))
     torch.testing.assert_close(graph[3], sync_free, rtol=0, atol=0)  # the same static-buffer arithmetic
-    # the validating module sums the objectness term in the references' order (terms.packed_class_bce's layout),
-    # the graph axis by axis: the same float32 terms, summed in another order (B * A = 60 terms here)
+    # the validating module computes the loss with the references' matched_loss (one sum over [B, A]), the graph
+    # axis by axis: the same float32 terms, summed in another order (B * A = 60 terms here)
     torch.testing.assert_close(graph[3], components, rtol=1e-6, atol=0)
     if mode in REFERENCES:
         want, _ = REFERENCES[mode](STRIDES, NUM_CLASSES)(levels(), torch.zeros(0, 6))

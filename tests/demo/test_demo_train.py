@@ -1,8 +1,8 @@
 """A few training steps per mode: the reference and static curves coincide, the static module equals the reference on
 the reference run's own predictions at every step, and the JSON follows the schema.
 
-Tolerance: none. The static loss evaluates each term with the references' kernels on tensors laid out as theirs
-(``static.terms``), so on the same input its loss components and its gradient are the reference's bit for bit; the
+Tolerance: none. The static loss computes its loss with the references' own function over the matched cells
+(``matched_loss``), so on the same input its loss components and its gradient are the reference's bit for bit; the
 two training runs then perform the same float32 operations on the same values at every step. Their curves and final
 weights are equal, not close, and a 1-ulp nudge of the initial weights (the control run) is enough to make them
 differ, which these tests would see.

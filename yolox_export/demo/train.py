@@ -9,7 +9,7 @@ the static run's own assignment (on its own, possibly drifted, predictions) diff
 analyses the first step where either comparison differs.
 
 The static loss (``StaticYoloXLoss`` as built here: validating, padding to each batch's largest count) computes
-each loss term with the references' own kernels on tensors laid out as theirs (``static.terms``), so its loss and
+its loss with the references' own function over the matched cells (``matched_loss``), so its loss and
 gradient are the reference's bit for bit on the same input, and the static run's weights stay the reference run's
 exactly: the two curves are one curve, step after step (``weight_gap`` after the last step is 0, measured).
 
