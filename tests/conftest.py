@@ -7,6 +7,7 @@ Hand-built heads for the reference tests: one level, stride 8, a 32x32 image -> 
 
 import importlib.util
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -20,6 +21,18 @@ def load_script(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@contextmanager
+def onnx_export_answers(exporting: bool):
+    """Make ``torch.onnx.is_in_onnx_export`` answer ``exporting``: runs a function's export branch eagerly, without
+    exporting, so that a test can compare the two branches value for value."""
+    original = torch.onnx.is_in_onnx_export
+    torch.onnx.is_in_onnx_export = lambda: exporting
+    try:
+        yield
+    finally:
+        torch.onnx.is_in_onnx_export = original
 
 
 LN2 = math.log(2.0)

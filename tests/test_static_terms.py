@@ -80,6 +80,21 @@ def test_buffer_and_packed_layouts_give_the_same_class_term(seed, batch, cells, 
     assert not g_buffered[~fg].any()  # unmatched cells (and the buffer's filler entries) pass no gradient
 
 
+@PROFILE
+@given(st.integers(0, 2**31 - 1), st.integers(1, 3), st.integers(1, 40), st.integers(1, 6), st.floats(0.0, 1.0))
+def test_class_term_from_raw_rows_equals_the_class_logits_one(seed, batch, cells, classes, density):
+    # the exported graph gathers whole [5 + C] rows of raw and slices the class logits (first = 5): same values
+    gen = torch.Generator().manual_seed(seed)
+    raw = torch.randn(batch, cells, 5 + classes, generator=gen) * 4
+    fg = torch.rand(batch, cells, generator=gen) < density
+    matched_classes = torch.randint(0, classes, (batch, cells), generator=gen)
+    ious = torch.rand(batch, cells, generator=gen)
+    capacity = cells  # room for every cell: fg here is random, not a SimOTA assignment
+    from_rows = matched_class_bce(raw, fg, matched_classes, ious, capacity, first=5)
+    from_logits = matched_class_bce(raw[..., 5:].contiguous(), fg, matched_classes, ious, capacity)
+    torch.testing.assert_close(from_rows, from_logits, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_no_image_matches_more_cells_than_the_capacity(mode, kind):

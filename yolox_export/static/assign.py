@@ -28,6 +28,7 @@ from ..assignment import Assignment
 from ..boxes import fast_pairwise_iou, regular_pairwise_iou
 from ..config import CANDIDATE_TOPK, IOU_COST_EPS, IOU_COST_WEIGHT, OUTSIDE_COST, LossConfig
 from ..grid import Grid, decode_boxes
+from .masks import any_true, count_true
 
 
 def candidate_masks(gt_boxes: Tensor, grid: Grid, config: LossConfig) -> tuple[Tensor, Tensor]:
@@ -117,10 +118,10 @@ def select_topk(masked_cost: Tensor, candidates: Tensor, k: Tensor, max_k: int) 
     values = torch.cat((values, inf), dim=-1)  # [B, G, K + 1]: k beyond K selects every candidate
     threshold = values.gather(-1, (k.clamp(max=top + 1) - 1).unsqueeze(-1))  # [B, G, 1]
     below = masked_cost < threshold  # [B, G, A]
-    needed = k.unsqueeze(-1) - below.sum(-1, keepdim=True)  # [B, G, 1]
+    needed = k.unsqueeze(-1) - count_true(below, -1, keepdim=True)  # [B, G, 1], float32
     at_threshold = (masked_cost == threshold) & candidates
     tie_rank = at_threshold.to(masked_cost.dtype).cumsum(-1)  # [B, G, A]
-    return below | (at_threshold & (tie_rank <= needed.to(masked_cost.dtype)))
+    return below | (at_threshold & (tie_rank <= needed))
 
 
 def first_argmin(values: Tensor, dim: int) -> tuple[Tensor, Tensor]:
@@ -147,25 +148,25 @@ def assign(raw: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid,
     raw [B, A, 5 + C] head outputs; usable bool [B, A], False for a cell with a non-finite output (never assigned,
     nor is one whose box decodes to a non-finite value); gt [B, G, 5] rows (class, cx, cy, w, h); gt_mask bool [B, G].
     """
-    boxes = decode_boxes(raw, grid)  # [B, A, 4]
+    boxes = decode_boxes(raw[..., :4], grid)  # [B, A, 4]; the box logits sliced once (a copy in an exported graph)
     usable = usable & torch.isfinite(boxes).all(-1)
     gt_boxes, gt_classes = gt[..., 1:5], gt[..., 0].long()
     in_box, in_centre = candidate_masks(gt_boxes, grid, config)
     near = in_box | in_centre
     near &= gt_mask.unsqueeze(-1) & usable.unsqueeze(1)  # [B, G, A]
     if config.mode == "regular":
-        candidates = near.any(1, keepdim=True) & gt_mask.unsqueeze(-1)  # union over the image's targets
+        candidates = any_true(near, 1, keepdim=True) & gt_mask.unsqueeze(-1)  # union over the image's targets
     else:
         candidates = near
     ious = pairwise_iou(gt_boxes, boxes, config.mode)  # [B, G, A]
     cost = class_cost(raw[..., 5:], raw[..., 4], gt_classes)
     cost += torch.log(ious + IOU_COST_EPS).neg_().mul_(IOU_COST_WEIGHT)
     in_box &= in_centre
-    cost += (~in_box).to(cost.dtype).mul_(OUTSIDE_COST)
+    cost += torch.where(in_box, 0.0, OUTSIDE_COST)  # [B, G, A]: 0 or 1e5 exactly, one op
     del in_box, in_centre, near
     masked_cost = cost.masked_fill_(~candidates, float("inf"))
     selected = select_topk(masked_cost, candidates, dynamic_ks(ious, candidates, config), config.max_dynamic_k)
-    count = selected.sum(1)  # [B, A]
+    count = count_true(selected, 1)  # [B, A]
     rivals = contenders(selected, count, config.mode)
     _, winner = first_argmin(masked_cost.masked_fill_(~rivals, float("inf")), dim=1)
     fg_mask = count > 0

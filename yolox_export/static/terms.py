@@ -75,14 +75,17 @@ def matched_cells(fg_mask: Tensor, capacity: int) -> tuple[Tensor, Tensor]:
     return packed, valid  # ranks >= count were never written: cell 0
 
 
-def matched_class_bce(cls_logits: Tensor, fg_mask: Tensor, classes: Tensor, ious: Tensor, capacity: int) -> Tensor:
+def matched_class_bce(rows: Tensor, fg_mask: Tensor, classes: Tensor, ious: Tensor, capacity: int,
+                      first: int = 0) -> Tensor:
     """Sum over the matched cells of sum_c BCE(x_c, one-hot(k) * iou), the references' class term, evaluated on the
-    matched cells only: cls_logits [B, A, C] (with gradient), fg_mask bool [B, A], the matched target's class
-    ``classes`` int64 [B, A] and IoU ``ious`` [B, A]; ``capacity`` from ``matched_capacity``."""
+    matched cells only: ``rows`` [B, A, first + C] (with gradient) hold the class logits from column ``first`` on
+    (the class logits themselves, or raw outputs with ``first`` = 5: whole rows are gathered and the [B, F, C]
+    logits sliced from them, so an exported graph never copies [B, A, C]), fg_mask bool [B, A], the matched target's
+    class ``classes`` int64 [B, A] and IoU ``ious`` [B, A]; ``capacity`` from ``matched_capacity``."""
     cells, valid = matched_cells(fg_mask, capacity)  # [B, F]
-    num_classes = cls_logits.shape[-1]
-    logits = cls_logits.gather(1, cells.unsqueeze(-1).expand(-1, -1, num_classes))  # [B, F, C]
+    num_classes = rows.shape[-1] - first
+    logits = rows.gather(1, cells.unsqueeze(-1).expand(-1, -1, rows.shape[-1]))[..., first:]  # [B, F, C]
     onehot = classes.gather(1, cells).unsqueeze(-1) == torch.arange(num_classes, device=classes.device)  # [B, F, C]
-    target = onehot.to(cls_logits.dtype) * ious.gather(1, cells).unsqueeze(-1)  # [B, F, C]
+    target = onehot.to(rows.dtype) * ious.gather(1, cells).unsqueeze(-1)  # [B, F, C]
     term = bce_with_logits(logits, target)
     return total(torch.where(valid.unsqueeze(-1), term, torch.zeros_like(term)))

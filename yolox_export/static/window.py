@@ -53,6 +53,7 @@ from ..assignment import Assignment
 from ..config import CANDIDATE_TOPK, IOU_COST_EPS, IOU_COST_WEIGHT, LossConfig
 from ..grid import Grid
 from .assign import class_cost, first_argmin
+from .masks import any_true, count_true
 
 #: Window offsets per level, row-major: (dy, dx) in {-1, 0, 1}^2.
 OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
@@ -112,16 +113,17 @@ def union_slots(in_centre: Tensor, gt_mask: Tensor, in_grid: Tensor, usable: Ten
     targets = torch.arange(gt_mask.shape[1], device=gt_mask.device)
     owner = targets.unsqueeze(-1).expand(-1, per_target).reshape(-1)  # [M]: slot m's target (no integer division)
     own = real.gather(1, owner.expand(real.shape[0], 1, -1)).squeeze(1)  # [B, M]
-    earlier = (real & (targets.unsqueeze(-1) < owner)).any(1)  # [B, M]
+    earlier = any_true(real & (targets.unsqueeze(-1) < owner), 1)  # [B, M]
     return own & ~earlier & in_grid & usable
 
 
-def window_class_cost(cls_logits: Tensor, obj_logits: Tensor, gt_classes: Tensor, cells: Tensor) -> Tensor:
-    """SimOTA class cost [B, G, M] of every target at every slot's cell: ``assign.class_cost`` on the logits
-    gathered at the slots ([B, M, C], the same element-wise operations, so identical values), which avoids its
-    [B, A, C] work."""
-    cls_at = cls_logits.gather(1, cells.unsqueeze(-1).expand(-1, -1, cls_logits.shape[-1]))  # [B, M, C]
-    return class_cost(cls_at, obj_logits.gather(1, cells), gt_classes)
+def window_class_cost(raw: Tensor, gt_classes: Tensor, cells: Tensor) -> Tensor:
+    """SimOTA class cost [B, G, M] of every target at every slot's cell: ``assign.class_cost`` on the slots' rows
+    of raw [B, A, 5 + C] ([B, M, 5 + C], the same element-wise operations, so identical values), which avoids its
+    [B, A, C] work. Whole rows are gathered and then sliced: slicing the class logits of raw first would copy
+    [B, A, C] (an exported graph's Slice is a copy)."""
+    rows = raw.gather(1, cells.unsqueeze(-1).expand(-1, -1, raw.shape[-1]))  # [B, M, 5 + C]
+    return class_cost(rows[..., 5:], rows[..., 4], gt_classes)
 
 
 def window_iou(gt_boxes: Tensor, pred: Tensor) -> Tensor:
@@ -160,7 +162,7 @@ def select_cheapest(masked_cost: Tensor, candidates: Tensor, k: Tensor, cell_key
     inf = torch.full_like(values[..., :1], float("inf"))
     threshold = torch.cat((values, inf), -1).gather(-1, (k.clamp(max=CANDIDATE_TOPK + 1) - 1).unsqueeze(-1))
     below = masked_cost < threshold  # [B, G, M]
-    needed = (k.unsqueeze(-1) - below.sum(-1, keepdim=True)).clamp(0, CANDIDATE_TOPK)  # [B, G, 1]
+    needed = (k.unsqueeze(-1) - count_true(below, -1, keepdim=True)).clamp(0, CANDIDATE_TOPK).long()  # [B, G, 1]
     at_threshold = (masked_cost == threshold) & candidates
     key = torch.where(at_threshold, cell_key.unsqueeze(1), float("inf"))  # [B, G, M]
     lowest = key.topk(CANDIDATE_TOPK, dim=-1, largest=False, sorted=True).values  # [B, G, K]
@@ -202,12 +204,12 @@ def window_assign(raw: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid
     candidates = union.unsqueeze(1) & gt_mask.unsqueeze(-1)  # [B, G, M]
     pred = boxes.gather(1, cells.unsqueeze(-1).expand(-1, -1, 4))  # [B, M, 4]
     ious = window_iou(gt_boxes, pred)  # [B, G, M]
-    cost = window_class_cost(raw[..., 5:], raw[..., 4], gt_classes, cells)
+    cost = window_class_cost(raw, gt_classes, cells)
     cost += torch.log(ious + IOU_COST_EPS).neg_().mul_(IOU_COST_WEIGHT)
     cost += (~in_centre).to(cost.dtype).mul_(config.outside_cost)
     masked_cost = cost.masked_fill_(~candidates, float("inf"))
     selected = select_cheapest(masked_cost, candidates, union_dynamic_ks(ious, union), cells.to(cost.dtype))
-    count = selected.sum(1)  # [B, M]
+    count = count_true(selected, 1)  # [B, M]
     rivals = selected | (count > 1).unsqueeze(1)  # a contested cell: every target of the image competes
     _, winner = first_argmin(masked_cost.masked_fill_(~rivals, float("inf")), dim=1)
     chosen = count > 0  # [B, M], only union slots can be chosen
