@@ -16,6 +16,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import onnx_export_answers
 from yolox_export import StaticYoloXLoss
 from yolox_export.config import MODES, LossConfig
 from yolox_export.parity.scenarios import make_scenario
@@ -23,8 +24,8 @@ from yolox_export.reference import reference_for
 from yolox_export.static.loss import padded_assign
 from yolox_export.static.padding import sanitise_slots
 from yolox_export.grid import flatten_levels, level_shapes, make_grid
-from yolox_export.static.terms import (bce_with_logits, exportable_bce_with_logits, matched_capacity, matched_cells,
-                                       matched_class_bce)
+from yolox_export.static.terms import (at_cells, bce_with_logits, class_bce, exportable_bce_with_logits,
+                                       matched_capacity, matched_cells, matched_logits)
 from yolox_export.targets import pad_targets
 
 PROFILE = settings(deadline=None, derandomize=True, database=None, max_examples=60,
@@ -69,7 +70,8 @@ def test_buffer_and_packed_layouts_give_the_same_class_term(seed, batch, cells, 
     matched_classes = torch.randint(0, classes, (batch, cells), generator=gen)
     ious = torch.rand(batch, cells, generator=gen)
     capacity = int(fg.sum(1).max().clamp(min=1))
-    buffered = matched_class_bce(logits, fg, matched_classes, ious, capacity)
+    cells, valid = matched_cells(fg, capacity)
+    buffered = class_bce(at_cells(logits, cells), at_cells(matched_classes, cells), at_cells(ious, cells), valid)
     images, idx = fg.nonzero(as_tuple=True)  # the references' [n, C] layout, as matched_loss builds it
     target = torch.nn.functional.one_hot(matched_classes[images, idx], classes) * ious[images, idx].unsqueeze(-1)
     packed = torch.nn.functional.binary_cross_entropy_with_logits(logits[images, idx], target, reduction="none").sum()
@@ -80,19 +82,24 @@ def test_buffer_and_packed_layouts_give_the_same_class_term(seed, batch, cells, 
     assert not g_buffered[~fg].any()  # unmatched cells (and the buffer's filler entries) pass no gradient
 
 
+@pytest.mark.parametrize("exporting", [False, True])
 @PROFILE
 @given(st.integers(0, 2**31 - 1), st.integers(1, 3), st.integers(1, 40), st.integers(1, 6), st.floats(0.0, 1.0))
-def test_class_term_from_raw_rows_equals_the_class_logits_one(seed, batch, cells, classes, density):
-    # the exported graph gathers whole [5 + C] rows of raw and slices the class logits (first = 5): same values
+def test_matched_logits_are_the_matched_cells_logits(exporting, seed, batch, cells, classes, density):
+    # the exported graph gathers whole [5 + C] rows of raw and slices them; eager gathers the split's pieces
     gen = torch.Generator().manual_seed(seed)
     raw = torch.randn(batch, cells, 5 + classes, generator=gen) * 4
+    raw[:, 0, :4] = 1e4  # cell 0's box logits: what the buffer's unused entries point at, never passed on
     fg = torch.rand(batch, cells, generator=gen) < density
-    matched_classes = torch.randint(0, classes, (batch, cells), generator=gen)
-    ious = torch.rand(batch, cells, generator=gen)
-    capacity = cells  # room for every cell: fg here is random, not a SimOTA assignment
-    from_rows = matched_class_bce(raw, fg, matched_classes, ious, capacity, first=5)
-    from_logits = matched_class_bce(raw[..., 5:].contiguous(), fg, matched_classes, ious, capacity)
-    torch.testing.assert_close(from_rows, from_logits, rtol=0, atol=0)
+    index, valid = matched_cells(fg, cells)  # room for every cell: fg here is random, not a SimOTA assignment
+    box_logits, _, cls_logits = raw.split((4, 1, classes), dim=-1)
+    with onnx_export_answers(exporting):
+        box, cls = matched_logits(raw, box_logits, cls_logits, index, valid)  # [B, F, 4], [B, F, C]
+    for b in range(batch):
+        n = int(fg[b].sum())
+        torch.testing.assert_close(box[b, :n], raw[b, fg[b], :4], rtol=0, atol=0)
+        torch.testing.assert_close(cls[b, :n], raw[b, fg[b], 5:], rtol=0, atol=0)
+        assert not box[b, n:].any()
 
 
 @pytest.mark.parametrize("mode", MODES)

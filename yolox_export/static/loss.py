@@ -27,7 +27,8 @@ from ..validation import check_padded, check_predictions, check_targets, unwrap_
 from .assign import assign
 from .window import window_assign
 from .padding import sanitise_slots
-from .terms import bce_with_logits, matched_capacity, matched_class_bce, total
+from .terms import (at_cells, bce_with_logits, class_bce, matched_capacity, matched_cells, matched_logits,
+                    total)
 
 
 @dataclass
@@ -83,8 +84,9 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
     """Assignment, loss (and, with ``with_targets``, the targets) for raw predictions [B, A, 5 + C] and padded
     targets [B, G, 5] / [B, G].
 
-    The objectness term is a sum over all cells; the class term is evaluated on the matched cells only, packed into
-    a [B, F] buffer whose size comes from G (``terms.matched_capacity``), so no [B, A, C] loss tensor is built. With
+    The objectness term is a sum over all cells; the class, IoU and L1 terms are evaluated on the matched cells only,
+    packed into a [B, F] buffer whose size comes from G (``terms.matched_capacity``), so no [B, A, C] or [B, A, 4]
+    loss tensor is built. With
     ``packed`` (eager only: boolean indexing, it synchronises) the loss is the references' own
     (``matched_loss.padded_assignment_loss``) on this assignment instead, so loss and gradient are theirs bit for
     bit where the assignment is the same. A non-finite output anywhere makes the loss and its components NaN (those
@@ -103,33 +105,31 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
         assignment = padded_assign(raw, gt, slots.mask, grid, config, marks, boxes)
         fg = assignment.fg_mask
         fg_float = fg.to(raw.dtype)
-        matched = gt.gather(1, assignment.matched_gt.clamp(min=0).unsqueeze(-1).expand(-1, -1, 5))  # [B, A, 5]
         num_fg = fg_float.sum().clamp(min=1.0)
         if synchronise:
             num_fg = synced_num_fg(num_fg)
         poison = marks.sum() + slots.poison  # 0, or NaN when any output or real target slot is not usable
 
-        zero = torch.zeros((), dtype=raw.dtype, device=raw.device)
         box_logits, obj_logits, cls_logits = split_outputs(raw, config.num_classes)
-        decoded = decode_boxes(torch.where(fg.unsqueeze(-1), box_logits, zero), grid)  # [B, A, 4]; background: cell box
-        if boxes is not None:  # the caller's decoded boxes at matched cells; where() passes no gradient elsewhere
-            decoded = torch.where(fg.unsqueeze(-1), boxes.float(), decoded)
-        boxes = decoded
         if packed:  # the references' own loss function on this assignment (eager; boolean indexing synchronises)
-            loss, components = padded_assignment_loss(Prepared(raw, boxes, grid), gt, assignment, int(gt_mask.sum()),
-                                                      config, num_fg if synchronise else None)
+            zero = torch.zeros((), dtype=raw.dtype, device=raw.device)
+            decoded = decode_boxes(torch.where(fg.unsqueeze(-1), box_logits, zero), grid)  # [B, A, 4]
+            if boxes is not None:  # the caller's decoded boxes at matched cells; where() passes no gradient elsewhere
+                decoded = torch.where(fg.unsqueeze(-1), boxes.float(), decoded)
+            loss, components = padded_assignment_loss(Prepared(raw, decoded, grid), gt, assignment,
+                                                      int(gt_mask.sum()), config, num_fg if synchronise else None)
             loss = loss + poison
             poisoned = torch.tensor(POISONED, device=components.device)  # [6]
             components = torch.where(poisoned, components + poison, components)
         else:
-            terms = masked_terms(raw, box_logits, obj_logits, cls_logits, boxes, matched, assignment, num_fg,
-                                 gt.shape[1], grid, config)
+            terms = masked_terms(raw, box_logits, obj_logits, cls_logits, boxes, gt, assignment, num_fg, grid, config)
             loss_iou, loss_obj, loss_cls, loss_l1 = (term + poison for term in terms)
             loss = REG_WEIGHT * loss_iou + loss_obj + loss_cls + loss_l1
             num_gts = gt_mask.sum().to(raw.dtype).clamp(min=1.0)
             components = torch.stack((loss_iou, loss_obj, loss_cls, loss_l1, num_fg / num_gts, loss)).detach()
         out = StaticOutput(assignment, loss, components)
         if with_targets:
+            matched = gt.gather(1, assignment.matched_gt.clamp(min=0).unsqueeze(-1).expand(-1, -1, 5))  # [B, A, 5]
             classes = torch.arange(config.num_classes, device=raw.device, dtype=matched.dtype)
             on = fg_float.unsqueeze(-1)
             out.cls_target = (matched[..., :1] == classes).to(raw.dtype) * assignment.matched_iou.unsqueeze(-1) * on
@@ -143,36 +143,32 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
 POISONED = (True, True, True, True, False, True)
 
 
-def masked_terms(raw: Tensor, box_logits: Tensor, obj_logits: Tensor, cls_logits: Tensor, boxes: Tensor,
-                 matched: Tensor, assignment: Assignment, num_fg: Tensor, slots: int, grid: Grid,
+def masked_terms(raw: Tensor, box_logits: Tensor, obj_logits: Tensor, cls_logits: Tensor, boxes: Tensor | None,
+                 gt: Tensor, assignment: Assignment, num_fg: Tensor, grid: Grid,
                  config: LossConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(iou, obj, cls, l1) loss terms, static shapes only: masked sums over the cells and, for the class term, the
-    matched-cell buffer (``terms.matched_class_bce``) sized from ``slots`` = G. raw [B, A, 5 + C] and its logits
-    [B, A, 4], [B, A, 1], [B, A, C] (``split_outputs``); boxes [B, A, 4] decoded (carrying the gradient at matched cells); matched
-    [B, A, 5] each cell's target row."""
+    """(iou, obj, cls, l1) loss terms, static shapes only: the objectness BCE over every cell, the other three over
+    the matched-cell buffer [B, F] (``terms.matched_cells``; F = ``terms.matched_capacity`` from G), so no
+    [B, A, C] or [B, A, 4] loss tensor is built. raw [B, A, 5 + C] and its logits (``split_outputs``); ``boxes``
+    [B, A, 4] the caller's decoded boxes (megvii mode) or None (the buffer's box logits are decoded); gt [B, G, 5]
+    the sanitised target rows."""
     fg = assignment.fg_mask
-    zero = torch.zeros((), dtype=box_logits.dtype, device=box_logits.device)
-    loss_iou = total(torch.where(fg, iou_loss(boxes, matched[..., 1:5], config.iou_type), zero)) / num_fg
+    zero = torch.zeros((), dtype=raw.dtype, device=raw.device)
     obj_divisor = max(fg.numel(), 1) if (config.mode == "fast" and config.obj_loss_fix) else num_fg
     loss_obj = total(bce_with_logits(obj_logits.squeeze(-1), fg.to(obj_logits.dtype))) / obj_divisor
-    capacity = matched_capacity(fg.shape[1], slots, config.max_dynamic_k)
-    class_rows, first = class_logit_rows(cls_logits, raw)
-    loss_cls = matched_class_bce(class_rows, fg, matched[..., 0].long(), assignment.matched_iou, capacity,
-                                 first) / num_fg
+    cells, valid = matched_cells(fg, matched_capacity(fg.shape[1], gt.shape[1], config.max_dynamic_k))  # [B, F]
+    box_at, cls_at = matched_logits(raw, box_logits, cls_logits, cells, valid)  # [B, F, 4], [B, F, C]
+    grid_at = Grid(grid.x_shifts[cells], grid.y_shifts[cells], grid.strides[cells])  # the cells' constants [B, F]
+    decoded = decode_boxes(box_at, grid_at)  # [B, F, 4]
+    if boxes is not None:  # the caller's boxes at the matched cells; where() passes no gradient to unused entries
+        decoded = torch.where(valid.unsqueeze(-1), at_cells(boxes.float(), cells), decoded)
+    target_index = at_cells(assignment.matched_gt.clamp(min=0), cells)  # [B, F]
+    target = gt.gather(1, target_index.unsqueeze(-1).expand(-1, -1, gt.shape[-1]))  # [B, F, 5]
+    loss_iou = total(torch.where(valid, iou_loss(decoded, target[..., 1:5], config.iou_type), zero)) / num_fg
+    loss_cls = class_bce(cls_at, target[..., 0].long(), at_cells(assignment.matched_iou, cells), valid) / num_fg
     if not config.use_l1:
         return loss_iou, loss_obj, loss_cls, zero
-    l1 = l1_target(matched[..., 1:5], grid.strides, grid.x_shifts, grid.y_shifts)  # [B, A, 4]
-    return loss_iou, loss_obj, loss_cls, total(torch.where(fg.unsqueeze(-1), (box_logits - l1).abs(), zero)) / num_fg
-
-
-def class_logit_rows(cls_logits: Tensor, raw: Tensor) -> tuple[Tensor, int]:
-    """(rows, first column) the class term gathers the matched cells' class logits from: under ONNX export the raw
-    outputs [B, A, 5 + C] from column 5 (the graph's Slice of the class logits would copy [B, A, C] on every call,
-    43 MB at B=16, 640x640, C=80), else the split's class logits [B, A, C] (so that backward assembles the
-    [B, A, 5 + C] gradient once). The gathered values are the same."""
-    if torch.onnx.is_in_onnx_export():
-        return raw, raw.shape[-1] - cls_logits.shape[-1]
-    return cls_logits, 0
+    l1 = l1_target(target[..., 1:5], grid_at.strides, grid_at.x_shifts, grid_at.y_shifts)  # [B, F, 4]
+    return loss_iou, loss_obj, loss_cls, total(torch.where(valid.unsqueeze(-1), (box_at - l1).abs(), zero)) / num_fg
 
 
 def split_outputs(raw: Tensor, num_classes: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -75,17 +75,36 @@ def matched_cells(fg_mask: Tensor, capacity: int) -> tuple[Tensor, Tensor]:
     return packed, valid  # ranks >= count were never written: cell 0
 
 
-def matched_class_bce(rows: Tensor, fg_mask: Tensor, classes: Tensor, ious: Tensor, capacity: int,
-                      first: int = 0) -> Tensor:
-    """Sum over the matched cells of sum_c BCE(x_c, one-hot(k) * iou), the references' class term, evaluated on the
-    matched cells only: ``rows`` [B, A, first + C] (with gradient) hold the class logits from column ``first`` on
-    (the class logits themselves, or raw outputs with ``first`` = 5: whole rows are gathered and the [B, F, C]
-    logits sliced from them, so an exported graph never copies [B, A, C]), fg_mask bool [B, A], the matched target's
-    class ``classes`` int64 [B, A] and IoU ``ious`` [B, A]; ``capacity`` from ``matched_capacity``."""
-    cells, valid = matched_cells(fg_mask, capacity)  # [B, F]
-    num_classes = rows.shape[-1] - first
-    logits = rows.gather(1, cells.unsqueeze(-1).expand(-1, -1, rows.shape[-1]))[..., first:]  # [B, F, C]
-    onehot = classes.gather(1, cells).unsqueeze(-1) == torch.arange(num_classes, device=classes.device)  # [B, F, C]
-    target = onehot.to(rows.dtype) * ious.gather(1, cells).unsqueeze(-1)  # [B, F, C]
+def at_cells(values: Tensor, cells: Tensor) -> Tensor:
+    """``values`` [B, A, ...] at the buffer's cells [B, F] (``matched_cells``): [B, F, ...]."""
+    index = cells.reshape(*cells.shape, *([1] * (values.dim() - 2))).expand(*cells.shape, *values.shape[2:])
+    return values.gather(1, index)
+
+
+def matched_logits(raw: Tensor, box_logits: Tensor, cls_logits: Tensor, cells: Tensor,
+                   valid: Tensor) -> tuple[Tensor, Tensor]:
+    """(box [B, F, 4], class [B, F, C]) logits at the buffer's cells, carrying the gradient to ``raw``
+    [B, A, 5 + C].
+
+    The box logits of the buffer's unused entries are 0: those entries read cell 0, whose huge box logit would
+    decode to an infinite box, and the masked term's zero gradient times that box's NaN derivative would reach
+    cell 0 as NaN. Under ONNX export whole rows of ``raw`` are gathered once and sliced ([B, F, 5 + C]: a Slice of
+    the [B, A, C] class logits would copy them on every call, 43 MB at B=16, 640x640, C=80); eager gathers from the
+    split's pieces ``box_logits`` [B, A, 4] and ``cls_logits`` [B, A, C], so that backward assembles the
+    [B, A, 5 + C] gradient once. The values are the same either way.
+    """
+    if torch.onnx.is_in_onnx_export():
+        rows = at_cells(raw, cells)  # [B, F, 5 + C]
+        box, cls = rows[..., :4], rows[..., 5:]
+    else:
+        box, cls = at_cells(box_logits, cells), at_cells(cls_logits, cells)
+    return torch.where(valid.unsqueeze(-1), box, torch.zeros_like(box)), cls
+
+
+def class_bce(logits: Tensor, classes: Tensor, ious: Tensor, valid: Tensor) -> Tensor:
+    """Sum over the buffer's valid entries of sum_c BCE(x_c, one-hot(k) * iou), the references' class term: logits
+    [B, F, C] (``matched_logits``), the matched target's class ``classes`` int64 [B, F] and IoU ``ious`` [B, F]."""
+    onehot = classes.unsqueeze(-1) == torch.arange(logits.shape[-1], device=classes.device)  # [B, F, C]
+    target = onehot.to(logits.dtype) * ious.unsqueeze(-1)  # [B, F, C]
     term = bce_with_logits(logits, target)
     return total(torch.where(valid.unsqueeze(-1), term, torch.zeros_like(term)))
