@@ -33,15 +33,13 @@ probabilities that every mode computes; the dense modes are O(B * G * A). The wi
 G * W < A, i.e. G < 311 at 640x640 (A = 8400) and G < 1244 at 1280x1280; beyond that it costs more than a dense
 [B, G, A] pass (not switched automatically: G is a dynamic axis of the exported graph). The class cost gathers
 [B, M, C] logits (smaller than [B, A, C] while M < A), so it needs none of the [B, A, C] log passes of the dense
-modes' class cost; the class loss term reads the matched cells only, in every mode (``terms``).
+modes' class cost; the class, IoU and L1 loss terms read the matched cells only, in every mode (``terms``).
 
-Measured (CPU, 2 threads, B=16, 640x640, C=80, one short run on a shared machine, load ~1.7; peak = VmHWM growth
-during 3 calls, as ``bench.memory.RssMeter``; the predictions input is 44 MiB): eager forward (``forward_padded``
-under no_grad) COCO-like (G=12) 52 ms, peak +67 MiB (MegviiYoloXLoss: 54 ms, +56 MiB); forward+backward 114 ms,
-+167 MiB (reference 202 ms, +189 MiB); crowded (G=196) forward 1.0 s, +467 MiB (reference 7.6 s, +661 MiB); G=400
-forward 3.9 s, +1322 MiB. At G=12 the time goes to the per-cell [B, A, 5 + C] passes every mode shares (the
-non-finite scan, box decoding, objectness BCE, the backward's gradient); the window work is small. The benchmark
-(``yolox-export bench``, ``--growth``) gives the authoritative figures.
+Measured by ``yolox-export bench`` (CPU, 2 threads, B=16, 640x640, C=80, one run, 2026-12-02; the README's table):
+eager forward COCO-like (G=12) 86 ms (MegviiYoloXLoss: 112 ms), peak +57 MiB; the exported graph under onnxruntime
+63 ms, torch.compile 38 ms; crowded (G=196) eager forward 1.1 s, graph 0.64 s (reference 8.0 s). At G=12 the time
+goes to the per-cell passes every mode shares (the non-finite scan, the objectness BCE, the backward's gradient);
+the window work is small.
 """
 
 from __future__ import annotations
