@@ -76,7 +76,8 @@ def matched_cells(fg_mask: Tensor, capacity: int) -> tuple[Tensor, Tensor]:
 
 
 def at_cells(values: Tensor, cells: Tensor) -> Tensor:
-    """``values`` [B, A, ...] at the buffer's cells [B, F] (``matched_cells``): [B, F, ...]."""
+    """``values`` [B, A, ...] at the cells [B, F] (cell indices per image: the matched-cell buffer's, or the megvii
+    windows' slots): [B, F, ...]."""
     index = cells.reshape(*cells.shape, *([1] * (values.dim() - 2))).expand(*cells.shape, *values.shape[2:])
     return values.gather(1, index)
 

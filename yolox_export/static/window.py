@@ -52,6 +52,7 @@ from ..config import CANDIDATE_TOPK, IOU_COST_EPS, IOU_COST_WEIGHT, LossConfig
 from ..grid import Grid
 from .assign import class_cost, first_argmin
 from .masks import any_true, count_true
+from .terms import at_cells
 
 #: Window offsets per level, row-major: (dy, dx) in {-1, 0, 1}^2.
 OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
@@ -120,7 +121,7 @@ def window_class_cost(raw: Tensor, gt_classes: Tensor, cells: Tensor) -> Tensor:
     of raw [B, A, 5 + C] ([B, M, 5 + C], the same element-wise operations, so identical values), which avoids its
     [B, A, C] work. Whole rows are gathered and then sliced: slicing the class logits of raw first would copy
     [B, A, C] (an exported graph's Slice is a copy)."""
-    rows = raw.gather(1, cells.unsqueeze(-1).expand(-1, -1, raw.shape[-1]))  # [B, M, 5 + C]
+    rows = at_cells(raw, cells)  # [B, M, 5 + C]
     return class_cost(rows[..., 5:], rows[..., 4], gt_classes)
 
 
@@ -198,9 +199,9 @@ def window_assign(raw: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid
     x_c = (grid.x_shifts[cells] + 0.5) * stride
     y_c = (grid.y_shifts[cells] + 0.5) * stride
     in_centre = centre_test(gt_boxes, x_c, y_c, stride, config.center_radius)  # [B, G, M]
-    union = union_slots(in_centre, gt_mask, in_grid, usable.gather(1, cells), per_target)  # [B, M]
+    union = union_slots(in_centre, gt_mask, in_grid, at_cells(usable, cells), per_target)  # [B, M]
     candidates = union.unsqueeze(1) & gt_mask.unsqueeze(-1)  # [B, G, M]
-    pred = boxes.gather(1, cells.unsqueeze(-1).expand(-1, -1, 4))  # [B, M, 4]
+    pred = at_cells(boxes, cells)  # [B, M, 4]
     ious = window_iou(gt_boxes, pred)  # [B, G, M]
     cost = window_class_cost(raw, gt_classes, cells)
     cost += torch.log(ious + IOU_COST_EPS).neg_().mul_(IOU_COST_WEIGHT)
