@@ -1,9 +1,14 @@
-"""static/loss.py helpers: the non-finite marks, the same in eager and in the exported form."""
+"""static/loss.py: the non-finite marks (the same in eager and in the exported form), and the one loss path
+(``validate`` checks and raises, it never picks the arithmetic)."""
 
 import pytest
 import torch
 
 from conftest import onnx_export_answers
+from yolox_export import StaticYoloXLoss, pad_targets
+from yolox_export.config import MODES
+from yolox_export.grid import flatten_levels, level_shapes, make_grid
+from yolox_export.parity.scenarios import make_scenario
 from yolox_export.static.loss import nonfinite_marks
 
 
@@ -35,3 +40,56 @@ def test_nonfinite_marks_hand_worked():
     raw = torch.tensor([[[1.0, -2.0, 3.0], [1.0, float("nan"), 0.0], [-float("inf"), 0.0, 1.0],
                          [0.0, float("inf"), 5.0]]])
     torch.testing.assert_close(nonfinite_marks(raw), torch.tensor([[0.0] + [float("nan")] * 3]), equal_nan=True)
+
+
+def loss_and_gradients(module, predictions, targets):
+    leaves = [p.clone().requires_grad_() for p in predictions]
+    loss, components = module(leaves, targets)
+    return loss, components, torch.autograd.grad(loss, leaves)
+
+
+@pytest.mark.parametrize("max_gt", [None, 128])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("use_l1", [False, True])
+def test_validation_only_checks_it_never_changes_the_arithmetic(mode, max_gt, use_l1):
+    """Same construction but ``validate``: loss, components and gradients bit for bit, on a trained-looking batch
+    (predicted boxes near their targets) and a crowded one."""
+    for kind in ("fitted", "crowded"):
+        scenario = make_scenario(kind, batch_size=2, image_size=(96, 128), num_classes=5, seed=3)
+        if max_gt is not None:
+            assert int(torch.bincount(scenario.targets[:, 0].long()).max()) <= max_gt, "the batch must fit max_gt"
+        checked, unchecked = (StaticYoloXLoss(scenario.strides, 5, mode=mode, use_l1=use_l1, max_gt=max_gt,
+                                              validate=v) for v in (True, False))
+        assert checked.uses_reference_loss == unchecked.uses_reference_loss == (max_gt is None)
+        loss, components, grads = loss_and_gradients(checked, scenario.predictions, scenario.targets)
+        loss_u, components_u, grads_u = loss_and_gradients(unchecked, scenario.predictions, scenario.targets)
+        assert torch.equal(loss, loss_u) and torch.equal(components, components_u), kind
+        for g, g_u in zip(grads, grads_u):
+            assert torch.equal(g, g_u), f"{kind}: {int((g != g_u).sum())} gradient elements differ"
+
+
+@pytest.mark.parametrize("use_l1", [False, True])
+def test_megvii_adapter_validation_only_checks(use_l1):
+    from yolox_export.integrations.megvii import MegviiLoss
+
+    scenario = make_scenario("fitted", batch_size=2, image_size=(96, 128), num_classes=5, seed=3)
+    outputs = flatten_levels(scenario.predictions)  # taken as decoded boxes here: only the arithmetic is compared
+    outputs = torch.cat((outputs[..., :2].sigmoid() * 96, outputs[..., 2:4].exp() * 8, outputs[..., 4:]), -1)
+    labels, mask = pad_targets(scenario.targets, 2)
+    labels = labels * mask.unsqueeze(-1)
+    shapes = level_shapes(scenario.predictions)
+    grid = make_grid(shapes, scenario.strides)
+    sizes = [h * w for h, w in shapes]
+    shifts = [t.reshape(1, -1) for t in grid.x_shifts.split(sizes)], [t.reshape(1, -1) for t in grid.y_shifts.split(sizes)]
+    strides = [t.reshape(1, -1) for t in grid.strides.split(sizes)]
+    origin = [t for t in flatten_levels(scenario.predictions)[..., :4].split(sizes, 1)]
+    results = []
+    for validate in (True, False):
+        leaf = outputs.clone().requires_grad_()
+        loss_fn = MegviiLoss(5, scenario.strides, use_l1=use_l1, validate=validate)
+        loss, *parts = loss_fn.get_losses(None, *shifts, strides, labels, leaf, origin)
+        results.append((loss, parts, torch.autograd.grad(loss, leaf)[0]))
+    (loss, parts, grad), (loss_u, parts_u, grad_u) = results
+    assert torch.equal(loss, loss_u) and torch.equal(grad, grad_u)
+    for p, p_u in zip(parts, parts_u):
+        assert torch.equal(torch.as_tensor(p), torch.as_tensor(p_u))

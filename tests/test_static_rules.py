@@ -8,7 +8,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from yolox_export import LossConfig, PaddedYoloXLoss, StaticYoloXLoss, pad_targets
 from yolox_export.grid import flatten_levels, level_shapes
 from yolox_export.parity.scenarios import make_scenario
-from yolox_export.static.assign import first_argmin, select_topk
+from yolox_export.static.select import first_argmin, select_cheapest
 
 MODES = ("regular", "fast", "megvii")
 
@@ -19,22 +19,22 @@ def padded_inputs(scenario, max_gt=None):
     return raw, gt, mask
 
 
-def test_select_topk_takes_lower_cell_index_among_equal_costs():
+def test_select_cheapest_takes_lower_cell_index_among_equal_costs():
     # costs of one target over 6 cells; three cells tie at 1.0
     cost = torch.tensor([[[3.0, 1.0, 2.0, 1.0, 1.0, 5.0]]])
     cand = torch.ones_like(cost, dtype=torch.bool)
     # k = 2: both picks come from the tie at 1.0, cells 1 and 3 (lowest indices), not 4
-    assert select_topk(cost, cand, torch.tensor([[2]]), 10)[0, 0].tolist() == [False, True, False, True, False, False]
+    assert select_cheapest(cost, cand, torch.tensor([[2]]), 10)[0, 0].tolist() == [False, True, False, True, False, False]
     # k = 4: all three 1.0 cells, then the 2.0 at cell 2
-    assert select_topk(cost, cand, torch.tensor([[4]]), 10)[0, 0].tolist() == [False, True, True, True, True, False]
+    assert select_cheapest(cost, cand, torch.tensor([[4]]), 10)[0, 0].tolist() == [False, True, True, True, True, False]
 
 
-def test_select_topk_never_selects_non_candidates_even_when_k_exceeds_them():
+def test_select_cheapest_never_selects_non_candidates_even_when_k_exceeds_them():
     inf = float("inf")
     cost = torch.tensor([[[0.5, inf, 0.7, inf]]])
     cand = torch.tensor([[[True, False, True, False]]])
     # k = 3 > 2 candidates (fast mode's k can exceed them): both candidates, nothing else
-    assert select_topk(cost, cand, torch.tensor([[3]]), 11)[0, 0].tolist() == [True, False, True, False]
+    assert select_cheapest(cost, cand, torch.tensor([[3]]), 11)[0, 0].tolist() == [True, False, True, False]
 
 
 def test_first_argmin_takes_lower_target_index_among_equal_costs():

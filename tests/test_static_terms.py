@@ -131,7 +131,7 @@ def test_default_static_loss_is_the_reference_bit_for_bit(mode, kind, use_l1):
     scenario = make_scenario(kind, batch_size=3, image_size=(128, 160), num_classes=7, seed=11)
     config = LossConfig(scenario.strides, 7, mode=mode, use_l1=use_l1)
     static = StaticYoloXLoss.from_config(config)
-    assert static.synchronises
+    assert static.uses_reference_loss
     ref_assignment = reference_for(config).assign(scenario.predictions, scenario.targets)
     assignment = static.assign(scenario.predictions, scenario.targets)
     assert torch.equal(assignment.fg_mask, ref_assignment.fg_mask)
@@ -149,7 +149,7 @@ def test_sync_free_static_loss_matches_the_reference_to_rounding(mode):
     config = LossConfig(scenario.strides, 7, mode=mode, use_l1=True)
     most = int(torch.bincount(scenario.targets[:, 0].long()).max())
     sync_free = StaticYoloXLoss.from_config(config, max_gt=most + 5, validate=False)  # 5 padding slots at least
-    assert not sync_free.synchronises
+    assert not sync_free.uses_reference_loss
     ref_loss, ref_components, ref_grads = gradients(reference_for(config), scenario.predictions, scenario.targets)
     loss, components, grads = gradients(sync_free, scenario.predictions, scenario.targets)
     torch.testing.assert_close(components, ref_components, rtol=1e-6, atol=1e-6)

@@ -12,7 +12,8 @@ from yolox_export.grid import flatten_levels, level_shapes, make_grid
 from yolox_export.parity import compare
 from yolox_export.reference.megvii import geometry_constraint
 from yolox_export.parity.scenarios import KINDS, make_scenario
-from yolox_export.static.window import centre_test, exact_floor_div, select_cheapest, window_cells
+from yolox_export.static.select import select_cheapest
+from yolox_export.static.window import centre_test, exact_floor_div, window_cells
 
 from test_static_rules import LargestTensor
 
@@ -85,7 +86,7 @@ def test_select_cheapest_breaks_ties_by_cell_index_not_slot_order():
     cost, cand = torch.cat((cost, pad), -1), torch.cat((cand, pad < 0), -1)
     cells = torch.cat((cells, torch.arange(20.0, 26.0).unsqueeze(0)), -1)
     # k = 3: the 0.5 (slot 4), then the two lowest tied cells 1 (slot 3) and 3 (slot 1), not cell 7 (slot 0)
-    got = select_cheapest(cost, cand, torch.tensor([[3]]), cells)[0, 0, :5]
+    got = select_cheapest(cost, cand, torch.tensor([[3]]), 10, cells)[0, 0, :5]
     assert got.tolist() == [False, True, False, True, True]
 
 
@@ -294,12 +295,20 @@ def test_tie_analysis_knows_the_megvii_cost():
     assert int((want.matched_gt[0] == 1).sum()) == 1
 
 
-def test_decoded_boxes_are_taken_in_megvii_mode_only():
+@pytest.mark.parametrize("mode", ("regular", "fast", "megvii"))
+def test_decoded_boxes_given_are_the_boxes_decoded_from_the_logits(mode):
+    """Every mode takes the caller's decoded boxes (Megvii's head hands them over): given the boxes its own decode
+    gives, the assignment and the loss are those of decoding the logits."""
+    from yolox_export.grid import decode_boxes
     from yolox_export.static.loss import padded_loss
 
-    s = make_scenario("coco", batch_size=1, image_size=(64, 64), num_classes=3, seed=0)
+    s = make_scenario("coco", batch_size=2, image_size=(64, 64), num_classes=3, seed=0)
     raw = flatten_levels(s.predictions)
-    gt, mask = pad_targets(s.targets, 1)
+    gt, mask = pad_targets(s.targets, 2)
     grid = make_grid(level_shapes(s.predictions), s.strides)
-    with pytest.raises(ValueError, match="decoded boxes are taken in megvii mode only, not in 'regular' mode"):
-        padded_loss(raw, gt, mask, grid, LossConfig(s.strides, 3, mode="regular"), boxes=raw[..., :4])
+    config = LossConfig(s.strides, 3, mode=mode)
+    want = padded_loss(raw, gt, mask, grid, config)
+    got = padded_loss(raw, gt, mask, grid, config, boxes=decode_boxes(raw[..., :4], grid))
+    assert torch.equal(got.assignment.matched_gt, want.assignment.matched_gt)
+    assert torch.equal(got.assignment.matched_iou, want.assignment.matched_iou)
+    torch.testing.assert_close(got.components, want.components, rtol=0, atol=0)

@@ -11,7 +11,6 @@ import struct
 from dataclasses import dataclass
 from typing import Sequence
 
-MODES = ("regular", "fast", "megvii")
 IOU_TYPES = ("iou", "giou")
 
 #: SimOTA cost weights, fixed in both references.
@@ -31,6 +30,66 @@ COMPONENT_NAMES = ("iou", "obj", "cls", "l1", "num_fg", "Loss")
 FAST_CENTER_RADIUS = 2.5
 #: Megvii mode's centre radius, hard-coded in Megvii's ``get_geometry_constraint``.
 MEGVII_CENTER_RADIUS = 1.5
+
+
+@dataclass(frozen=True)
+class ModeRules:
+    """What a mode's SimOTA does, as data: the one place that knows what a mode name means.
+
+    The static assignment, the loss and the parity layer read these (through ``LossConfig``'s properties) and never
+    compare a mode's name; a new mode is a new entry in ``MODE_RULES`` and a reference registered for it.
+
+    * ``box_test``: a candidate is a cell inside the target's box OR its centre region (True), or inside its centre
+      region only (False, megvii). The penalised "strong" test is then box AND centre, or the centre test alone.
+    * ``centre_by_parts``: the cell centre is ``x * s + 0.5 * s`` (True, regular) rather than ``(x + 0.5) * s``.
+    * ``reach_from_cell``: the centre test is written ``x_c + r > cx`` and ``cx > x_c - r`` (True, fast) rather than
+      ``x_c > cx - r`` and ``cx + r > x_c``; the signs agree, the roundings do not.
+    * ``fixed_radius``: the centre radius in strides that the mode hard-codes, or None to use
+      ``center_sampling_radius``.
+    * ``union_iou``: the IoU formula is ``boxes.regular_pairwise_iou`` (union + 1e-9, clamped sides; True) rather
+      than ``boxes.fast_pairwise_iou`` (no epsilon, a ``tl < br`` mask).
+    * ``outside_cost``: the cost added where the strong test fails.
+    * ``union_candidates``: every target is scored on the image's union of candidates and a contested cell goes to
+      the argmin over all the image's targets (True), or each target keeps its own candidates and a contested cell
+      goes to the cheapest of the targets that selected it (False).
+    * ``ks_bias``: the dynamic k is scaled by ``dynamic_ks_bias`` before truncation (fast).
+    * ``windowed``: the static assignment runs on each target's window of cells (``static.window``; possible because
+      the centre-only candidates lie in a 3x3 block per level) rather than densely over [B, G, A].
+    * ``loss_options``: ``obj_loss_fix`` and ``sync_num_fgs`` act (fast); elsewhere they are ignored, as in the
+      references.
+    """
+
+    box_test: bool
+    centre_by_parts: bool
+    reach_from_cell: bool
+    fixed_radius: float | None
+    union_iou: bool
+    outside_cost: float
+    union_candidates: bool
+    ks_bias: bool
+    windowed: bool
+    loss_options: bool
+
+    def __post_init__(self) -> None:
+        if self.windowed and (self.box_test or self.centre_by_parts or self.reach_from_cell):
+            raise ValueError("the windowed assignment implements centre-only candidates with the centre written "
+                             "(x + 0.5) * s and the test x_c > cx - r: box_test, centre_by_parts and "
+                             "reach_from_cell must be False")
+
+
+#: The modes: regular (``YoloXDetectionLoss``), fast (``YoloXFastDetectionLoss``), megvii (``YOLOXHead.get_losses``).
+MODE_RULES = {
+    "regular": ModeRules(box_test=True, centre_by_parts=True, reach_from_cell=False, fixed_radius=None,
+                         union_iou=True, outside_cost=OUTSIDE_COST, union_candidates=True, ks_bias=False,
+                         windowed=False, loss_options=False),
+    "fast": ModeRules(box_test=True, centre_by_parts=False, reach_from_cell=True, fixed_radius=FAST_CENTER_RADIUS,
+                      union_iou=False, outside_cost=OUTSIDE_COST, union_candidates=False, ks_bias=True,
+                      windowed=False, loss_options=True),
+    "megvii": ModeRules(box_test=False, centre_by_parts=False, reach_from_cell=False,
+                        fixed_radius=MEGVII_CENTER_RADIUS, union_iou=False, outside_cost=MEGVII_OUTSIDE_COST,
+                        union_candidates=True, ks_bias=False, windowed=True, loss_options=False),
+}
+MODES = tuple(MODE_RULES)
 
 
 @dataclass(frozen=True)
@@ -69,33 +128,51 @@ class LossConfig:
             raise ValueError(f"dynamic_ks_bias must be a finite number > 0, got {self.dynamic_ks_bias!r}")
 
     @property
+    def rules(self) -> ModeRules:
+        """The mode's rules (``MODE_RULES``)."""
+        return MODE_RULES[self.mode]
+
+    @property
     def center_radius(self) -> float:
         """Centre-sampling radius, in strides, that this mode's candidate test really uses."""
-        if self.mode == "fast":
-            return FAST_CENTER_RADIUS
-        if self.mode == "megvii":
-            return MEGVII_CENTER_RADIUS
-        return float(self.center_sampling_radius)
+        fixed = self.rules.fixed_radius
+        return float(self.center_sampling_radius) if fixed is None else fixed
 
     @property
     def outside_cost(self) -> float:
         """Cost penalty of a candidate that fails the mode's strong test: 1e5 (regular, fast) or 1e6 (megvii)."""
-        return MEGVII_OUTSIDE_COST if self.mode == "megvii" else OUTSIDE_COST
+        return self.rules.outside_cost
 
     @property
     def union_candidates(self) -> bool:
         """True when every target is scored on the image's union of candidate cells and a contested cell goes to the
         argmin over all the image's targets (regular, megvii); False when each target keeps its own (fast)."""
-        return self.mode in ("regular", "megvii")
+        return self.rules.union_candidates
+
+    @property
+    def ks_bias(self) -> float | None:
+        """The factor on the top-10 IoU sum before the dynamic k is truncated (fast: ``dynamic_ks_bias``), or None."""
+        return float(self.dynamic_ks_bias) if self.rules.ks_bias else None
+
+    @property
+    def obj_over_all_cells(self) -> bool:
+        """Whether the objectness term is divided by the number of cells B * A instead of num_fg (fast's
+        ``obj_loss_fix``)."""
+        return self.rules.loss_options and self.obj_loss_fix
+
+    @property
+    def averages_num_fg(self) -> bool:
+        """Whether num_fg is averaged over the default process group (fast's ``sync_num_fgs``; eager only)."""
+        return self.rules.loss_options and self.sync_num_fgs
 
     @property
     def max_dynamic_k(self) -> int:
-        """Largest dynamic k the mode can produce: 10 (regular, megvii) or int(float32(10) * float32(bias)) (fast)."""
-        if self.mode in ("regular", "megvii"):
+        """Largest dynamic k the mode can produce: 10 without a bias, int(float32(10) * float32(bias)) with one."""
+        if self.ks_bias is None:
             return CANDIDATE_TOPK
         # the float32 product, in Python (no tensor read back): a product of two float32 values is exact in float64,
         # so rounding it once to float32 gives the float32 multiplication's result
-        return max(1, int(_float32(_float32(float(CANDIDATE_TOPK)) * _float32(float(self.dynamic_ks_bias)))))
+        return max(1, int(_float32(_float32(float(CANDIDATE_TOPK)) * _float32(self.ks_bias))))
 
 
 def _float32(x: float) -> float:

@@ -1,5 +1,5 @@
 """The YOLOX loss over a list of matched cells, in the references' formulation and layout; the one definition that
-the eager references and the static module's synchronising drop-in (``StaticYoloXLoss.synchronises``) both call.
+the eager references and the static module with ``max_gt=None`` (``StaticYoloXLoss.uses_reference_loss``) both call.
 
 The loss follows super-gradients: num_fg = max(matched cells in the batch, 1); IoU loss x 5.0 on matched cells;
 objectness BCE over every cell; class BCE against one-hot x matched IoU; optional L1 on the raw box logits; each
@@ -55,7 +55,7 @@ def matched_loss(prep: Prepared, img_ids: Tensor, cell_ids: Tensor, gt_boxes: Te
     obj_target[img_ids, cell_ids] = 1
     cls_target = F.one_hot(gt_classes.long(), config.num_classes) * ious.unsqueeze(-1)
     loss_iou = iou_loss(prep.boxes[img_ids, cell_ids], gt_boxes, config.iou_type).sum() / num_fg
-    obj_divisor = max(batch * cells, 1) if (config.mode == "fast" and config.obj_loss_fix) else num_fg
+    obj_divisor = max(batch * cells, 1) if config.obj_over_all_cells else num_fg
     loss_obj = F.binary_cross_entropy_with_logits(prep.obj, obj_target, reduction="none").sum() / obj_divisor
     loss_cls = F.binary_cross_entropy_with_logits(prep.cls[img_ids, cell_ids], cls_target, reduction="none").sum() / num_fg
     if config.use_l1:

@@ -5,7 +5,7 @@ from unittest import mock
 
 import pytest
 
-import yolox_export.static.assign as static_assign
+import yolox_export.static.select as static_select
 from yolox_export import LossConfig, StaticYoloXLoss
 from yolox_export.parity import TOLERANCES, ParityReport, compare
 from yolox_export.parity.scenarios import make_scenario
@@ -13,7 +13,7 @@ from yolox_export.parity.scenarios import make_scenario
 STRIDES = (8, 16, 32)
 
 
-def selectors_only(selected, count, mode):
+def selectors_only(selected, count, union_candidates):
     """Planted bug: a contested cell goes to the cheapest of the targets that selected it, in regular mode too
     (regular SimOTA lets every target of the image contend)."""
     return selected
@@ -27,11 +27,11 @@ class PatchedStatic(StaticYoloXLoss):
         self.rule = rule
 
     def loss_and_assignment(self, model_output, targets):
-        with mock.patch.object(static_assign, "contenders", self.rule):
+        with mock.patch.object(static_select, "contenders", self.rule):
             return super().loss_and_assignment(model_output, targets)
 
     def assign(self, model_output, targets):
-        with mock.patch.object(static_assign, "contenders", self.rule):
+        with mock.patch.object(static_select, "contenders", self.rule):
             return super().assign(model_output, targets)
 
 

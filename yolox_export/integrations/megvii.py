@@ -70,7 +70,7 @@ class MegviiLoss(nn.Module):
         else:
             box_logits = outputs.new_zeros((*outputs.shape[:2], 4))  # unused without L1
         raw = torch.cat((box_logits, outputs[..., 4:]), -1)  # [B, A, 5 + C]
-        out = padded_loss(raw, gt, gt_mask, grid, config, boxes=outputs[..., :4], packed=self.validate)
+        out = padded_loss(raw, gt, gt_mask, grid, config, boxes=outputs[..., :4])
         iou, obj, cls, l1, fg_ratio, _ = out.components
         return out.loss, REG_WEIGHT * iou, obj, cls, (l1 if config.use_l1 else 0.0), float(fg_ratio)
 

@@ -61,7 +61,7 @@ def image_ties(raw: Tensor, gt: Tensor, grid: Grid, config: LossConfig, input_ul
     usable = torch.isfinite(boxes).all(-1) & torch.isfinite(raw).all(-1)  # [1, A]
     near = (in_box | in_centre) & usable.unsqueeze(1)
     candidates = (near.any(1, keepdim=True).expand_as(near) if config.union_candidates else near)[0]  # [n, A]
-    iou32 = pairwise_iou(gt[..., 1:5], boxes, config.mode)[0]  # [n, A]
+    iou32 = pairwise_iou(gt[..., 1:5], boxes, config)[0]  # [n, A]
     iou = iou32.double()
     classes = gt[0, :, 0].long()
     probabilities = (raw[0, :, 5:].sigmoid() * raw[0, :, 4:5].sigmoid()).sqrt()  # [A, C] float32, as the references
@@ -71,7 +71,7 @@ def image_ties(raw: Tensor, gt: Tensor, grid: Grid, config: LossConfig, input_ul
     tolerance = 16 * EPS32 * (cls.abs() + iou_term.abs()) + 4 * EPS32 * cost.abs() + cls_slack
     iou_slack = torch.zeros_like(iou)
     if input_ulps:
-        iou_slack = iou_perturbation(gt[0, :, 1:5], boxes[0], config.mode, input_ulps, iou)
+        iou_slack = iou_perturbation(gt[0, :, 1:5], boxes[0], config, input_ulps, iou)
         tolerance = tolerance + IOU_COST_WEIGHT * (torch.log(iou + IOU_COST_EPS) - torch.log((iou - iou_slack).clamp(min=0) + IOU_COST_EPS))
     k_range = admissible_ks(iou, candidates, config, iou_slack)
     ambiguous, possible = selection_status(cost, tolerance, candidates, k_range)
@@ -103,14 +103,14 @@ def bce_logs(probabilities: Tensor) -> tuple[Tensor, Tensor]:
     return torch.log1p(-p).clamp(min=-100.0), torch.log(p).clamp(min=-100.0)
 
 
-def iou_perturbation(gt_boxes: Tensor, boxes: Tensor, mode: str, input_ulps: int, iou: Tensor) -> Tensor:
+def iou_perturbation(gt_boxes: Tensor, boxes: Tensor, config: LossConfig, input_ulps: int, iou: Tensor) -> Tensor:
     """float64 [n, A]: largest IoU change when every predicted box component moves by ``input_ulps`` relative ulps."""
     step = input_ulps * 2 * EPS32
-    moved = [pairwise_iou(gt_boxes.unsqueeze(0), (boxes * scale).unsqueeze(0), mode)[0].double()
+    moved = [pairwise_iou(gt_boxes.unsqueeze(0), (boxes * scale).unsqueeze(0), config)[0].double()
              for scale in (1 + step, 1 - step)]
     sizes_moved = boxes.clone()
     sizes_moved[:, 2:] *= 1 + step
-    moved.append(pairwise_iou(gt_boxes.unsqueeze(0), sizes_moved.unsqueeze(0), mode)[0].double())
+    moved.append(pairwise_iou(gt_boxes.unsqueeze(0), sizes_moved.unsqueeze(0), config)[0].double())
     return torch.stack([(m - iou).abs() for m in moved]).amax(0)
 
 
@@ -122,9 +122,9 @@ def admissible_ks(iou: Tensor, candidates: Tensor, config: LossConfig, iou_slack
     slack = 16 * EPS32 * total.clamp(min=1.0)
     if iou_slack is not None:
         slack = slack + top * torch.where(candidates, iou_slack, torch.zeros_like(iou_slack)).amax(-1)
-    if config.mode == "fast":
-        total = total * config.dynamic_ks_bias
-        slack = slack * config.dynamic_ks_bias
+    if config.ks_bias is not None:
+        total = total * config.ks_bias
+        slack = slack * config.ks_bias
     low = torch.floor(total - slack).clamp(min=1).long()
     high = torch.floor(total + slack).clamp(min=1).long()
     return torch.stack((low, high), dim=-1)

@@ -26,7 +26,7 @@ from ..targets import check_target_counts, pad_targets
 from ..validation import check_padded, check_predictions, check_targets, unwrap_model_output
 from .assign import assign
 from .window import window_assign
-from .padding import sanitise_slots
+from .padding import Slots, sanitise_slots
 from .terms import (at_cells, bce_with_logits, class_bce, matched_capacity, matched_cells, matched_logits,
                     total)
 
@@ -60,22 +60,28 @@ def nonfinite_marks(raw: Tensor) -> Tensor:
 
 
 def padded_assign(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig,
-                  marks: Tensor | None = None, boxes: Tensor | None = None) -> Assignment:
-    """The float32 assignment for raw predictions [B, A, 5 + C] and padded targets (``marks``: ``nonfinite_marks``
-    of ``raw`` when the caller has them; ``boxes``: decoded boxes [B, A, 4] to use instead of decoding ``raw``'s box
-    logits, as Megvii's head hands them over, megvii mode only). Slots are sanitised first (``padding.sanitise_slots``):
-    a masked slot never matters, a malformed real one is never assigned."""
-    if boxes is not None and config.mode != "megvii":
-        raise ValueError(f"decoded boxes are taken in megvii mode only, not in {config.mode!r} mode")
+                  boxes: Tensor | None = None) -> Assignment:
+    """The float32 assignment for raw predictions [B, A, 5 + C] and padded targets gt [B, G, 5] / gt_mask [B, G]
+    (``boxes``: decoded boxes [B, A, 4] to use instead of decoding ``raw``'s box logits, as Megvii's head hands them
+    over). Slots are sanitised first (``padding.sanitise_slots``): a masked slot never matters, a malformed real one
+    is never assigned."""
     with torch.no_grad(), torch.autocast(device_type=raw.device.type, enabled=False):
         raw = raw.detach().float()
-        marks = nonfinite_marks(raw) if marks is None else marks
         slots = sanitise_slots(gt.float(), gt_mask, config.num_classes)
-        if config.mode == "megvii":
-            boxes = decode_boxes(raw[..., :4], grid) if boxes is None else boxes.detach().float()
-            usable = (marks == 0) & torch.isfinite(boxes).all(-1)
-            return window_assign(raw, usable, slots.gt, slots.mask, grid, config, boxes)
-        return assign(raw, marks == 0, slots.gt, slots.mask, grid, config)
+        return assign_slots(raw, nonfinite_marks(raw), slots, grid, config, boxes)
+
+
+def assign_slots(raw: Tensor, marks: Tensor, slots: Slots, grid: Grid, config: LossConfig,
+                 boxes: Tensor | None) -> Assignment:
+    """The assignment for sanitised ``slots``: raw [B, A, 5 + C], its ``nonfinite_marks`` [B, A] and the decoded
+    boxes [B, A, 4] (None: decoded from ``raw``), by the mode's form (dense, or windowed)."""
+    with torch.no_grad(), torch.autocast(device_type=raw.device.type, enabled=False):
+        raw = raw.detach().float()
+        # the box logits sliced once (a copy in an exported graph)
+        boxes = decode_boxes(raw[..., :4], grid) if boxes is None else boxes.detach().float()  # [B, A, 4]
+        usable = (marks == 0) & torch.isfinite(boxes).all(-1)  # [B, A]
+        form = window_assign if config.rules.windowed else assign
+        return form(raw, boxes, usable, slots.gt, slots.mask, grid, config)
 
 
 def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig,
@@ -87,13 +93,13 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
     The objectness term is a sum over all cells; the class, IoU and L1 terms are evaluated on the matched cells only,
     packed into a [B, F] buffer whose size comes from G (``terms.matched_capacity``), so no [B, A, C] or [B, A, 4]
     loss tensor is built. With
-    ``packed`` (eager only: boolean indexing, it synchronises) the loss is the references' own
-    (``matched_loss.padded_assignment_loss``) on this assignment instead, so loss and gradient are theirs bit for
-    bit where the assignment is the same. A non-finite output anywhere makes the loss and its components NaN (those
+    ``packed`` (eager only: boolean indexing, it synchronises; ``StaticYoloXLoss.uses_reference_loss`` says when)
+    the loss is the references' own (``matched_loss.padded_assignment_loss``) on this assignment instead, so loss
+    and gradient are theirs bit for bit where the assignment is the same. A non-finite output anywhere makes the loss and its components NaN (those
     cells are also never assigned), and so does a malformed real target slot (``padding``). Box losses read only
     matched cells' box logits, so a background cell's huge logit (whose decoded box overflows) cannot reach the
-    gradient. ``synchronise`` averages num_fg over the default process group (fast mode's ``sync_num_fgs``); it is
-    eager-only. ``boxes`` [B, A, 4] (megvii mode), when given, are the decoded boxes
+    gradient. ``synchronise`` averages num_fg over the default process group (``config.averages_num_fg``); it is
+    eager-only. ``boxes`` [B, A, 4], when given, are the decoded boxes
     (with their own gradient path) used for the assignment and, at matched cells, the IoU loss instead of decoding
     ``raw``'s box logits; the L1 term still reads ``raw``'s box logits.
     """
@@ -102,7 +108,7 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
         slots = sanitise_slots(gt.float(), gt_mask, config.num_classes)
         gt = slots.gt  # masked and malformed slots are zero rows from here on
         marks = nonfinite_marks(raw)  # [B, A]
-        assignment = padded_assign(raw, gt, slots.mask, grid, config, marks, boxes)
+        assignment = assign_slots(raw, marks, slots, grid, config, boxes)
         fg = assignment.fg_mask
         fg_float = fg.to(raw.dtype)
         num_fg = fg_float.sum().clamp(min=1.0)
@@ -149,11 +155,11 @@ def masked_terms(raw: Tensor, box_logits: Tensor, obj_logits: Tensor, cls_logits
     """(iou, obj, cls, l1) loss terms, static shapes only: the objectness BCE over every cell, the other three over
     the matched-cell buffer [B, F] (``terms.matched_cells``; F = ``terms.matched_capacity`` from G), so no
     [B, A, C] or [B, A, 4] loss tensor is built. raw [B, A, 5 + C] and its logits (``split_outputs``); ``boxes``
-    [B, A, 4] the caller's decoded boxes (megvii mode) or None (the buffer's box logits are decoded); gt [B, G, 5]
+    [B, A, 4] the caller's decoded boxes (Megvii's head) or None (the buffer's box logits are decoded); gt [B, G, 5]
     the sanitised target rows."""
     fg = assignment.fg_mask
     zero = torch.zeros((), dtype=raw.dtype, device=raw.device)
-    obj_divisor = max(fg.numel(), 1) if (config.mode == "fast" and config.obj_loss_fix) else num_fg
+    obj_divisor = max(fg.numel(), 1) if config.obj_over_all_cells else num_fg
     loss_obj = total(bce_with_logits(obj_logits.squeeze(-1), fg.to(obj_logits.dtype))) / obj_divisor
     cells, valid = matched_cells(fg, matched_capacity(fg.shape[1], gt.shape[1], config.max_dynamic_k))  # [B, F]
     box_at, cls_at = matched_logits(raw, box_logits, cls_logits, cells, valid)  # [B, F, 4], [B, F, C]
@@ -188,6 +194,9 @@ class StaticYoloXLoss(YoloXLossModule):
 
     ``max_gt`` fixes G; None pads to the batch's largest count. An image with more than ``max_gt`` targets raises
     ValueError naming it when validating; with ``validate=False`` the loss is NaN instead (``pad_targets``).
+
+    ``validate`` only checks the inputs (once per call) and raises; it never changes the arithmetic. The arithmetic
+    follows from ``max_gt`` alone (``uses_reference_loss``).
     """
 
     modes = MODES
@@ -204,9 +213,21 @@ class StaticYoloXLoss(YoloXLossModule):
             raise ValueError(f"max_gt must be an int >= 1 or None, got {max_gt!r}")
         self.max_gt = max_gt
 
+    @property
+    def uses_reference_loss(self) -> bool:
+        """The one rule that picks the loss arithmetic, from what the call is (never from ``validate``).
+
+        ``max_gt=None``: each call pads the targets to the batch's largest count, which reads that count back from
+        the device, so the call is eager and synchronising anyway; the loss terms are then the references' own
+        (``matched_loss``) over the matched cells, and loss and gradient are the reference's bit for bit where the
+        assignment is the same. ``max_gt`` fixed: G is static, and the loss is the static graph's matched-cell form
+        (``masked_terms``, no synchronisation, the form that is compiled and exported), equal to the references' to
+        float32 rounding."""
+        return self.max_gt is None
+
     def loss_and_assignment(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor, Assignment]:
         """``forward``'s (loss, components) and the assignment they were computed from, in one pass."""
-        out = self.forward_padded(*self._padded_inputs(model_output, targets))
+        out = self._padded_loss(*self._padded_inputs(model_output, targets))
         return out.loss, out.components, out.assignment
 
     def assign(self, model_output, targets: Tensor) -> Assignment:
@@ -219,18 +240,13 @@ class StaticYoloXLoss(YoloXLossModule):
         if self.validate:
             check_padded(raw, gt, gt_mask, shapes, self.config)
             self._misreadings.check(gt[..., 1:5][gt_mask], image_size(shapes, self.config.strides))
-        grid = self.grid_for(shapes, raw.device)
-        synchronise = self.config.mode == "fast" and self.config.sync_num_fgs
-        return padded_loss(raw, gt, gt_mask, grid, self.config, synchronise=synchronise, with_targets=with_targets,
-                           packed=self.synchronises)
+        return self._padded_loss(raw, gt, gt_mask, shapes, with_targets)
 
-    @property
-    def synchronises(self) -> bool:
-        """Whether a call reads values back from the device anyway (validating, or padding to the batch's largest
-        target count): then the loss terms are the references' own (``matched_loss``) on the static assignment, so
-        loss and gradient are theirs bit for bit; a sync-free call (``max_gt`` fixed, ``validate=False``) uses the
-        static form (``masked_terms``), equal to float32 rounding."""
-        return self.validate or self.max_gt is None
+    def _padded_loss(self, raw: Tensor, gt: Tensor, gt_mask: Tensor, shapes: Sequence[tuple[int, int]],
+                     with_targets: bool = False) -> StaticOutput:
+        return padded_loss(raw, gt, gt_mask, self.grid_for(shapes, raw.device), self.config,
+                           synchronise=self.config.averages_num_fg, with_targets=with_targets,
+                           packed=self.uses_reference_loss)
 
     def grid_for(self, shapes: Sequence[tuple[int, int]], device) -> Grid:
         return make_grid(shapes, self.config.strides, device=device)

@@ -50,8 +50,9 @@ from torch import Tensor
 from ..assignment import Assignment
 from ..config import CANDIDATE_TOPK, IOU_COST_EPS, IOU_COST_WEIGHT, LossConfig
 from ..grid import Grid
-from .assign import class_cost, first_argmin
-from .masks import any_true, count_true
+from .assign import class_cost
+from .masks import any_true
+from .select import dynamic_ks, resolve, select_cheapest
 from .terms import at_cells
 
 #: Window offsets per level, row-major: (dy, dx) in {-1, 0, 1}^2.
@@ -145,30 +146,6 @@ def window_iou(gt_boxes: Tensor, pred: Tensor) -> Tensor:
     return inter.div_(union)
 
 
-def union_dynamic_ks(ious: Tensor, union: Tensor) -> Tensor:
-    """int64 [B, G]: clamp(int(sum of the top-10 IoUs over the union), 1); slots outside the union count as 0, so
-    with fewer than 10 union cells the sum is that of all of them, as the reference's top-min(10, |U|)."""
-    return ious.masked_fill(~union.unsqueeze(1), 0.0).topk(CANDIDATE_TOPK, dim=-1).values.sum(-1).long().clamp(min=1)
-
-
-def select_cheapest(masked_cost: Tensor, candidates: Tensor, k: Tensor, cell_key: Tensor) -> Tensor:
-    """bool [B, G, M]: each target's k cheapest candidate slots; equal costs at the boundary in cell-index order.
-
-    t = the k-th smallest cost (one constant-K top-k); all slots below t, then the (k - #below) tied slots with the
-    lowest cell indices (``cell_key`` float [B, M], distinct over candidate slots), found by a second top-k.
-    """
-    values = masked_cost.topk(CANDIDATE_TOPK, dim=-1, largest=False, sorted=True).values  # [B, G, K]
-    inf = torch.full_like(values[..., :1], float("inf"))
-    threshold = torch.cat((values, inf), -1).gather(-1, (k.clamp(max=CANDIDATE_TOPK + 1) - 1).unsqueeze(-1))
-    below = masked_cost < threshold  # [B, G, M]
-    needed = (k.unsqueeze(-1) - count_true(below, -1, keepdim=True)).clamp(0, CANDIDATE_TOPK).long()  # [B, G, 1]
-    at_threshold = (masked_cost == threshold) & candidates
-    key = torch.where(at_threshold, cell_key.unsqueeze(1), float("inf"))  # [B, G, M]
-    lowest = key.topk(CANDIDATE_TOPK, dim=-1, largest=False, sorted=True).values  # [B, G, K]
-    last = torch.cat((-inf, lowest), -1).gather(-1, needed)  # [B, G, 1]: the needed-th lowest tied cell index
-    return below | (at_threshold & (key <= last))
-
-
 def scatter_to_cells(values: Tensor, keep: Tensor, cells: Tensor, num_cells: int, fill) -> Tensor:
     """[B, A]: ``values`` [B, M] of the kept slots at their cells, ``fill`` elsewhere. Each kept slot owns a distinct
     cell; every other slot writes to its own discarded column A + m, so no index is written twice."""
@@ -178,9 +155,9 @@ def scatter_to_cells(values: Tensor, keep: Tensor, cells: Tensor, num_cells: int
     return out.scatter(1, index, values)[:, :num_cells]
 
 
-def window_assign(raw: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig,
-                  boxes: Tensor) -> Assignment:
-    """Megvii SimOTA for padded targets on windows, float32, no gradient.
+def window_assign(raw: Tensor, boxes: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid,
+                  config: LossConfig) -> Assignment:
+    """SimOTA of a windowed mode (centre-only candidates: megvii) for padded targets on windows, float32, no gradient.
 
     raw [B, A, 5 + C] head outputs (objectness, class logits used); boxes [B, A, 4] decoded predictions; usable bool
     [B, A] (False: never assigned); gt [B, G, 5] rows (class, cx, cy, w, h); gt_mask bool [B, G]; ``grid.shapes``
@@ -207,16 +184,12 @@ def window_assign(raw: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid
     cost += torch.log(ious + IOU_COST_EPS).neg_().mul_(IOU_COST_WEIGHT)
     cost += (~in_centre).to(cost.dtype).mul_(config.outside_cost)
     masked_cost = cost.masked_fill_(~candidates, float("inf"))
-    selected = select_cheapest(masked_cost, candidates, union_dynamic_ks(ious, union), cells.to(cost.dtype))
-    count = count_true(selected, 1)  # [B, M]
-    rivals = selected | (count > 1).unsqueeze(1)  # a contested cell: every target of the image competes
-    _, winner = first_argmin(masked_cost.masked_fill_(~rivals, float("inf")), dim=1)
-    chosen = count > 0  # [B, M], only union slots can be chosen
-    winner = winner.masked_fill(~chosen, 0).long()
-    matched_iou = ious.gather(1, winner.unsqueeze(1)).squeeze(1)  # [B, M]
-    matched_gt = scatter_to_cells(winner, chosen, cells, cells_total, -1)
+    ks = dynamic_ks(ious, candidates, config)  # [B, G]: the top-10 IoUs over the union
+    selected = select_cheapest(masked_cost, candidates, ks, config.max_dynamic_k, cells.to(cost.dtype))
+    chosen = resolve(masked_cost, selected, ious, config)  # over the slots [B, M]; only union slots can be chosen
+    matched_gt = scatter_to_cells(chosen.matched_gt, chosen.fg_mask, cells, cells_total, -1)  # [B, A]
     return Assignment(
         fg_mask=matched_gt >= 0,
         matched_gt=matched_gt,
-        matched_iou=scatter_to_cells(matched_iou, chosen, cells, cells_total, 0.0),
+        matched_iou=scatter_to_cells(chosen.matched_iou, chosen.fg_mask, cells, cells_total, 0.0),
     )

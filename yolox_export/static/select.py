@@ -1,0 +1,122 @@
+"""SimOTA's selection and its tail, shared by the dense (``assign``) and windowed (``window``) assignments.
+
+Shape legend: B batch, G padded targets, X the cells a target is ranked over (A cells in the dense form, M union
+slots in the windowed form), K top-k.
+
+Given each target's masked cost over X (inf where a slot is not its candidate), its IoUs and the mode's rules:
+
+* ``dynamic_ks``: each target's k from its top-10 candidate IoUs;
+* ``select_cheapest``: each target's k cheapest candidates;
+* ``resolve``: the contested-cell argmin and the ``Assignment`` over X.
+
+Tie rule (deterministic, the same on every backend, built into the selection rather than left to ``topk``):
+
+* among a target's candidates with equal cost at its top-k boundary, the lower cell index is selected first;
+* a contested cell whose best costs are equal goes to the lower target index (slot in the padded layout, which is
+  the target's order of appearance within its image).
+
+Selection of a target's k cheapest cells is "cost < t, plus the first (k - #below) cells with cost == t in cell
+order", t being the k-th smallest cost taken from one ``topk`` with a constant K. ``topk``'s values are unique
+whatever its index order, so the result does not depend on how a backend orders ties.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..assignment import Assignment
+from ..config import CANDIDATE_TOPK, LossConfig
+from .masks import count_true
+
+
+def dynamic_ks(ious: Tensor, candidates: Tensor, config: LossConfig) -> Tensor:
+    """int64 [B, G]: max(int(sum of the top-10 candidate IoUs [* the mode's bias]), 1). ious float [B, G, X];
+    candidates bool [B, G, X]; with fewer than 10 candidates the non-candidates add 0, as the references'
+    top-min(10, n)."""
+    top = min(CANDIDATE_TOPK, ious.shape[-1])
+    total = ious.masked_fill(~candidates, 0.0).topk(top, dim=-1).values.sum(-1)  # [B, G]
+    if config.ks_bias is not None:
+        total = total * config.ks_bias
+    return total.long().clamp(min=1)
+
+
+def select_cheapest(masked_cost: Tensor, candidates: Tensor, k: Tensor, max_k: int,
+                    cell_key: Tensor | None = None) -> Tensor:
+    """bool [B, G, X]: each target's k cheapest candidates (all of them if it has fewer than k); equal costs at the
+    boundary are taken in cell-index order.
+
+    masked_cost float [B, G, X] (inf off the candidates); candidates bool [B, G, X]; k int64 [B, G], at most
+    ``max_k``. ``cell_key`` float [B, X] gives each slot's cell index when the slots are not in cell order (the
+    windowed form; distinct over a target's candidates); None when slot x is cell x (the dense form).
+    """
+    top = min(max_k, masked_cost.shape[-1])
+    values = masked_cost.topk(top, dim=-1, largest=False, sorted=True).values  # [B, G, K]
+    inf = torch.full_like(values[..., :1], float("inf"))
+    values = torch.cat((values, inf), dim=-1)  # [B, G, K + 1]: k beyond K selects every candidate
+    threshold = values.gather(-1, (k.clamp(max=top + 1) - 1).unsqueeze(-1))  # [B, G, 1]
+    below = masked_cost < threshold  # [B, G, X]
+    needed = k.unsqueeze(-1) - count_true(below, -1, keepdim=True)  # [B, G, 1], float32
+    at_threshold = (masked_cost == threshold) & candidates  # [B, G, X]
+    return below | (at_threshold & first_tied(at_threshold, needed, cell_key, top))
+
+
+def first_tied(at_threshold: Tensor, needed: Tensor, cell_key: Tensor | None, top: int) -> Tensor:
+    """bool [B, G, X]: among the tied slots ``at_threshold`` [B, G, X], those with the ``needed`` [B, G, 1] lowest
+    cell indices (and possibly slots that are not tied; the caller ands with ``at_threshold``).
+
+    In cell order, a tied slot's rank is the running count of tied slots (float32, exact below 2^24). Otherwise the
+    needed-th lowest tied cell index comes from a second constant-K top-k over the tied slots' keys (needed <= K,
+    since k <= K)."""
+    if cell_key is None:
+        return at_threshold.to(torch.float32).cumsum(-1) <= needed
+    key = torch.where(at_threshold, cell_key.unsqueeze(1), float("inf"))  # [B, G, X]
+    lowest = key.topk(top, dim=-1, largest=False, sorted=True).values  # [B, G, K]
+    floor = torch.full_like(lowest[..., :1], float("-inf"))
+    last = torch.cat((floor, lowest), -1).gather(-1, needed.clamp(0, top).long())  # [B, G, 1]
+    return key <= last
+
+
+#: Added to the position of every value that is not its axis's minimum in ``first_argmin``: 2^24, above any axis
+#: length (positions below it are exact float32 integers), and a constant (an axis length would fix G on export).
+NOT_MINIMUM = float(2**24)
+
+
+def first_argmin(values: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """(min, index of its first occurrence) along ``dim``, lower index winning ties by construction.
+
+    The index is the smallest ``position + 2^24 * (value != min)``: arithmetic rather than a masked fill, since
+    onnxruntime's CPU Where is several times slower than an Add over the same [B, G, A] tensor
+    (microsoft/onnxruntime#5896). When no value equals the min (a NaN min), the index is 2^24 or more, outside the
+    axis.
+    """
+    best = values.amin(dim, keepdim=True)
+    positions = torch.arange(values.shape[dim], device=values.device, dtype=values.dtype)
+    shape = [1] * values.dim()
+    shape[dim] = -1
+    away = (values != best).to(values.dtype).mul_(NOT_MINIMUM)  # [B, G, X]: 0 at the minima, 2^24 elsewhere
+    first = away.add_(positions.reshape(shape)).amin(dim)
+    return best.squeeze(dim), first
+
+
+def contenders(selected: Tensor, count: Tensor, union_candidates: bool) -> Tensor:
+    """bool [B, G, X]: the targets competing for each cell. Those that selected it; with ``union_candidates``
+    (regular, megvii) every target of the image for a cell selected by several (the originals' argmin over all
+    targets). ``count`` float [B, X] is the number of targets that selected the cell."""
+    if union_candidates:
+        return selected | (count > 1).unsqueeze(1)
+    return selected
+
+
+def resolve(masked_cost: Tensor, selected: Tensor, ious: Tensor, config: LossConfig) -> Assignment:
+    """The ``Assignment`` over X: a cell selected by any target is foreground, matched to the cheapest contender
+    (lower target index on equal costs), with that pair's IoU. ``masked_cost`` [B, G, X] is spent (filled in place);
+    ``selected`` bool [B, G, X] from ``select_cheapest``; ``ious`` [B, G, X]."""
+    count = count_true(selected, 1)  # [B, X]
+    rivals = contenders(selected, count, config.union_candidates)
+    _, winner = first_argmin(masked_cost.masked_fill_(~rivals, float("inf")), dim=1)  # [B, X]
+    fg_mask = count > 0
+    winner = winner.masked_fill(~fg_mask, 0).long()  # [B, X]
+    matched_iou = ious.gather(1, winner.unsqueeze(1)).squeeze(1)  # [B, X]
+    return Assignment(fg_mask=fg_mask, matched_gt=winner.masked_fill(~fg_mask, -1),
+                      matched_iou=matched_iou.masked_fill(~fg_mask, 0.0))
