@@ -30,6 +30,21 @@ def _loss_and_grads(module, predictions, targets):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_one_compiled_graph_for_changing_target_counts(mode):
+    """N = 7, then 12, then 3: one frame compiled (the module marks N dynamic before dynamo guards on it)."""
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    module = StaticYoloXLoss(STRIDES, CLASSES, mode=mode, max_gt=16, validate=False)
+    compiled = torch.compile(module, fullgraph=True, backend=counter)
+    predictions, targets = _batch(0, 12)
+    for count in (7, 12, 3):
+        compiled(predictions, targets[:count])
+    assert counter.frame_count == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_compiled_drop_in_forward_is_one_graph_and_equals_eager_for_changing_target_counts(mode):
     torch._dynamo.reset()
     module = StaticYoloXLoss(STRIDES, CLASSES, mode=mode, max_gt=16, validate=False)

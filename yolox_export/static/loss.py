@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+import torch._dynamo
 from torch import Tensor, nn
 
 from ..assignment import Assignment
@@ -224,6 +225,16 @@ class StaticYoloXLoss(YoloXLossModule):
         (``masked_terms``, no synchronisation, the form that is compiled and exported), equal to the references' to
         float32 rounding."""
         return self.max_gt is None
+
+    @torch._dynamo.disable(recursive=False)
+    def __call__(self, model_output, targets: Tensor, *args, **kwargs):
+        """``nn.Module.__call__``, with the ragged targets' row count N marked dynamic first, so that
+        ``torch.compile(module, fullgraph=True)`` compiles one graph for every N rather than guarding on the first
+        call's N and compiling again when it changes. This frame itself is not traced (``disable(recursive=False)``);
+        everything it calls is."""
+        if isinstance(targets, Tensor) and targets.dim() == 2:
+            torch._dynamo.maybe_mark_dynamic(targets, 0)
+        return super().__call__(model_output, targets, *args, **kwargs)
 
     def loss_and_assignment(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor, Assignment]:
         """``forward``'s (loss, components) and the assignment they were computed from, in one pass."""
