@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("name", list(cli.SUBCOMMANDS))
 def test_every_subcommand_module_has_a_parser_and_main(name):
-    module = importlib.import_module(cli.SUBCOMMANDS[name])
+    module = importlib.import_module(cli.SUBCOMMANDS[name].module)
     assert callable(module.build_parser) and callable(module.main)
     script = ROOT / "scripts" / f"{name.replace('-', '_')}.py"  # train-demo -> scripts/train_demo.py
     assert "sys.path" not in script.read_text()
@@ -51,14 +51,60 @@ def test_output_is_named_after_the_overrides_that_change_the_graph():
         with_overrides(preset, num_clases=3)
 
 
-def test_default_output_folder_is_the_checkouts_models_folder():
-    assert default_output_dir() == ROOT / "models"
+def test_default_output_folder_is_models_of_the_current_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert default_output_dir() == tmp_path / "models"
 
 
-def test_script_runs_from_another_directory(tmp_path):
-    out = tmp_path / "small.onnx"
+def test_script_run_from_another_directory_writes_its_models_folder(tmp_path):
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "export.py"), "--preset", "yolox_nano",
-                          "--image-size", "64", "64", "--num-classes", "2", "--no-timing", "--output", str(out)],
+                          "--image-size", "64", "64", "--num-classes", "2", "--no-timing"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert out.is_file() and "preset     yolox_nano_c2_64x64:" in run.stdout
+    assert (tmp_path / "models" / "yolox_nano_c2_64x64.onnx").is_file()
+    assert "preset     yolox_nano_c2_64x64:" in run.stdout
+
+
+def test_help_describes_every_subcommand(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name, command in cli.SUBCOMMANDS.items():
+        line = next(line for line in out.splitlines() if line.strip().startswith(name + " "))
+        assert command.summary in line and len(command.summary) > 20
+
+
+def test_version_prints_the_package_version(capsys):
+    from importlib.metadata import version
+
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"yolox-export {version('yolox-export')}\n"
+
+
+def test_no_arguments_prints_the_help_and_exits_2(capsys):
+    assert cli.main([]) == 2
+    assert "commands:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", list(cli.SUBCOMMANDS))
+def test_every_subcommands_help_names_every_mode_and_each_options_default(name):
+    import argparse
+
+    from yolox_export.config import MODES
+
+    parser = importlib.import_module(cli.SUBCOMMANDS[name].module).build_parser()
+    assert parser.prog == f"yolox-export {name}"
+    shows_defaults = issubclass(parser.formatter_class, argparse.ArgumentDefaultsHelpFormatter)
+    flags = (argparse._HelpAction, argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._StoreConstAction)
+    for action in parser._actions:
+        if "--modes" in action.option_strings or "--mode" in action.option_strings:
+            assert all(mode in action.help for mode in MODES), (name, action.help)
+        if action.option_strings and not isinstance(action, flags):
+            assert action.help and (shows_defaults or "default" in action.help), (name, action.option_strings)
+
+
+def test_parity_help_says_its_default_is_every_mode():
+    from yolox_export.cli.parity import build_parser
+    from yolox_export.config import MODES
+
+    text = " ".join(build_parser().format_help().split())
+    assert f"(default: {' '.join(MODES)})" in text and "both modes" not in text

@@ -21,7 +21,11 @@ import sys
 from .. import bench
 from ..bench.profile import write_profiles
 from ..config import MODES
+from ..scenarios import KINDS as KINDS_FOR_HELP
 from .common import one_line_errors
+
+#: What the help text shows as each setting's default and the other presets' values.
+PRESETS_FOR_HELP = bench.PRESETS
 
 
 #: Settings named in the library's errors -> the flags that set them.
@@ -36,6 +40,19 @@ def _flag_wording(message: str) -> str:
     return re.sub(r"\b(" + "|".join(FLAGS) + r")\b", lambda m: FLAGS[m.group(1)], message)
 
 
+def _defaults(key: str) -> str:
+    """"default: X; --quick: Y, ..." for a setting that the presets set (``bench.settings.PRESETS``)."""
+
+    def shown(value) -> str:
+        return " ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+
+    presets = PRESETS_FOR_HELP
+    default = presets["targets"].get(key)
+    others = [f"--{name} {shown(p[key])}" for name, p in presets.items() if name != "targets" and key in p
+              and p[key] != default]
+    return f"default: {shown(default)}" + (f"; {', '.join(others)}" if others else "")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yolox-export bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,23 +62,32 @@ def build_parser() -> argparse.ArgumentParser:
     preset.add_argument("--growth", action="store_const", const="growth", dest="preset",
                         help="megvii mode's growth with G (10..400 targets per image) and image size (320..1280): "
                         "table and growth.png")
-    parser.add_argument("--batch", type=int, nargs="+", dest="batches", metavar="B", help="batch sizes")
+    parser.add_argument("--batch", type=int, nargs="+", dest="batches", metavar="B",
+                        help=f"batch sizes ({_defaults('batches')})")
     parser.add_argument("--image-size", type=int, nargs="+", dest="image_sizes", metavar="S",
-                        help="square image sizes in pixels, multiples of 32")
-    parser.add_argument("--kinds", nargs="+", metavar="KIND", help="scenario kinds: coco (COCO-like), crowded, ...")
-    parser.add_argument("--modes", nargs="+", metavar="MODE", help=f"static modes: {', '.join(MODES)}")
-    parser.add_argument("--subjects", nargs="+", metavar="NAME", help=f"subjects, of {list(bench.SUBJECTS)}")
-    parser.add_argument("--num-classes", type=int, metavar="C", help="number of classes")
+                        help=f"square image sizes in pixels, multiples of 32 ({_defaults('image_sizes')})")
+    parser.add_argument("--kinds", nargs="+", metavar="KIND",
+                        help=f"scenario kinds, of {', '.join(KINDS_FOR_HELP)} ({_defaults('kinds')})")
+    parser.add_argument("--modes", nargs="+", metavar="MODE",
+                        help=f"static modes, of {', '.join(MODES)} ({_defaults('modes')})")
+    parser.add_argument("--subjects", nargs="+", metavar="NAME",
+                        help=f"subjects, of {', '.join(bench.SUBJECTS)} (default: all that can run here; --growth "
+                             f"{' '.join(PRESETS_FOR_HELP['growth']['subjects'])})")
+    parser.add_argument("--num-classes", type=int, metavar="C", help=f"number of classes ({_defaults('num_classes')})")
     parser.add_argument("--targets-per-image", type=int, nargs="+", metavar="N", help="exactly N targets in every "
-                        "image (0: the kind's own counts)")
-    parser.add_argument("--repeats", type=int, metavar="N", help="timed calls per measurement (at most)")
-    parser.add_argument("--warmup", type=int, metavar="N", help="untimed calls before timing")
+                        "image, 0: the kind's own counts (default: 0; --growth 10 25 50 100 200 400)")
+    parser.add_argument("--repeats", type=int, metavar="N",
+                        help=f"timed calls per measurement, at most ({_defaults('repeats')})")
+    parser.add_argument("--warmup", type=int, metavar="N", help=f"untimed calls before timing ({_defaults('warmup')})")
     parser.add_argument("--max-seconds", type=float, metavar="S", help="stop timing a measurement after S seconds "
-                        "once min(3, repeats) calls are in")
-    parser.add_argument("--threads", type=int, metavar="N", help="torch / onnxruntime intra-op threads")
-    parser.add_argument("--seed", type=int, help="scenario seed")
-    parser.add_argument("--out", default="results", metavar="DIR", help="output folder (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, metavar="S", help="per-subject worker timeout in seconds")
+                        f"once min(3, repeats) calls are in ({_defaults('max_seconds')})")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help=f"torch / onnxruntime intra-op threads ({_defaults('threads')})")
+    parser.add_argument("--seed", type=int, help="scenario seed (default: 0)")
+    parser.add_argument("--out", default="results", metavar="DIR",
+                        help="output folder, relative to the current directory (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, metavar="S",
+                        help="per-subject worker timeout in seconds (default: 3600)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--one-process", action="store_false", dest="isolate", default=None,
                        help="run all subjects one after another in one worker process (faster, memory less "

@@ -6,6 +6,10 @@ import argparse
 import sys
 
 
+class DefaultsAndRawDescription(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Help that keeps the description's layout and shows every option's default."""
+
+
 def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Make ``parser`` report a bad option as ``error: ...`` on one line and exit with code 2."""
 
@@ -30,3 +34,31 @@ def int_at_least(minimum: int):
         return value
 
     return parse
+
+
+class ProgressBars:
+    """The library's progress callback ``(label, done, total)`` drawn as one tqdm bar per label, on a terminal.
+
+    The library reports progress through such a callback and never draws; this is the command line's drawing.
+    ``enabled=None`` draws only when ``stream`` (default: stderr) is a terminal, so logs and pipes stay clean."""
+
+    def __init__(self, unit: str = "step", stream=None, enabled: bool | None = None):
+        self.unit, self.stream, self.enabled = unit, stream, enabled
+        self.bars: dict[str, object] = {}
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        bar = self.bars.get(label)
+        if bar is None:
+            stream = sys.stderr if self.stream is None else self.stream
+            disable = None if self.enabled is None else not self.enabled
+            bar = self.bars[label] = tqdm(total=total, desc=label, unit=self.unit, file=stream, disable=disable,
+                                          dynamic_ncols=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()

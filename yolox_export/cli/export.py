@@ -4,8 +4,8 @@
     yolox-export export --preset yolox_nano --mode fast --engine yolox_nano_fast.engine
     yolox-export export --preset my_model.toml --num-classes 20 --output my_model.onnx
 
-(``python scripts/export.py`` is the same command.) Without --output the graph is written to the models/ folder of
-the checkout the package lives in (else of the current directory), named after the preset and its overrides (plus ``_targets`` with --with-targets).
+(``python scripts/export.py`` is the same command.) Without --output the graph is written to ./models/ of the
+current directory, named after the preset and its overrides (plus ``_targets`` with --with-targets).
 """
 
 from __future__ import annotations
@@ -32,14 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", default=DEFAULT_PRESET, metavar="NAME|FILE",
                         help=f"a shipped preset ({', '.join(shipped_presets())}) or a preset TOML file "
                              "(default: %(default)s)")
-    parser.add_argument("--output", help="ONNX file to write (default: models/<preset name + overrides>.onnx)")
-    parser.add_argument("--mode", choices=MODES, help="assignment mode (default: the preset's)")
+    parser.add_argument("--output", help="ONNX file to write (default: ./models/<preset name + overrides>.onnx)")
+    parser.add_argument("--mode", choices=MODES, help=f"assignment mode, one of {', '.join(MODES)} "
+                                                      "(default: the preset's)")
     parser.add_argument("--num-classes", type=int, help="number of classes (default: the preset's)")
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="input size (default: the preset's)")
     parser.add_argument("--opset", type=int, help="ONNX opset (default: the preset's)")
-    parser.add_argument("--batch", type=_range, metavar="MIN:OPT:MAX", help="dynamic batch range / TensorRT profile")
-    parser.add_argument("--max-gt", type=_range, metavar="MIN:OPT:MAX", help="dynamic max_gt range / TensorRT profile")
-    parser.add_argument("--engine", help="also build a TensorRT engine at this path")
+    parser.add_argument("--batch", type=_range, metavar="MIN:OPT:MAX",
+                        help="dynamic batch range / TensorRT profile (default: the preset's)")
+    parser.add_argument("--max-gt", type=_range, metavar="MIN:OPT:MAX",
+                        help="dynamic max_gt range / TensorRT profile (default: the preset's)")
+    parser.add_argument("--engine", help="also build a TensorRT engine at this path (default: none)")
     parser.add_argument("--with-targets", action="store_true", help="add cls/obj/reg/l1 targets to the outputs")
     parser.add_argument("--no-timing", action="store_true", help="skip the onnxruntime latency measurement")
     return one_line_errors(parser)

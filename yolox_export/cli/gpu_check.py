@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..bench.gpu_check import GpuCheckOptions, run_gpu_check, run_modes, write_gpu_outputs
+from ..gpu_check import GpuCheckOptions, run_gpu_check, run_modes, write_gpu_outputs
 from ..config import MODES
 from .common import int_at_least, one_line_errors
 
@@ -23,11 +23,11 @@ from .common import int_at_least, one_line_errors
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yolox-export gpu-check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="results", metavar="DIR", help="output folder (default: %(default)s)")
+    parser.add_argument("--out", default="results", metavar="DIR", help="output folder, relative to the current directory (default: %(default)s)")
     parser.add_argument("--modes", nargs="+", default=list(MODES), metavar="MODE",
-                        help=f"modes to check (default: all of {', '.join(MODES)})")
-    parser.add_argument("--batch", type=int_at_least(1), default=16, metavar="B", help="benchmark batch size")
-    parser.add_argument("--repeats", type=int_at_least(1), default=10, metavar="N", help="timed calls per measurement")
+                        help=f"modes to check, of {', '.join(MODES)} (default: all)")
+    parser.add_argument("--batch", type=int_at_least(1), default=16, metavar="B", help="benchmark batch size (default: %(default)s)")
+    parser.add_argument("--repeats", type=int_at_least(1), default=10, metavar="N", help="timed calls per measurement (default: %(default)s)")
     parser.add_argument("--no-tests", action="store_false", dest="run_tests", help="skip the CUDA tests")
     return one_line_errors(parser)
 

@@ -1,7 +1,7 @@
 """Parity of the static YOLOX assignment + loss (eager, ONNX under onnxruntime, TensorRT) against the eager reference
 losses, on the built-in seeded scenario suite or on batches you recorded.
 
-    yolox-export parity                                        # both modes, every scenario kind, subject static
+    yolox-export parity                                        # every mode, every scenario kind, subject static
     yolox-export parity --recorded step.pt --modes fast   # your own batch: torch.save(dict(predictions=...,
                                                                #   targets=...), "step.pt") in a training step
     yolox-export parity --subjects static onnxruntime --export --image-size 320 320 --num-classes 20
@@ -20,7 +20,7 @@ from ..config import MODES
 from ..parity import run as parity_run
 from ..parity import suite
 from ..parity.comparison import SUBJECTS
-from ..parity.scenarios import KINDS
+from ..scenarios import KINDS
 from .common import int_at_least, one_line_errors
 
 
@@ -33,9 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("batches (the built-in suite unless --recorded)")
     data.add_argument("--recorded", nargs="+", metavar="FILE.pt",
-                      help="recorded batches: " + suite.RECORDED_FORMAT)
+                      help="recorded batches: " + suite.RECORDED_FORMAT + " (default: the built-in suite)")
     data.add_argument("--kinds", nargs="+", choices=KINDS, metavar="KIND",
-                      help=f"scenario kinds of the suite (default: all of {', '.join(KINDS)})")
+                      help=f"scenario kinds of the suite, of {', '.join(KINDS)} (default: all)")
     data.add_argument("--seeds", type=_positive, metavar="N",
                       help=f"seeds per kind (default: {suite.DEFAULT_SEEDS}; 'crowded', the slow kind, is capped "
                            f"at {suite.SEED_CAPS['crowded']} unless --seeds is given)")
@@ -49,22 +49,25 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--strides", type=_positive, nargs="+", metavar="S",
                       help="head strides, one per level (default: %s)" % " ".join(map(str, suite.DEFAULT_STRIDES)))
     what = parser.add_argument_group("what to compare")
-    what.add_argument("--modes", nargs="+", choices=MODES, default=list(suite.DEFAULT_MODES),
-                      help="assignment modes (default: regular fast)")
-    what.add_argument("--subjects", nargs="+", choices=SUBJECTS, default=["static"],
-                      help="implementations compared with the eager reference (default: static)")
+    what.add_argument("--modes", nargs="+", choices=MODES, default=list(suite.DEFAULT_MODES), metavar="MODE",
+                      help=f"assignment modes, of {', '.join(MODES)} (default: {' '.join(suite.DEFAULT_MODES)})")
+    what.add_argument("--subjects", nargs="+", choices=SUBJECTS, default=["static"], metavar="SUBJECT",
+                      help=f"implementations compared with the eager reference, of {', '.join(SUBJECTS)} "
+                           "(default: static)")
     what.add_argument("--onnx", nargs="+", metavar="PATH",
                       help="exported graph(s) for subject onnxruntime, one per mode, matched by their metadata "
-                           "(implies --subjects onnxruntime)")
+                           "(implies --subjects onnxruntime; default: none)")
     what.add_argument("--export", action="store_true",
                       help="export a matching graph per mode into a temporary folder (implies --subjects onnxruntime)")
     what.add_argument("--engine", nargs="+", metavar="PATH",
                       help="TensorRT engine(s) for subject tensorrt, one per mode in the order of --modes "
-                           "(implies --subjects tensorrt)")
-    what.add_argument("--no-gradients", action="store_true", help="do not compare gradients (faster)")
+                           "(implies --subjects tensorrt; default: none)")
+    what.add_argument("--no-gradients", action="store_true",
+                      help="do not compare gradients (faster; default: gradients are compared)")
     out = parser.add_argument_group("output")
-    out.add_argument("--json", metavar="PATH", help="write {passed, batches, reports: {mode: report}} as JSON")
-    out.add_argument("--plot", metavar="DIR", help="write a PNG per image with differing cells")
+    out.add_argument("--json", metavar="PATH",
+                     help="write {passed, batches, reports: {mode: report}} as JSON (default: none)")
+    out.add_argument("--plot", metavar="DIR", help="write a PNG per image with differing cells (default: none)")
     out.add_argument("--plot-limit", type=_count, default=suite.DEFAULT_PLOT_LIMIT, metavar="N",
                      help="at most N plots per mode (default: %(default)s)")
     return one_line_errors(parser)

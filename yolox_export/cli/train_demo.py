@@ -1,7 +1,8 @@
 """``train-demo``: train a small YOLOX-style detector on synthetic shapes with each eager reference loss and with its
 static twin, and compare the training curves step by step.
 
-Writes DIR/train_demo.json and DIR/train_demo.png, prints a table per mode, and shows a progress bar on stderr.
+Writes DIR/train_demo.json and DIR/train_demo.png, prints a table per mode, and shows a progress bar per mode on a
+terminal.
 Exit code: 0 when no assignment difference is a real mismatch, 1 when one is, 2 for a usage error.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -18,9 +18,8 @@ import torch
 from ..config import MODES
 from ..demo.report import check_schema, format_table, plot, to_dict, write_json
 from ..demo.train import DemoSettings, run_demo
-from .common import int_at_least, one_line_errors
+from .common import DefaultsAndRawDescription, ProgressBars, int_at_least, one_line_errors
 
-BAR_WIDTH = 30
 #: torch intra-op threads of a run unless --threads says otherwise.
 DEFAULT_THREADS = 1
 
@@ -37,39 +36,25 @@ def _non_negative_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = DemoSettings()
-    parser = argparse.ArgumentParser(prog="train-demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="yolox-export train-demo", description=__doc__,
+                                     formatter_class=DefaultsAndRawDescription)
     parser.add_argument("--steps", type=int_at_least(1), default=defaults.steps, help="training steps per run")
-    parser.add_argument("--out", type=Path, default=Path("results/demo"), help="output folder (created)")
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="loss modes to train")
+    parser.add_argument("--out", type=Path, default=Path("results/demo"),
+                        help="output folder, relative to the current directory (created)")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), metavar="MODE",
+                        help=f"loss modes to train, of {', '.join(MODES)}")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of data, batch order and weights")
-    parser.add_argument("--batch-size", type=int_at_least(1), default=defaults.batch_size)
+    parser.add_argument("--batch-size", type=int_at_least(1), default=defaults.batch_size, help="images per step")
     parser.add_argument("--image-size", type=int_at_least(1), default=defaults.image_size, help="pixels, divisible by 32")
     parser.add_argument("--num-classes", type=int_at_least(1), default=defaults.num_classes, help="shape classes (1-4)")
     parser.add_argument("--dataset-size", type=int_at_least(1), default=defaults.dataset_size, help="images in the data set")
     parser.add_argument("--lr", type=_non_negative_float, default=defaults.lr, help="SGD learning rate")
     parser.add_argument("--use-l1", action="store_true", help="add the L1 box term (YOLOX's last epochs)")
     parser.add_argument("--threads", type=int_at_least(1), default=DEFAULT_THREADS,
-                        help="torch intra-op threads (default 1: this small detector gains little from more, and on "
-                             "this 2-core machine shared with other work, 2 threads ran 4x to 10x slower than 1)")
+                        help="torch intra-op threads (this small detector gains little from more, and on this 2-core "
+                             "machine shared with other work, 2 threads ran 4x to 10x slower than 1)")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
     return one_line_errors(parser)
-
-
-class ProgressBar:
-    """``[#####.....] 45/150 regular 3.2 s`` on stderr, redrawn in place, one line per mode."""
-
-    def __init__(self, stream=None):
-        self.stream = sys.stderr if stream is None else stream
-        self.start = time.perf_counter()
-
-    def __call__(self, mode: str, done: int, total: int) -> None:
-        filled = BAR_WIDTH * done // total
-        bar = "#" * filled + "." * (BAR_WIDTH - filled)
-        seconds = time.perf_counter() - self.start
-        self.stream.write(f"\r{mode:<8} [{bar}] {done}/{total} {seconds:6.1f} s")
-        if done == total:
-            self.stream.write("\n")
-        self.stream.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    result = run_demo(settings, args.modes, progress=ProgressBar())
+    result = run_demo(settings, args.modes, progress=ProgressBars("step"))
     write_json(result, args.out)
     data = to_dict(result)
     check_schema(data)

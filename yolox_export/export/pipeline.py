@@ -37,10 +37,8 @@ class ExportReport:
 
 
 def default_output_dir() -> Path:
-    """Where exports go without an explicit path: the ``models`` folder of the source checkout the package lives in
-    (its parent holds ``pyproject.toml``), else ``models`` in the current directory (an installed package)."""
-    checkout = Path(__file__).resolve().parents[2]
-    return (checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()) / "models"
+    """Where exports go without an explicit path: ``models`` in the current directory, wherever the package lives."""
+    return Path.cwd() / "models"
 
 
 def export_and_validate(preset: Preset, output: str | Path, with_targets: bool = False, engine: str | Path | None = None,
