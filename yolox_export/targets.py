@@ -28,7 +28,8 @@ def pad_targets(targets: Tensor, batch_size: int, max_gt: int | None = None, val
     one masked slot per image (the static graph takes G >= 1). With ``max_gt`` fixed no value is read back to the
     host unless ``validate`` is set. An image with more than ``max_gt`` targets is never silently truncated: with
     ``validate`` it raises ValueError naming the image; without, its last slot becomes a real slot of NaN, which the
-    graph never assigns and which makes the loss NaN.
+    graph never assigns and which makes the loss NaN. So does a row whose image index is not a whole number in
+    [0, B) (``sorted_into_images``).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
         raise ValueError(f"batch_size must be an int >= 0, got {batch_size!r}")
@@ -36,13 +37,25 @@ def pad_targets(targets: Tensor, batch_size: int, max_gt: int | None = None, val
         raise ValueError(f"max_gt must be an int >= 1 or None, got {max_gt!r}")
     if check_flag("validate", validate):
         check_targets(targets, batch_size)
-    image_index = targets[:, 0].long()
+    image_index, rows = sorted_into_images(targets, batch_size)
     slots, counts = per_image_slots(image_index, batch_size)
     if max_gt is None:
         max_gt = max(int(counts.max()) if batch_size > 0 else 0, 1)  # reads the counts back: a host sync
     elif validate:
         check_counts(counts, max_gt)
-    return scatter_slots(targets[:, 1:], image_index, slots, counts, max_gt)
+    return scatter_slots(rows, image_index, slots, counts, max_gt)
+
+
+def sorted_into_images(targets: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
+    """(image index int64 [N], rows [N, 5]) of targets [N, 6]. A row whose image index is not a whole number in
+    [0, batch_size) (0.5, -1, NaN, B) is never truncated or dropped: it goes to image 0 as a row of NaN, a real
+    slot that the graph never assigns and that makes the loss and its gradient NaN (the validating path raises
+    first, naming the row). Element-wise only: no host synchronisation."""
+    index = targets[:, 0]
+    whole = (index == torch.floor(index)) & (index >= 0) & (index < batch_size)  # [N]; NaN fails
+    image_index = torch.where(whole, index, torch.zeros_like(index)).long()
+    rows = torch.where(whole.unsqueeze(1), targets[:, 1:], torch.full_like(targets[:, 1:], float("nan")))
+    return image_index, rows
 
 
 def scatter_slots(rows: Tensor, image_index: Tensor, slots: Tensor, counts: Tensor, max_gt: int) -> tuple[Tensor, Tensor]:

@@ -60,6 +60,33 @@ def nonfinite_marks(raw: Tensor) -> Tensor:
     return torch.where(finite, 0.0, float("nan")).to(raw.dtype)
 
 
+class _PoisonGradients(torch.autograd.Function):
+    """A zero whose gradient with respect to each of ``tensors`` is ``poison`` (0, or NaN) at every element."""
+
+    @staticmethod
+    def forward(ctx, poison: Tensor, *tensors: Tensor) -> Tensor:
+        ctx.save_for_backward(poison)
+        ctx.shapes = [t.shape for t in tensors]
+        return torch.zeros_like(poison)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (poison,) = ctx.saved_tensors
+        return (None, *((grad * poison).expand(shape) for shape in ctx.shapes))
+
+
+def poison_gradients(poison: Tensor, *tensors: Tensor) -> Tensor:
+    """A float zero to add to the loss so that, when ``poison`` is NaN (a non-finite output, a malformed real target
+    slot, more targets than G), every gradient element with respect to ``tensors`` is NaN too, not only the loss:
+    an optimizer, or a mixed-precision scaler that looks at gradients, then never steps on the gradient of a partial
+    batch. When ``poison`` is 0 the gradients gain an exact zero. No host synchronisation; the backward adds one
+    broadcast scalar per tensor. Under ONNX export (a forward-only graph) it is a plain zero."""
+    tensors = tuple(t for t in tensors if t is not None and t.requires_grad)
+    if not tensors or torch.onnx.is_in_onnx_export():
+        return torch.zeros_like(poison)
+    return _PoisonGradients.apply(poison.detach(), *tensors)
+
+
 def padded_assign(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig,
                   boxes: Tensor | None = None) -> Assignment:
     """The float32 assignment for raw predictions [B, A, 5 + C] and padded targets gt [B, G, 5] / gt_mask [B, G]
@@ -102,7 +129,8 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
     gradient. ``synchronise`` averages num_fg over the default process group (``config.averages_num_fg``); it is
     eager-only. ``boxes`` [B, A, 4], when given, are the decoded boxes
     (with their own gradient path) used for the assignment and, at matched cells, the IoU loss instead of decoding
-    ``raw``'s box logits; the L1 term still reads ``raw``'s box logits.
+    ``raw``'s box logits; the L1 term still reads ``raw``'s box logits. Whatever makes the loss NaN also makes
+    every gradient element with respect to ``raw`` (and ``boxes``) NaN (``poison_gradients``).
     """
     with torch.autocast(device_type=raw.device.type, enabled=False):
         raw = raw.float()
@@ -134,6 +162,7 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
             loss = REG_WEIGHT * loss_iou + loss_obj + loss_cls + loss_l1
             num_gts = gt_mask.sum().to(raw.dtype).clamp(min=1.0)
             components = torch.stack((loss_iou, loss_obj, loss_cls, loss_l1, num_fg / num_gts, loss)).detach()
+        loss = loss + poison_gradients(poison, raw, boxes)
         out = StaticOutput(assignment, loss, components)
         if with_targets:
             matched = gt.gather(1, assignment.matched_gt.clamp(min=0).unsqueeze(-1).expand(-1, -1, 5))  # [B, A, 5]

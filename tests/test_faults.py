@@ -1,0 +1,80 @@
+"""Nothing silent: each fault class gives a clear error (validating) or a visibly bad result (sync-free), never a
+quietly wrong one. A NaN loss alone is not enough: an optimizer or a mixed-precision scaler steps on gradients, so
+every gradient element with respect to the predictions must be NaN too."""
+
+import pytest
+import torch
+
+from yolox_export import StaticYoloXLoss
+from yolox_export.config import MODES
+from yolox_export.scenarios import make_scenario
+
+CLASSES = 3
+FAULTS = ("more targets than max_gt", "class id out of range", "fractional class id", "fractional image index",
+          "image index out of range", "NaN class logit", "infinite box logit")
+
+
+def faulty_batch(fault: str):
+    """(predictions, targets, max_gt) of a small COCO-like batch with one fault planted."""
+    scenario = make_scenario("coco", batch_size=2, image_size=(64, 64), num_classes=CLASSES, seed=0)
+    predictions = [p.clone() for p in scenario.predictions]
+    targets = scenario.targets.clone()
+    most = int(torch.bincount(targets[:, 0].long()).max())
+    max_gt = most + 2
+    if fault == "more targets than max_gt":
+        max_gt = most - 1
+    elif fault == "class id out of range":
+        targets[0, 1] = CLASSES
+    elif fault == "fractional class id":
+        targets[0, 1] = 0.5
+    elif fault == "fractional image index":
+        targets[0, 0] = 0.5  # would be read as image 0 if truncated
+    elif fault == "image index out of range":
+        targets[0, 0] = 2.0
+    elif fault == "NaN class logit":
+        predictions[1][1, 0, 0, 1, 5] = float("nan")
+    elif fault == "infinite box logit":
+        predictions[2][0, 0, 0, 0, 2] = float("inf")
+    return predictions, targets, max_gt
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fault", FAULTS)
+def test_sync_free_fault_poisons_loss_components_and_every_gradient(mode, fault):
+    predictions, targets, max_gt = faulty_batch(fault)
+    loss_fn = StaticYoloXLoss((8, 16, 32), CLASSES, mode=mode, max_gt=max_gt, validate=False)
+    leaves = [p.requires_grad_() for p in predictions]
+    loss, components = loss_fn(leaves, targets)
+    assert torch.isnan(loss)
+    assert torch.isnan(components[[0, 1, 2, 5]]).all(), components  # iou, obj, cls, loss (l1 is 0 without L1)
+    for level, grad in enumerate(torch.autograd.grad(loss, leaves)):
+        assert torch.isnan(grad).all(), f"level {level}: {int((~torch.isnan(grad)).sum())} finite gradient elements"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fault", FAULTS)
+def test_validating_call_raises_naming_the_fault(mode, fault):
+    predictions, targets, max_gt = faulty_batch(fault)
+    loss_fn = StaticYoloXLoss((8, 16, 32), CLASSES, mode=mode, max_gt=max_gt)
+    with pytest.raises(ValueError, match=r"image|class|row|non-finite|targets"):
+        loss_fn(predictions, targets)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_valid_batch_gradients_are_untouched_by_the_poison_term(mode):
+    """On a valid batch the poison term adds an exact zero: the gradients equal those of the loss terms alone."""
+    from yolox_export.static import loss as static_loss
+
+    predictions, targets, max_gt = faulty_batch("none")
+    loss_fn = StaticYoloXLoss((8, 16, 32), CLASSES, mode=mode, max_gt=max_gt, validate=False)
+    leaves = [p.clone().requires_grad_() for p in predictions]
+    grads = torch.autograd.grad(loss_fn(leaves, targets)[0], leaves)
+    original = static_loss.poison_gradients
+    static_loss.poison_gradients = lambda poison, *tensors: torch.zeros_like(poison)
+    try:
+        leaves = [p.clone().requires_grad_() for p in predictions]
+        want = torch.autograd.grad(loss_fn(leaves, targets)[0], leaves)
+    finally:
+        static_loss.poison_gradients = original
+    for g, w in zip(grads, want):
+        assert torch.equal(g, w)
