@@ -78,3 +78,46 @@ def test_valid_batch_gradients_are_untouched_by_the_poison_term(mode):
         static_loss.poison_gradients = original
     for g, w in zip(grads, want):
         assert torch.equal(g, w)
+
+
+def megvii_call(validate: bool, column: int | None):
+    """MegviiLoss.get_losses on decoded outputs [2, A, 5 + C] (a leaf) with a NaN planted at ``column`` of one
+    cell (2: box width, 4: objectness, 6: class 1), or none."""
+    from yolox_export.grid import flatten_levels, make_grid
+    from yolox_export.integrations.megvii import MegviiLoss
+    from yolox_export.targets import pad_targets
+
+    scenario = make_scenario("coco", batch_size=2, image_size=(64, 64), num_classes=CLASSES, seed=0)
+    raw = flatten_levels(scenario.predictions)
+    shapes = [(8, 8), (4, 4), (2, 2)]
+    grid = make_grid(shapes, (8, 16, 32))
+    centres = (raw[..., :2] + torch.stack((grid.x_shifts, grid.y_shifts), -1)) * grid.strides.unsqueeze(-1)
+    outputs = torch.cat((centres, raw[..., 2:4].exp() * grid.strides.unsqueeze(-1), raw[..., 4:]), -1)
+    if column is not None:
+        outputs[1, 70, column] = float("nan")
+    outputs.requires_grad_()
+    gt, mask = pad_targets(scenario.targets, 2)
+    labels = gt * mask.unsqueeze(-1)
+    sizes = [h * w for h, w in shapes]
+    per_level = [[t.reshape(1, -1) for t in values.split(sizes)] for values in (grid.x_shifts, grid.y_shifts,
+                                                                                 grid.strides)]
+    loss = MegviiLoss(CLASSES, validate=validate).get_losses(None, *per_level, labels, outputs, [])[0]
+    return loss, outputs
+
+
+@pytest.mark.parametrize("column, part", [(2, "decoded box"), (4, "objectness"), (6, "class 1")])
+def test_megvii_adapter_raises_on_a_non_finite_output_naming_image_and_cell(column, part):
+    with pytest.raises(ValueError, match=f"outputs of image 1, cell 70: non-finite {part}"):
+        megvii_call(True, column)
+
+
+@pytest.mark.parametrize("column", [2, 4, 6])
+def test_megvii_adapter_without_validation_poisons_loss_and_gradient(column):
+    loss, outputs = megvii_call(False, column)
+    assert torch.isnan(loss)
+    assert torch.isnan(torch.autograd.grad(loss, outputs)[0]).all()
+
+
+def test_megvii_adapter_valid_outputs_give_a_finite_loss_and_gradient():
+    loss, outputs = megvii_call(True, None)
+    assert torch.isfinite(loss) and torch.isfinite(torch.autograd.grad(loss, outputs)[0]).all()

@@ -18,7 +18,14 @@ re-derived from logits), so the assignment sees exactly Megvii's boxes; the loss
 Differences from Megvii, on purpose: labels whose real rows are not first, or an all-zero row among real rows, raise
 ValueError (Megvii counts rows with ``sum > 0`` and silently drops or misreads them); a real row is any row that is not
 all zero (Megvii would also drop a real row whose values sum to <= 0); class ids, coordinates and sizes are checked
-like every other entry point; an image whose targets have no centre cell gets no assignment (Megvii raises).
+like every other entry point, and so are the outputs: a non-finite decoded box, objectness or class output raises
+ValueError naming the image and cell (Megvii returns a NaN or a plausible loss); an image whose targets have no
+centre cell gets no assignment (Megvii raises).
+
+``validate=False`` skips those checks (for a mixed-precision user who prefers GradScaler's skipped step to an error):
+then a non-finite output or malformed label makes the loss and every gradient element NaN. ``validate`` never changes
+the arithmetic: the loss is the static graph's matched-cell form either way (the labels come padded, so G is fixed
+by their shape), equal to ``MegviiYoloXLoss`` to float32 rounding.
 
 A Megvii user changes two lines::
 
@@ -60,6 +67,8 @@ class MegviiLoss(nn.Module):
         signature and not needed."""
         config = dataclasses.replace(self.config, use_l1=check_flag("use_l1", self.use_l1))
         check_outputs(outputs, labels, config)
+        if self.validate:
+            check_finite_outputs(outputs)
         grid = self.grid(x_shifts, y_shifts, expanded_strides, outputs)
         gt, gt_mask = labels_to_padded(labels, config.num_classes, self.validate)
         if config.use_l1:
@@ -117,6 +126,19 @@ def check_outputs(outputs: Tensor, labels: Tensor, config: LossConfig) -> None:
     if not isinstance(labels, Tensor) or labels.dim() != 3 or labels.shape[-1] != 5 or labels.shape[0] != outputs.shape[0]:
         raise ValueError(f"labels must be [{outputs.shape[0]}, max_labels, 5] rows (class, cx, cy, w, h), got "
                          f"{tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__}")
+
+
+def check_finite_outputs(outputs: Tensor) -> None:
+    """ValueError naming the first image and cell of outputs [B, A, 5 + C] with a non-finite decoded box,
+    objectness or class output (one read-only pass when all is finite)."""
+    values = outputs.detach()
+    if bool(torch.isfinite(values.amax(-1)).all() & torch.isfinite(values.amin(-1)).all()):
+        return
+    bad = ~torch.isfinite(values)  # [B, A, 5 + C]
+    image, cell, column = (int(i) for i in bad.nonzero()[0])
+    part = "decoded box" if column < 4 else ("objectness" if column == 4 else f"class {column - 5}")
+    raise ValueError(f"outputs of image {image}, cell {cell}: non-finite {part} output {values[image, cell, column].item()}"
+                     " (validate=False skips this check; the loss and its gradient are then NaN)")
 
 
 def labels_to_padded(labels: Tensor, num_classes: int, validate: bool = True) -> tuple[Tensor, Tensor]:

@@ -144,6 +144,8 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
         if synchronise:
             num_fg = synced_num_fg(num_fg)
         poison = marks.sum() + slots.poison  # 0, or NaN when any output or real target slot is not usable
+        if boxes is not None:  # the caller's decoded boxes are outputs too
+            poison = poison + nonfinite_marks(boxes).sum()
 
         box_logits, obj_logits, cls_logits = split_outputs(raw, config.num_classes)
         if packed:  # the references' own loss function on this assignment (eager; boolean indexing synchronises)
