@@ -22,7 +22,7 @@ from .. import bench
 from ..bench.profile import write_profiles
 from ..config import MODES
 from ..scenarios import KINDS as KINDS_FOR_HELP
-from .common import one_line_errors
+from .common import one_line_errors, output_dir_problem
 
 #: What the help text shows as each setting's default and the other presets' values.
 PRESETS_FOR_HELP = bench.PRESETS
@@ -109,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
                                                    "num_classes", "repeats", "warmup", "max_seconds", "threads",
                                                    "seed", "timeout", "isolate", "omp_wait_policy",
                                                    "targets_per_image")}
+    problem = output_dir_problem(args.out, "--out")
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         settings = bench.make_settings(args.preset or "targets", out=args.out, profile=args.profile, **options)
     except ValueError as error:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..config import MODES
 from ..export.presets import DEFAULT_PRESET, load_preset, parse_range, shipped_presets, with_overrides
-from .common import one_line_errors
+from .common import one_line_errors, output_file_problem
 
 
 def _range(text: str) -> tuple[int, int, int]:
@@ -69,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
 
     stem = preset.name + ("_targets" if args.with_targets else "")
     output = Path(args.output) if args.output else default_output_dir() / f"{stem}.onnx"
+    problem = output_file_problem(output, "--output", onnx=True) or (
+        output_file_problem(args.engine, "--engine") if args.engine else None)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     report = export_and_validate(preset, output, with_targets=args.with_targets, engine=args.engine,
                                  time_it=not args.no_timing)
     print(report)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..gpu_check import GpuCheckOptions, run_gpu_check, run_modes, write_gpu_outputs
 from ..config import MODES
-from .common import int_at_least, one_line_errors
+from .common import int_at_least, one_line_errors, output_dir_problem
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         modes = run_modes(args.modes)
     except ValueError as error:
         print(f"error: {str(error).replace('modes:', '--modes:')}", file=sys.stderr)
+        return 2
+    problem = output_dir_problem(args.out, "--out")
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     options = GpuCheckOptions(out=Path(args.out), modes=modes, batch=args.batch, repeats=args.repeats,
                               run_tests=args.run_tests)

@@ -21,7 +21,7 @@ from ..parity import run as parity_run
 from ..parity import suite
 from ..parity.comparison import SUBJECTS
 from ..scenarios import KINDS
-from .common import int_at_least, one_line_errors
+from .common import int_at_least, one_line_errors, output_dir_problem, output_file_problem
 
 
 _positive = int_at_least(1)
@@ -98,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.engine and len(args.engine) != len(args.modes):
         print(f"error: --engine got {len(args.engine)} file(s) for {len(args.modes)} mode(s) {list(args.modes)}; "
               "give one engine per mode, in the order of --modes", file=sys.stderr)
+        return 2
+    problem = (output_file_problem(args.json, "--json") if args.json else None) or (
+        output_dir_problem(args.plot, "--plot") if args.plot else None)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     seeds_given = args.seeds is not None
     options = parity_run.Options(

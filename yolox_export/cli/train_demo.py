@@ -18,7 +18,7 @@ import torch
 from ..config import MODES
 from ..demo.report import check_schema, format_table, plot, to_dict, write_json
 from ..demo.train import DemoSettings, run_demo
-from .common import DefaultsAndRawDescription, ProgressBars, int_at_least, one_line_errors
+from .common import DefaultsAndRawDescription, ProgressBars, int_at_least, one_line_errors, output_dir_problem
 
 #: torch intra-op threads of a run unless --threads says otherwise.
 DEFAULT_THREADS = 1
@@ -69,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.no_plot and importlib.util.find_spec("matplotlib") is None:
         print("error: the plot needs matplotlib (pip install -e \".[demo]\"); --no-plot skips it", file=sys.stderr)
+        return 2
+    problem = output_dir_problem(args.out, "--out")
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)

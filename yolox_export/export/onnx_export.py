@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -92,8 +93,19 @@ def export_onnx(preset: Preset, output: str | Path, with_targets: bool = False,
     for key, value in metadata(config, preset, with_targets).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(model, str(output))
+    save_atomically(model, output)
     return output
+
+
+def save_atomically(model: onnx.ModelProto, output: Path) -> None:
+    """``onnx.save`` to a temporary file beside ``output``, then a rename: an interrupted run never leaves half a
+    model at ``output`` (and an existing model there stays whole until the new one is complete)."""
+    temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        onnx.save(model, str(temporary))
+        os.replace(temporary, output)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def exported_model(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output_names: tuple[str, ...],

@@ -105,6 +105,9 @@ class Preset:
                 object.__setattr__(self, field, tuple(getattr(self, field)))
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(f"key 'name': expected a non-empty string, got {self.name!r}")
+        if "/" in self.name or "\\" in self.name or ".." in self.name or self.name != self.name.strip():
+            raise ValueError(f"key 'name': {self.name!r} names the output file, inside the output folder: no path "
+                             "separator, no '..', no leading or trailing space")
         size = self.image_size
         if not isinstance(size, tuple) or len(size) != 2 or not all(_is_int(d) and d > 0 for d in size):
             raise ValueError(f"key 'image_size': expected two positive integers (H, W), got {size!r}")
