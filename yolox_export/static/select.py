@@ -30,11 +30,18 @@ from ..config import CANDIDATE_TOPK, LossConfig
 from .masks import count_true
 
 
+def constant_k(k_max: int, width) -> int:
+    """The top-k's K over an axis of ``width`` slots: min(k_max, width) when the width is a static int (the dense
+    form's A), else ``k_max``: an exported graph's TopK needs a constant K (TensorRT's parser), and a symbolic width
+    (the windowed form's M = G * W) is padded to at least ``CANDIDATE_TOPK`` slots (``window.window_cells``)."""
+    return min(k_max, width) if isinstance(width, int) else k_max
+
+
 def dynamic_ks(ious: Tensor, candidates: Tensor, config: LossConfig) -> Tensor:
     """int64 [B, G]: max(int(sum of the top-10 candidate IoUs [* the mode's bias]), 1). ious float [B, G, X];
     candidates bool [B, G, X]; with fewer than 10 candidates the non-candidates add 0, as the references'
     top-min(10, n)."""
-    top = min(CANDIDATE_TOPK, ious.shape[-1])
+    top = constant_k(CANDIDATE_TOPK, ious.shape[-1])
     total = ious.masked_fill(~candidates, 0.0).topk(top, dim=-1).values.sum(-1)  # [B, G]
     if config.ks_bias is not None:
         total = total * config.ks_bias
@@ -50,7 +57,7 @@ def select_cheapest(masked_cost: Tensor, candidates: Tensor, k: Tensor, max_k: i
     ``max_k``. ``cell_key`` float [B, X] gives each slot's cell index when the slots are not in cell order (the
     windowed form; distinct over a target's candidates); None when slot x is cell x (the dense form).
     """
-    top = min(max_k, masked_cost.shape[-1])
+    top = constant_k(max_k, masked_cost.shape[-1])
     values = masked_cost.topk(top, dim=-1, largest=False, sorted=True).values  # [B, G, K]
     inf = torch.full_like(values[..., :1], float("inf"))
     values = torch.cat((values, inf), dim=-1)  # [B, G, K + 1]: k beyond K selects every candidate
