@@ -10,7 +10,7 @@ import torch
 
 from yolox_export import StaticYoloXLoss
 from yolox_export.config import MODES
-from yolox_export.parity.scenarios import make_scenario
+from yolox_export.scenarios import make_scenario
 
 STRIDES, CLASSES = (8, 16, 32), 5
 

@@ -7,7 +7,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from yolox_export import FastYoloXLoss, StaticYoloXLoss
-from yolox_export.parity.scenarios import make_scenario
+from yolox_export.scenarios import make_scenario
 
 
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:

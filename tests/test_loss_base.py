@@ -9,7 +9,7 @@ import torch
 
 from yolox_export import FastYoloXLoss, LossConfig, MegviiYoloXLoss, RegularYoloXLoss, StaticYoloXLoss
 from yolox_export.config import MODES
-from yolox_export.parity.scenarios import make_scenario
+from yolox_export.scenarios import make_scenario
 from yolox_export.reference import REFERENCES, reference_for
 
 LOSSES = (RegularYoloXLoss, FastYoloXLoss, MegviiYoloXLoss, StaticYoloXLoss)

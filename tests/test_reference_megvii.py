@@ -125,7 +125,7 @@ def test_image_whose_targets_have_no_centre_cell_gets_no_assignment():
 
 @pytest.mark.parametrize("use_l1", (False, True))
 def test_forward_and_gradients_on_a_scenario(use_l1):
-    from yolox_export.parity.scenarios import make_scenario
+    from yolox_export.scenarios import make_scenario
 
     s = make_scenario("fitted", batch_size=2, image_size=(128, 128), num_classes=5, seed=1)
     preds = [p.clone().requires_grad_(True) for p in s.predictions]

@@ -8,7 +8,7 @@ from conftest import onnx_export_answers
 from yolox_export import StaticYoloXLoss, pad_targets
 from yolox_export.config import MODES
 from yolox_export.grid import flatten_levels, level_shapes, make_grid
-from yolox_export.parity.scenarios import make_scenario
+from yolox_export.scenarios import make_scenario
 from yolox_export.static.loss import nonfinite_marks
 
 

@@ -7,7 +7,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from yolox_export import LossConfig, PaddedYoloXLoss, StaticYoloXLoss, pad_targets
 from yolox_export.grid import flatten_levels, level_shapes
-from yolox_export.parity.scenarios import make_scenario
+from yolox_export.scenarios import make_scenario
 from yolox_export.static.select import first_argmin, select_cheapest
 
 MODES = ("regular", "fast", "megvii")

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from conftest import onnx_export_answers
 from yolox_export import StaticYoloXLoss
 from yolox_export.config import MODES, LossConfig
-from yolox_export.parity.scenarios import make_scenario
+from yolox_export.scenarios import make_scenario
 from yolox_export.reference import reference_for
 from yolox_export.static.loss import padded_assign
 from yolox_export.static.padding import sanitise_slots

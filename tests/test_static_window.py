@@ -11,7 +11,7 @@ from yolox_export.config import MEGVII_CENTER_RADIUS
 from yolox_export.grid import flatten_levels, level_shapes, make_grid
 from yolox_export.parity import compare
 from yolox_export.reference.megvii import geometry_constraint
-from yolox_export.parity.scenarios import KINDS, make_scenario
+from yolox_export.scenarios import KINDS, make_scenario
 from yolox_export.static.select import select_cheapest
 from yolox_export.static.window import centre_test, exact_floor_div, window_cells
 
@@ -143,7 +143,7 @@ def edge_batch(seed: int, size: int = 128, strides=(8, 16, 32), num_classes: int
         block = torch.cat((torch.full((24, 1), float(image)), cls, xy, wh), 1)
         rows += [block, block[:4]]  # four exact duplicates
     targets = torch.cat(rows)
-    from yolox_export.parity.scenarios import _fit_to_targets
+    from yolox_export.scenarios import _fit_to_targets
 
     predictions = []
     for s in strides:

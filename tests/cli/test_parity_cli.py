@@ -15,7 +15,7 @@ import yolox_export.parity.suite as parity_suite
 from yolox_export import StaticYoloXLoss
 from yolox_export.config import MODES
 from yolox_export.parity import ParityReport
-from yolox_export.parity.scenarios import KINDS, make_scenario
+from yolox_export.scenarios import KINDS, make_scenario
 
 from conftest import load_script
 

@@ -8,7 +8,7 @@ import torch
 
 from yolox_export import MegviiYoloXLoss
 from yolox_export.integrations.megvii import MegviiLoss, bind_to_head
-from yolox_export.parity.scenarios import KINDS, make_scenario
+from yolox_export.scenarios import KINDS, make_scenario
 
 
 class StandInHead:

@@ -8,7 +8,7 @@ import pytest
 import yolox_export.static.select as static_select
 from yolox_export import LossConfig, StaticYoloXLoss
 from yolox_export.parity import TOLERANCES, ParityReport, compare
-from yolox_export.parity.scenarios import make_scenario
+from yolox_export.scenarios import make_scenario
 
 STRIDES = (8, 16, 32)
 
@@ -112,3 +112,20 @@ def test_each_assignment_row_counts_its_own_differences(planted_report):
         assert row.explained == sum(d.explained for d in expected), name
         assert row.real == sum(not d.explained for d in expected), name
     assert len(fg_diffs) < len(diffs)  # the planted rule moves cells between targets: matched_gt differs more
+
+
+def test_compiled_subject_goes_through_one_runner_per_grid():
+    """Subject "compiled": the padded graph under torch.compile, opened with open_runner, compared like an exported
+    graph; batches of one grid with different B and G share one runner (B and G dynamic)."""
+    from yolox_export.export.runners import CompiledRunner
+    from yolox_export.parity import SubjectRunners
+
+    config = LossConfig(STRIDES, 4, mode="fast")
+    batches = [make_scenario("coco", batch_size=b, image_size=(64, 64), num_classes=4, seed=b) for b in (2, 3)]
+    runners = SubjectRunners(config)
+    report = compare(batches, config, ("static", "compiled"), runners=runners)
+    assert report, str(report)
+    assert report.row("compiled", "matched_gt").count == 5 * 84 and report.row("compiled", "loss").count == 2
+    assert [type(r) for r in runners.runners.values()] == [CompiledRunner]
+    with pytest.raises(ValueError, match="subject 'onnxruntime' needs onnx_path"):
+        compare(batches, config, ("onnxruntime",))

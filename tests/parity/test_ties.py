@@ -7,7 +7,7 @@ import torch
 from yolox_export import LossConfig, StaticYoloXLoss
 from yolox_export import parity
 from yolox_export.parity import compare
-from yolox_export.parity.scenarios import make_scenario
+from yolox_export.scenarios import make_scenario
 from yolox_export.parity.ties import class_cost_with_slack, contested_ties, selection_status
 
 

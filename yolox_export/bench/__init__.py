@@ -10,6 +10,11 @@ those subjects are skipped there and the results say so.
 Measurements: ``fwd`` (assignment + loss forward under ``torch.no_grad``) and ``fwd+bwd`` (loss forward and
 ``backward`` to the predictions; eager torch subjects only).
 
+Two paths (``steps``): the padded graph's forward under torch.compile and onnxruntime is timed through the runners
+of ``export.runners`` (``open_runner``, then ``runner.run(feeds)``), the protocol parity compares through; what the
+protocol does not cover (the references and the drop-in on ragged targets, forward + backward, the CUDA-graph
+replay) is timed by the separate step builders of ``steps.BESIDE_THE_PROTOCOL``.
+
 Method:
 
 * Inputs come from ``make_scenario(kind, batch, (H, W), num_classes, seed)``, regenerated in every worker from the

@@ -14,11 +14,10 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..export.contract import INPUT_NAMES
 from .onnx_cache import export_graphs, onnx_key
 from .run import onnx_keys
 from .settings import Case, Job, Settings
-from .steps import bench_session, eager_step, make_inputs, padded_inputs
+from .steps import eager_step, feeds_of, make_inputs, open_ort_runner
 from .subjects import MEASUREMENT_LABELS, MEASUREMENTS, SUBJECTS
 from .worker import PROGRESS_PREFIX, _last_line, _run_streaming, _worker_env
 
@@ -39,16 +38,16 @@ def torch_profile(case: Case, mode: str, measurement: str, threads: int, top: in
 
 
 def ort_profile(case: Case, onnx_path: str, threads: int, top: int = 15) -> str:
-    """onnxruntime's profiler over one run (after one warm-up): time by op type, then the slowest nodes."""
+    """onnxruntime's profiler over one run (after one warm-up) of the benchmark's runner: time by op type, then the
+    slowest nodes."""
     with tempfile.TemporaryDirectory() as tmp:
         spinning = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
-        session = bench_session(onnx_path, "CPUExecutionProvider", threads, None, profile_prefix=str(Path(tmp) / "ort"),
-                              spinning=spinning)
-        raw, gt, mask = padded_inputs(make_inputs(case, "cpu"))
-        feeds = dict(zip(INPUT_NAMES, (raw.numpy(), gt.numpy(), mask.numpy())))
-        session.run(None, feeds)
-        session.run(None, feeds)
-        events = json.loads(Path(session.end_profiling()).read_text())
+        runner = open_ort_runner(onnx_path, "CPUExecutionProvider", threads, spinning=spinning,
+                                 profile_prefix=str(Path(tmp) / "ort"))
+        feeds = feeds_of(make_inputs(case, "cpu"))
+        runner.run(feeds)
+        runner.run(feeds)
+        events = json.loads(Path(runner.session.end_profiling()).read_text())
     nodes = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
     run_nodes = nodes[len(nodes) // 2:]  # the second run's nodes
     return _ort_profile_text(run_nodes, top)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..config import MODES
-from ..parity.scenarios import KINDS
+from ..scenarios import KINDS
 from .onnx_cache import onnx_key
 from .subjects import SUBJECTS
 

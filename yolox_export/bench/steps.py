@@ -1,6 +1,17 @@
-"""The call each subject times (a ``Step``), built on the case's inputs: references and the static module eager
-(forward, or forward + backward), torch.compile, a CUDA graph, the exported graph under onnxruntime. Padded
-subjects flatten and pad inside the timed call, as the references do inside theirs."""
+"""The call each subject times (a ``Step``), built on the case's inputs, along two separate paths.
+
+* The runner path (:func:`runner_step`): the padded graph's forward through a ``runners.Runner`` opened with
+  ``runners.open_runner``, the same protocol parity uses: torch.compile of the padded module (family
+  ``compile``) and the exported graph under onnxruntime on every execution provider (family ``ort``). The timed
+  call pads the case's inputs into the graph's feeds (``contract.graph_feeds``) and calls ``runner.run(feeds)``.
+* Beside the protocol (:data:`BESIDE_THE_PROTOCOL`): what ``run(feeds) -> dict`` does not cover. The references
+  and the drop-in ``StaticYoloXLoss`` on per-level predictions and ragged [N, 6] targets, forward or forward +
+  backward (:func:`loss_step`), and the padded computation replayed from a CUDA graph, forward or forward +
+  backward (:func:`cudagraph_step`).
+
+Padded subjects flatten and pad inside the timed call, as the references do inside theirs. Shape legend: B batch,
+A cells, G padded targets, C classes, N targets of the batch.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +20,34 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 
 from ..config import COMPONENT_NAMES, LossConfig
 from ..export.contract import INPUT_NAMES, OUTPUT_NAMES, graph_feeds
-from ..export.ort_runtime import ort_session
+from ..export.runners import Runner, open_runner
 from ..grid import Grid, level_shapes
-from ..parity.scenarios import make_scenario
 from ..reference import reference_for
+from ..scenarios import make_scenario
 from ..static import PaddedYoloXLoss, StaticYoloXLoss, padded_loss
 from .settings import Case, Job
 from .subjects import Subject
 
+if TYPE_CHECKING:
+    from ..export.ort_runtime import OrtRunner
 
-def _loss_of_outputs(outputs) -> float:
-    """The total loss from a graph's outputs in ``OUTPUT_NAMES`` order."""
-    return float(outputs[OUTPUT_NAMES.index("loss_components")][COMPONENT_NAMES.index("Loss")])
+_LOSS = COMPONENT_NAMES.index("Loss")
+
+
+def _loss_of_outputs(outputs: Mapping[str, torch.Tensor]) -> float:
+    """The total loss from a runner's outputs (``loss_components`` [6])."""
+    return float(outputs["loss_components"][_LOSS])
 
 
 @dataclass
 class Inputs:
-    """The case's head maps and targets on the subject's device."""
+    """The case's head maps (per level [B, 1, H, W, 5 + C]) and targets [N, 6] on the subject's device."""
 
     predictions: list[torch.Tensor]
     targets: torch.Tensor
@@ -63,9 +79,15 @@ def make_inputs(case: Case, device: str) -> Inputs:
     return Inputs(predictions, scenario.targets.to(device), digest.hexdigest())
 
 
+def feeds_of(inputs: Inputs, max_gt: int | None = None) -> dict[str, torch.Tensor]:
+    """The graph's feeds by name (``contract.graph_feeds``, unvalidated): predictions [B, A, 5 + C], targets
+    [B, G, 5], target_mask [B, G], on the inputs' device."""
+    return graph_feeds(inputs.predictions, inputs.targets, max_gt, validate=False)
+
+
 def padded_inputs(inputs: Inputs, max_gt: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(raw [B, A, 5 + C], gt [B, G, 5], gt_mask [B, G]), the graph's inputs (``contract.graph_feeds``)."""
-    feeds = graph_feeds(inputs.predictions, inputs.targets, max_gt, validate=False)
+    """(raw [B, A, 5 + C], gt [B, G, 5], gt_mask [B, G]): :func:`feeds_of` in ``INPUT_NAMES`` order."""
+    feeds = feeds_of(inputs, max_gt)
     return tuple(feeds[name] for name in INPUT_NAMES)
 
 
@@ -73,8 +95,79 @@ def padded_max_gt(inputs: Inputs) -> int:
     return int(padded_inputs(inputs)[1].shape[1])
 
 
+def _config(job: Job, mode: str) -> LossConfig:
+    return LossConfig(tuple(job.case.strides), job.case.num_classes, mode=mode)
+
+
+# --- The runner path: the padded graph's forward, ``runner.run(feeds)`` -------------------------------------------
+
+#: Subject family -> the ``open_runner`` backend that computes its forward.
+RUNNER_BACKENDS = {"compile": "compiled", "ort": "onnxruntime"}
+
+
+def ort_providers(provider: str, cache_dir: str | None) -> list:
+    """onnxruntime's provider list for ``provider`` on device 0 (TensorRT falls back to CUDA for the nodes it does
+    not take, its engines cached under ``cache_dir``)."""
+    if provider == "CUDAExecutionProvider":
+        return [(provider, {"device_id": 0})]
+    if provider == "TensorrtExecutionProvider":
+        trt_cache = str(Path(cache_dir or tempfile.gettempdir()) / "trt_engines")
+        return [(provider, {"device_id": 0, "trt_engine_cache_enable": True, "trt_engine_cache_path": trt_cache}),
+                ("CUDAExecutionProvider", {"device_id": 0})]
+    return [provider]
+
+
+def open_ort_runner(path: str, provider: str, threads: int, cache_dir: str | None = None, spinning: bool = True,
+                    profile_prefix: str | None = None) -> OrtRunner:
+    """``open_runner("onnxruntime", ...)`` on ``provider`` with the benchmark's session options (``threads``
+    intra-op threads, spin-waiting, optional node profiling) and no feed validation in the timed call; raises
+    RuntimeError when onnxruntime does not take the provider."""
+    runner = open_runner("onnxruntime", path, providers=ort_providers(provider, cache_dir), validate=False,
+                         session_options={"threads": threads, "spinning": spinning, "profile_prefix": profile_prefix})
+    if runner.providers[0] != provider:
+        raise RuntimeError(f"onnxruntime did not take {provider}; session providers: {runner.providers}")
+    return runner
+
+
+def open_subject_runner(job: Job, subject: Subject, inputs: Inputs) -> Runner:
+    """The runner of a runner-path subject: torch.compile(fullgraph=True, dynamic=False) of the padded module on
+    the subject's device (from an empty dynamo cache, so that the setup is a whole compile), or the job's ONNX
+    graph under the subject's onnxruntime provider."""
+    backend = RUNNER_BACKENDS[subject.family]
+    if backend == "compiled":
+        torch._dynamo.reset()
+        return open_runner("compiled", config=_config(job, job.mode), shapes=level_shapes(inputs.predictions),
+                           device=subject.device, dynamic=False)
+    if not job.onnx_path:
+        raise RuntimeError("no ONNX graph for this mode (export failed or skipped)")
+    return open_ort_runner(job.onnx_path, subject.provider, job.threads, job.cache_dir, spinning=job.spinning)
+
+
+def runner_step(job: Job, subject: Subject, inputs: Inputs, measurement: str) -> Step:
+    """The padded graph's forward through the subject's runner: each call pads the inputs and runs
+    ``runner.run(feeds)``. ``setup_s``: opening the runner, and for torch.compile the first (compiling) call.
+    onnxruntime on the CPU has its memory measured on the session's first call (its arena grows then)."""
+    if measurement != "fwd":
+        raise ValueError(f"{subject.name}: a runner computes the forward only, not {measurement!r}")
+    start = time.perf_counter()
+    runner = open_subject_runner(job, subject, inputs)
+
+    def forward():
+        return runner.run(feeds_of(inputs))
+
+    compiles = RUNNER_BACKENDS[subject.family] == "compiled"
+    if compiles:
+        forward()
+    return Step(forward, _loss_of_outputs, setup_s=time.perf_counter() - start,
+                memory_on_first_call=not compiles and subject.device == "cpu")
+
+
+# --- Beside the protocol: the ragged-target call, gradients, the CUDA-graph replay ---------------------------------
+
+
 def loss_step(module: torch.nn.Module, inputs: Inputs, measurement: str) -> Step:
-    """A module with the references' interface: no-grad forward, or forward + backward to fresh leaves."""
+    """A module with the references' interface (per-level predictions, [N, 6] targets): no-grad forward, or
+    forward + backward to fresh leaves."""
     if measurement == "fwd":
         def forward():
             with torch.no_grad():
@@ -93,15 +186,12 @@ def loss_step(module: torch.nn.Module, inputs: Inputs, measurement: str) -> Step
     return Step(forward_backward, float, reset)
 
 
-def _config(job: Job, mode: str) -> LossConfig:
-    return LossConfig(tuple(job.case.strides), job.case.num_classes, mode=mode)
-
-
 def reference_step(job: Job, subject: Subject, inputs: Inputs, measurement: str) -> Step:
     return loss_step(reference_for(_config(job, subject.reference_mode)), inputs, measurement)
 
 
 def eager_step(job: Job, subject: Subject, inputs: Inputs, measurement: str) -> Step:
+    """The drop-in ``StaticYoloXLoss`` eager, on the ragged targets."""
     return loss_step(StaticYoloXLoss.from_config(_config(job, job.mode)), inputs, measurement)
 
 
@@ -109,23 +199,11 @@ def _padded_module(job: Job, inputs: Inputs, device: str) -> PaddedYoloXLoss:
     return PaddedYoloXLoss(_config(job, job.mode), level_shapes(inputs.predictions)).to(device).eval()
 
 
-def compile_step(job: Job, subject: Subject, inputs: Inputs, measurement: str) -> Step:
-    """torch.compile(fullgraph=True, dynamic=False) of the padded module; compiled by the first call (setup_s)."""
-    torch._dynamo.reset()
-    compiled = torch.compile(_padded_module(job, inputs, subject.device), fullgraph=True, dynamic=False)
-
-    def forward():
-        with torch.no_grad():
-            return compiled(*padded_inputs(inputs))
-    start = time.perf_counter()
-    forward()
-    return Step(forward, _loss_of_outputs, setup_s=time.perf_counter() - start)
-
-
 def cudagraph_step(job: Job, subject: Subject, inputs: Inputs, measurement: str) -> Step:
-    """The padded computation captured in one torch.cuda.CUDAGraph: the forward (``fwd``), or the forward and the
-    backward to the predictions (``fwd+bwd``, the gradient written into a buffer of the graph's pool on every
-    replay). Each call pads into the static inputs and replays."""
+    """The padded computation captured in one torch.cuda.CUDAGraph: the forward (``fwd``, outputs by name), or the
+    forward and the backward to the predictions (``fwd+bwd``: (components [6], gradient [B, A, 5 + C]), the
+    gradient written into a buffer of the graph's pool on every replay). Each call pads into the static inputs and
+    replays."""
     start = time.perf_counter()
     module = _padded_module(job, inputs, "cuda")
     raw, gt, mask = (t.clone() for t in padded_inputs(inputs))
@@ -137,7 +215,7 @@ def cudagraph_step(job: Job, subject: Subject, inputs: Inputs, measurement: str)
     def computation():
         if not backward:
             with torch.no_grad():
-                return module(raw, gt, mask)
+                return dict(zip(OUTPUT_NAMES, module(raw, gt, mask)))
         raw.grad = None
         out = padded_loss(raw, gt, mask, grid, module.config)
         out.loss.backward()
@@ -161,64 +239,13 @@ def cudagraph_step(job: Job, subject: Subject, inputs: Inputs, measurement: str)
         graph.replay()
         return outputs
     torch.cuda.synchronize()
-    loss = (lambda out: float(out[0][COMPONENT_NAMES.index("Loss")])) if backward else _loss_of_outputs
+    loss = (lambda out: float(out[0][_LOSS])) if backward else _loss_of_outputs
     return Step(replay, loss, setup_s=time.perf_counter() - start)
 
 
-def bench_session(path: str, provider: str, threads: int, cache_dir: str | None, profile_prefix: str | None = None,
-                  spinning: bool = True):
-    """``ort_runtime.ort_session`` on ``provider`` (TensorRT falls back to CUDA for nodes it does not take); raises
-    RuntimeError when onnxruntime does not take the provider."""
-    providers: list = [provider]
-    if provider == "CUDAExecutionProvider":
-        providers = [(provider, {"device_id": 0})]
-    elif provider == "TensorrtExecutionProvider":
-        trt_cache = str(Path(cache_dir or tempfile.gettempdir()) / "trt_engines")
-        providers = [(provider, {"device_id": 0, "trt_engine_cache_enable": True, "trt_engine_cache_path": trt_cache}),
-                     ("CUDAExecutionProvider", {"device_id": 0})]
-    session = ort_session(path, providers, threads=threads, spinning=spinning, profile_prefix=profile_prefix)
-    if session.get_providers()[0] != provider:
-        raise RuntimeError(f"onnxruntime did not take {provider}; session providers: {session.get_providers()}")
-    return session
+#: Subject family -> step builder for what the runner protocol does not cover.
+BESIDE_THE_PROTOCOL = {"reference": reference_step, "eager": eager_step, "cudagraph": cudagraph_step}
 
-
-def ort_step(job: Job, subject: Subject, inputs: Inputs, measurement: str) -> Step:
-    if not job.onnx_path:
-        raise RuntimeError("no ONNX graph for this mode (export failed or skipped)")
-    start = time.perf_counter()
-    session = bench_session(job.onnx_path, subject.provider, job.threads, job.cache_dir, spinning=job.spinning)
-    setup = time.perf_counter() - start
-    if subject.device == "cpu":
-        def run_cpu():
-            raw, gt, mask = padded_inputs(inputs)
-            return session.run(None, dict(zip(INPUT_NAMES, (raw.numpy(), gt.numpy(), mask.numpy()))))
-        return Step(run_cpu, _loss_of_outputs, setup_s=setup, memory_on_first_call=True)
-    return _ort_cuda_step(session, inputs, setup)
-
-
-_NUMPY_TYPES = {torch.float32: "float32", torch.bool: "bool_", torch.int64: "int64"}
-
-
-def _ort_cuda_step(session, inputs: Inputs, setup: float) -> Step:
-    """Zero-copy run on CUDA tensors through onnxruntime's IOBinding; outputs stay on the device."""
-    import numpy as np
-
-    binding = session.io_binding()
-    output_names = [o.name for o in session.get_outputs()]
-
-    def run_cuda():
-        tensors = [t.contiguous() for t in padded_inputs(inputs)]
-        for name, tensor in zip(INPUT_NAMES, tensors):
-            binding.bind_input(name, "cuda", 0, getattr(np, _NUMPY_TYPES[tensor.dtype]), tuple(tensor.shape),
-                               tensor.data_ptr())
-        for name in output_names:
-            binding.bind_output(name, "cuda", 0)
-        session.run_with_iobinding(binding)
-        binding.synchronize_outputs()
-        return binding
-
-    return Step(run_cuda, lambda out: _loss_of_outputs(out.copy_outputs_to_cpu()), setup_s=setup)
-
-
-STEP_BUILDERS = {"reference": reference_step, "eager": eager_step, "compile": compile_step,
-                 "cudagraph": cudagraph_step, "ort": ort_step}
+#: Subject family -> step builder: the runner path for every family in :data:`RUNNER_BACKENDS`, the builders of
+#: :data:`BESIDE_THE_PROTOCOL` for the rest.
+STEP_BUILDERS = {**{family: runner_step for family in RUNNER_BACKENDS}, **BESIDE_THE_PROTOCOL}

@@ -1,5 +1,6 @@
 """Worker processes: each runs jobs in a fresh interpreter (``python -m yolox_export.bench``: clean heap,
-allocator and thread pools, the OpenMP policy applied) and reports records and progress lines back."""
+allocator and thread pools, the OpenMP policy applied) and reports records and progress lines back. The workers
+find the package because it is installed (editable in development and CI); nothing edits PYTHONPATH."""
 
 from __future__ import annotations
 
@@ -21,10 +22,6 @@ from .settings import Job
 from .steps import STEP_BUILDERS, Inputs, make_inputs, padded_max_gt
 from .subjects import SUBJECTS, Subject
 from .timing import summarise, time_step
-
-#: Folder that holds the ``yolox_export`` package, put on the workers' PYTHONPATH.
-PACKAGE_PARENT = Path(__file__).resolve().parents[2]
-
 
 def _base_record(job: Job, subject: Subject, measurement: str) -> dict:
     return {"case": dataclasses.asdict(job.case), "subject": subject.name, "label": subject.label,
@@ -98,7 +95,6 @@ def _worker_env(threads: int, omp_wait_policy: str) -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     if omp_wait_policy != "default":
         env["OMP_WAIT_POLICY"] = omp_wait_policy
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_PARENT), env.get("PYTHONPATH")) if p)
     return env
 
 

@@ -3,7 +3,9 @@ one place onnxruntime sessions are created (:func:`ort_session`, also used by th
 
 onnxruntime's own errors for a wrong feed are terse and come from deep inside the session; :class:`OrtRunner`
 checks names, ranks, static dimensions, shared symbolic dimensions and dtypes first and names the input, what it
-expected and what it got. onnxruntime is imported when a runner is created, not when this module is.
+expected and what it got. On a CUDA session (CUDA or TensorRT execution provider first) CUDA tensor feeds are bound
+in place through onnxruntime's IOBinding and the outputs are written into CUDA tensors: no copy through the host.
+onnxruntime is imported when a runner is created, not when this module is.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ __all__ = ["DEFAULT_PROVIDERS", "InputSpec", "OrtRunner", "check_feeds", "defaul
 
 DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 """Execution providers in order of preference; :func:`default_providers` keeps the available ones."""
+#: Providers whose sessions take CUDA tensors in place (IOBinding) when they come first.
+_DEVICE_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 _ORT_TYPES = {
     "tensor(float)": np.float32,
@@ -174,11 +178,54 @@ def check_feeds(specs: Sequence[InputSpec], feeds: Mapping[str, np.ndarray | tor
     """
     _check_names(specs, feeds)
     arrays = {spec.name: _as_numpy(spec.name, feeds[spec.name]) for spec in specs}
+    _check_arrays(specs, arrays)
+    return arrays
+
+
+def _check_arrays(specs: Sequence[InputSpec], arrays: Mapping[str, Any]) -> None:
+    """Ranks, static dimensions, dtypes and shared symbolic dimensions of ``arrays`` (anything with ``ndim``,
+    ``shape`` and a numpy ``dtype``) against ``specs``."""
     for spec in specs:
         _check_shape(spec, arrays[spec.name])
         _check_dtype(spec, arrays[spec.name])
     _check_symbolic_dims(specs, arrays)
-    return arrays
+
+
+@dataclasses.dataclass(frozen=True)
+class _TensorMeta:
+    """A device tensor's rank, shape and numpy dtype (its torch dtype where numpy has none), for the checks."""
+
+    ndim: int
+    shape: tuple[int, ...]
+    dtype: Any
+
+
+def _numpy_dtype_of(dtype: torch.dtype) -> np.dtype | None:
+    try:
+        return torch.empty(0, dtype=dtype).numpy().dtype
+    except (TypeError, RuntimeError):
+        return None
+
+
+def _torch_dtype_of(dtype: np.dtype) -> torch.dtype:
+    return torch.from_numpy(np.empty(0, dtype)).dtype
+
+
+def _specs(args: Sequence[Any]) -> tuple[InputSpec, ...]:
+    """onnxruntime's ``NodeArg`` descriptions of a model's inputs or outputs as specs."""
+    return tuple(InputSpec(arg.name, tuple(arg.shape), arg.type, numpy_dtype(arg.type)) for arg in args)
+
+
+def _resolved_shape(shape: Sequence[int | str | None], sizes: Mapping[str, int]) -> tuple[int, ...] | None:
+    """``shape`` with its symbolic dimensions replaced by ``sizes``; None when one is unknown."""
+    resolved = []
+    for dim in shape:
+        if isinstance(dim, str) and dim in sizes:
+            dim = sizes[dim]
+        if not isinstance(dim, int):
+            return None
+        resolved.append(dim)
+    return tuple(resolved)
 
 
 class OrtRunner:
@@ -189,6 +236,8 @@ class OrtRunner:
         providers: execution providers (names, or ``(name, options)`` pairs), in preference order. Default: those of
             :data:`DEFAULT_PROVIDERS` that this onnxruntime build offers.
         validate: check every feed in :meth:`run` against the model's inputs before running.
+        session_options: keyword arguments of :func:`ort_session` (``threads``, ``spinning``, ``profile_prefix``,
+            ``log_severity``), e.g. the benchmark's thread count.
 
     Raises:
         ImportError: onnxruntime is not installed.
@@ -201,6 +250,7 @@ class OrtRunner:
         model_path: str | Path,
         providers: Sequence[str | tuple[str, Mapping[str, Any]]] | None = None,
         validate: bool = True,
+        session_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.model_path = Path(model_path)
         self.validate = check_flag("validate", validate)
@@ -215,13 +265,13 @@ class OrtRunner:
             raise ValueError(f"execution providers {unavailable} are not available; this onnxruntime offers "
                              f"{list(available)}")
         try:
-            self._session = ort_session(self.model_path, providers)
+            self._session = ort_session(self.model_path, providers, **dict(session_options or {}))
         except _load_errors(onnxruntime) as err:
             raise ValueError(f"onnxruntime cannot load {self.model_path}: {err}") from err
-        self._input_specs = tuple(
-            InputSpec(arg.name, tuple(arg.shape), arg.type, numpy_dtype(arg.type)) for arg in self._session.get_inputs()
-        )
-        self._output_names = tuple(arg.name for arg in self._session.get_outputs())
+        self._input_specs = _specs(self._session.get_inputs())
+        self._output_specs = _specs(self._session.get_outputs())  # for the outputs the CUDA path allocates
+        self._output_names = tuple(spec.name for spec in self._output_specs)
+        self._on_device = self._session.get_providers()[0] in _DEVICE_PROVIDERS
 
     @property
     def input_specs(self) -> tuple[InputSpec, ...]:
@@ -234,22 +284,65 @@ class OrtRunner:
         return self._output_names
 
     @property
+    def session(self) -> Any:
+        """The ``onnxruntime.InferenceSession`` (e.g. for ``end_profiling``)."""
+        return self._session
+
+    @property
     def providers(self) -> list[str]:
         """The execution providers the session actually uses, in priority order."""
         return list(self._session.get_providers())
 
     def run(self, feeds: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Return ``{output name: CPU tensor}`` for one run on ``feeds`` (the runner protocol of ``runners``).
+        """Return ``{output name: tensor}`` for one run on ``feeds`` (the runner protocol of ``runners``).
 
-        Torch tensors are copied to host numpy arrays. With ``validate`` set, the feeds are checked as in
-        :func:`check_feeds` first.
+        On a CUDA session with every feed a CUDA tensor, the feeds are bound in place and the outputs are CUDA
+        tensors (:meth:`_run_on_device`). Otherwise torch tensors are copied to host numpy arrays and the outputs
+        are CPU tensors. With ``validate`` set, the feeds are checked as in :func:`check_feeds` first.
         """
+        if self._on_device and feeds and all(isinstance(v, torch.Tensor) and v.is_cuda for v in feeds.values()):
+            return self._run_on_device(feeds)
         if self.validate:
             arrays = check_feeds(self._input_specs, feeds)
         else:
             arrays = {name: _as_numpy(name, value) for name, value in feeds.items()}
         outputs = self._session.run(list(self._output_names), arrays)
         return {name: torch.from_numpy(np.asarray(value)) for name, value in zip(self._output_names, outputs)}
+
+    def _run_on_device(self, feeds: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One run through onnxruntime's IOBinding: the CUDA feeds bound in place (no host copy), the outputs written
+        into CUDA tensors allocated by torch on the feeds' device (an output whose shape the inputs' symbolic
+        dimensions do not resolve is allocated by onnxruntime and copied to a CPU tensor)."""
+        tensors = {name: value.contiguous() for name, value in feeds.items()}  # referenced until the run returns
+        if self.validate:
+            _check_names(self._input_specs, tensors)
+            _check_arrays(self._input_specs, {name: _TensorMeta(t.dim(), tuple(t.shape), _numpy_dtype_of(t.dtype)
+                                                                or t.dtype) for name, t in tensors.items()})
+        device = next(iter(tensors.values())).device
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        binding = self._session.io_binding()
+        sizes: dict[str, int] = {}
+        for spec in self._input_specs:
+            tensor, dtype = tensors[spec.name], _numpy_dtype_of(tensors[spec.name].dtype)
+            if dtype is None:
+                raise TypeError(f"input {spec.name!r}: numpy has no dtype for {tensor.dtype}")
+            binding.bind_input(spec.name, "cuda", index, dtype.type, tuple(tensor.shape), tensor.data_ptr())
+            sizes.update((dim, size) for dim, size in zip(spec.shape, tensor.shape) if isinstance(dim, str))
+        outputs: dict[str, torch.Tensor] = {}
+        for spec in self._output_specs:
+            shape = _resolved_shape(spec.shape, sizes)
+            if shape is None or spec.dtype is None:
+                binding.bind_output(spec.name, "cuda", index)
+                continue
+            outputs[spec.name] = torch.empty(shape, dtype=_torch_dtype_of(spec.dtype), device=device)
+            binding.bind_output(spec.name, "cuda", index, spec.dtype.type, shape, outputs[spec.name].data_ptr())
+        torch.cuda.current_stream(device).synchronize()  # the feeds were written on torch's stream
+        self._session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        if len(outputs) < len(self._output_specs):
+            for spec, value in zip(self._output_specs, binding.copy_outputs_to_cpu()):
+                outputs.setdefault(spec.name, torch.from_numpy(np.asarray(value)))
+        return {spec.name: outputs[spec.name] for spec in self._output_specs}
 
     def __repr__(self) -> str:
         return f"OrtRunner({str(self.model_path)!r}, providers={self.providers})"

@@ -1,26 +1,34 @@
-"""One protocol for every backend that runs the exported graph: ``run(feeds) -> dict[str, Tensor]``.
+"""One protocol for every backend that computes the padded graph's outputs: ``run(feeds) -> dict[str, Tensor]``.
 
 Feeds and outputs are named as in ``contract`` (``INPUT_NAMES``, ``OUTPUT_NAMES`` and, with targets,
 ``TARGET_OUTPUT_NAMES``), with the same dtypes for every backend: float32 / bool inputs; bool, int64 and float32
-outputs. :class:`EagerRunner` runs ``PaddedYoloXLoss`` in eager torch, ``ort_runtime.OrtRunner`` the ONNX file
-under onnxruntime (CPU tensors out), ``tensorrt.TensorRTRunner`` a TensorRT engine (CUDA tensors out). Parity and
-the tools open them through :func:`open_runner`, so that every backend is treated alike.
+outputs. Feeds: ``predictions`` [B, A, 5 + C], ``targets`` [B, G, 5], ``target_mask`` [B, G]; outputs
+``fg_mask`` / ``matched_gt`` / ``matched_iou`` [B, A], ``loss_components`` [6]. Shape legend: B batch, A cells,
+G padded targets, C classes.
+
+Backends (:data:`BACKENDS`): :class:`EagerRunner` runs ``PaddedYoloXLoss`` in eager torch, :class:`CompiledRunner`
+the same module under ``torch.compile(fullgraph=True)``, ``ort_runtime.OrtRunner`` the ONNX file under onnxruntime
+(CPU tensors out; CUDA tensors in and out on a CUDA session), ``tensorrt.TensorRTRunner`` a TensorRT engine (CUDA
+tensors out). Parity, the benchmark and the GPU check open them through :func:`open_runner`, so that every backend
+is treated alike. What the protocol does not cover (gradients, a training step, a CUDA-graph replay, the drop-in's
+ragged-target call) is not a runner: see ``StaticYoloXLoss`` and ``bench.steps``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import Tensor
 
-from ..config import LossConfig
+from ..config import LossConfig, check_flag
 from ..static import PaddedYoloXLoss
 from .contract import INPUT_NAMES, OUTPUT_NAMES, TARGET_OUTPUT_NAMES
 
-#: Backends that run an exported artifact, and what each needs.
-BACKENDS = ("eager", "onnxruntime", "tensorrt")
+#: Backends that compute the padded graph's outputs. "eager" and "compiled" need a configuration and the levels'
+#: shapes; "onnxruntime" an ONNX file; "tensorrt" an engine file.
+BACKENDS = ("eager", "compiled", "onnxruntime", "tensorrt")
 
 
 @runtime_checkable
@@ -30,37 +38,91 @@ class Runner(Protocol):
 
 
 class EagerRunner:
-    """``PaddedYoloXLoss(config, shapes)`` in eager torch, under ``torch.no_grad``, behind the runner protocol."""
+    """``PaddedYoloXLoss(config, shapes)`` in eager torch, under ``torch.no_grad``, behind the runner protocol.
 
-    def __init__(self, config: LossConfig, shapes: Sequence[tuple[int, int]], with_targets: bool = False):
-        self.module = PaddedYoloXLoss(config, shapes, with_targets=with_targets).eval()
+    Args:
+        config: the loss configuration.
+        shapes: the levels' (H, W), in stride order; they fix A.
+        with_targets: also return ``TARGET_OUTPUT_NAMES``.
+        device: where the module's grid lives; feeds must be on the same device.
+    """
+
+    def __init__(self, config: LossConfig, shapes: Sequence[tuple[int, int]], with_targets: bool = False,
+                 device: str | torch.device = "cpu"):
+        self.module = PaddedYoloXLoss(config, shapes, with_targets=with_targets).to(device).eval()
         self.output_names = OUTPUT_NAMES + (TARGET_OUTPUT_NAMES if with_targets else ())
 
+    def _call(self, feeds: Mapping[str, Tensor]):
+        return self.module(*_ordered(feeds))
+
     def run(self, feeds: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        missing = [name for name in INPUT_NAMES if name not in feeds]
-        if missing:
-            raise ValueError(f"inputs are {list(INPUT_NAMES)}: missing {missing}")
         with torch.no_grad():
-            outputs = self.module(*(feeds[name] for name in INPUT_NAMES))
+            outputs = self._call(feeds)
         return dict(zip(self.output_names, outputs))
 
 
+class CompiledRunner(EagerRunner):
+    """``torch.compile(PaddedYoloXLoss(config, shapes), fullgraph=True)`` behind the runner protocol.
+
+    The first :meth:`run` compiles (a graph break raises). With ``dynamic=True`` (the default) every run marks B
+    (axis 0 of every feed) and G (axis 1 of ``targets`` and ``target_mask``) dynamic before dynamo guards on them
+    (``maybe_mark_dynamic``, as ``StaticYoloXLoss`` marks N), so one compiled graph serves every batch size and
+    padded target count, while the configuration's Python numbers stay constants. ``dynamic=False`` specialises on
+    the shapes of each new call (``torch.compile(dynamic=False)``), as the benchmark times it. ``compile_backend``
+    is torch.compile's backend (default inductor). Arguments otherwise as :class:`EagerRunner`.
+    """
+
+    def __init__(self, config: LossConfig, shapes: Sequence[tuple[int, int]], with_targets: bool = False,
+                 device: str | torch.device = "cpu", dynamic: bool = True, compile_backend: str | Any = "inductor"):
+        super().__init__(config, shapes, with_targets=with_targets, device=device)
+        self.dynamic = check_flag("dynamic", dynamic)
+        self.compiled = torch.compile(self.module, fullgraph=True, dynamic=None if dynamic else False,
+                                      backend=compile_backend)
+
+    def _call(self, feeds: Mapping[str, Tensor]):
+        predictions, targets, target_mask = _ordered(feeds)
+        if self.dynamic:
+            for tensor, axes in ((predictions, (0,)), (targets, (0, 1)), (target_mask, (0, 1))):
+                for axis in axes:
+                    if axis < tensor.dim():
+                        torch._dynamo.maybe_mark_dynamic(tensor, axis)
+        return self.compiled(predictions, targets, target_mask)
+
+
+def _ordered(feeds: Mapping[str, Tensor]) -> tuple[Tensor, ...]:
+    """The feeds in ``INPUT_NAMES`` order; ValueError naming the missing ones."""
+    missing = [name for name in INPUT_NAMES if name not in feeds]
+    if missing:
+        raise ValueError(f"inputs are {list(INPUT_NAMES)}: missing {missing}")
+    return tuple(feeds[name] for name in INPUT_NAMES)
+
+
 def open_runner(backend: str, path: str | Path | None = None, config: LossConfig | None = None,
-                shapes: Sequence[tuple[int, int]] | None = None) -> Runner:
-    """A runner of ``backend``: "eager" needs ``config`` and the levels' ``shapes``; "onnxruntime" an ONNX file
-    ``path``; "tensorrt" an engine ``path``. Raises ValueError for an unknown backend or a missing argument."""
-    if backend == "eager":
-        if config is None or shapes is None:
-            raise ValueError("backend 'eager' needs config and shapes")
-        return EagerRunner(config, shapes)
+                shapes: Sequence[tuple[int, int]] | None = None, **options: Any) -> Runner:
+    """A runner of ``backend`` (one of :data:`BACKENDS`).
+
+    "eager" and "compiled" need ``config`` and the levels' ``shapes``; "onnxruntime" an ONNX file ``path``;
+    "tensorrt" an engine ``path``. ``options`` go to the runner's constructor: ``with_targets`` and ``device``
+    (eager, compiled), ``dynamic`` and ``compile_backend`` (compiled), ``providers``, ``validate`` and
+    ``session_options`` (onnxruntime: see ``ort_runtime.OrtRunner``). onnxruntime and TensorRT are imported here,
+    not when this module is.
+
+    Raises:
+        ValueError: an unknown backend or a missing argument.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+    if backend in ("eager", "compiled"):
+        if config is None or shapes is None:
+            raise ValueError(f"backend {backend!r} needs config and shapes")
+        runner = EagerRunner if backend == "eager" else CompiledRunner
+        return runner(config, shapes, **options)
     if path is None:
         raise ValueError(f"backend {backend!r} needs a file path")
     if backend == "onnxruntime":
         from .ort_runtime import OrtRunner
 
-        return OrtRunner(path)
+        return OrtRunner(path, **options)
     from .tensorrt import TensorRTRunner
 
-    return TensorRTRunner(path)
+    return TensorRTRunner(path, **options)

@@ -1,5 +1,8 @@
-"""Parity: run subjects (the static module eager, an exported graph through a runner: onnxruntime, TensorRT)
-against the eager reference of the same mode on the same batches, and report what agrees, what differs, and why.
+"""Parity: run subjects against the eager reference of the same mode on the same batches, and report what agrees,
+what differs, and why. Subjects: the drop-in static module eager ("static": ragged targets, with gradients, beside
+the runner protocol), and the padded graph's forward through a runner of ``export.runners`` opened with
+``open_runner`` (:class:`SubjectRunners`): torch.compile ("compiled"), the exported graph under onnxruntime, a
+TensorRT engine.
 
 Every assignment difference is classified by ``ties``: explained by a tie in the reference's own answer, or a real
 mismatch. Loss components and gradients are compared on batches whose assignments agree cell for cell (on a batch
@@ -18,6 +21,7 @@ from torch import Tensor
 from ..assignment import Assignment
 from ..config import COMPONENT_NAMES, LossConfig
 from ..export.contract import graph_feeds
+from ..export.runners import open_runner
 from ..grid import flatten_levels, level_shapes, make_grid
 from ..reference import reference_for
 from ..static import StaticYoloXLoss
@@ -27,11 +31,13 @@ from .ties import image_ties
 
 #: Report rows of the loss components (``COMPONENT_NAMES``, lower case).
 COMPONENTS = tuple(name.lower() for name in COMPONENT_NAMES)
-SUBJECTS = ("static", "onnxruntime", "tensorrt")
+SUBJECTS = ("static", "compiled", "onnxruntime", "tensorrt")
+#: Subjects whose runner opens a file, and the argument of :func:`compare` that names it.
+FILE_SUBJECTS = {"onnxruntime": "onnx_path", "tensorrt": "engine_path"}
 #: Default tolerances: matched IoU absolute; loss components relative; gradients relative to the largest |grad|.
 TOLERANCES = {"matched_iou": 1e-5, "components": 1e-5, "gradients": 1e-4}
 #: Float32 ulps by which a runtime's sigmoid / exp may differ from torch's (the static module in eager torch: 0).
-RUNTIME_ULPS = {"onnxruntime": 2, "tensorrt": 2}
+RUNTIME_ULPS = {"compiled": 2, "onnxruntime": 2, "tensorrt": 2}
 
 
 def static_for(config: LossConfig) -> StaticYoloXLoss:
@@ -56,7 +62,8 @@ def eager_outcome(loss_module, predictions: Sequence[Tensor], targets: Tensor, g
 
 
 def runtime_outcome(runner, predictions: Sequence[Tensor], targets: Tensor) -> Outcome:
-    """An exported graph's outcome through a runner with ``run(feeds) -> dict`` (onnxruntime or TensorRT)."""
+    """The padded graph's outcome through a runner with ``run(feeds) -> dict`` (compiled, onnxruntime, TensorRT),
+    on the feeds of per-level ``predictions`` and [N, 6] ``targets`` (on their device)."""
     out = runner.run(graph_feeds([p.detach() for p in predictions], targets))
     as_tensor = lambda x: torch.as_tensor(x).cpu()  # noqa: E731
     assignment = Assignment(as_tensor(out["fg_mask"]).bool(), as_tensor(out["matched_gt"]).long(),
@@ -66,23 +73,29 @@ def runtime_outcome(runner, predictions: Sequence[Tensor], targets: Tensor) -> O
 
 def compare(batches: Iterable, config: LossConfig, subjects: Sequence[str] = ("static",), onnx_path=None,
             engine_path=None, gradients: bool = True, tolerances: dict | None = None,
-            static_module: StaticYoloXLoss | None = None, runners: dict | None = None) -> ParityReport:
+            static_module: StaticYoloXLoss | None = None, runners: dict | SubjectRunners | None = None
+            ) -> ParityReport:
     """Compare ``subjects`` with the reference of ``config.mode`` on ``batches``.
 
     ``batches`` yields (predictions, targets) pairs or ``scenarios.Scenario`` objects: predictions a per-level list
-    [B, 1, H, W, 5 + C], targets [N, 6]. "onnxruntime" needs ``onnx_path``; "tensorrt" needs ``engine_path``.
-    ``static_module`` replaces the "static" subject's module (default: one built from ``config``); ``runners``
-    (subject -> runner with ``run(feeds) -> dict``) replaces the runners opened from the paths, e.g. an onnxruntime
-    session on the CUDA execution provider.
+    [B, 1, H, W, 5 + C], targets [N, 6]. "onnxruntime" needs ``onnx_path``; "tensorrt" needs ``engine_path``;
+    "compiled" needs nothing. ``static_module`` replaces the "static" subject's module (default: one built from
+    ``config``); ``runners`` (subject -> runner with ``run(feeds) -> dict``) replaces the runners opened from the
+    paths, e.g. an onnxruntime session on the CUDA execution provider; a :class:`SubjectRunners` is used as it is
+    (and keeps what it opens, e.g. for the plots).
     """
     unknown = [s for s in subjects if s not in SUBJECTS]
     if unknown:
         raise ValueError(f"unknown parity subjects {unknown}; choose from {SUBJECTS}")
     tol = {**TOLERANCES, **(tolerances or {})}
-    runners = dict(runners) if runners is not None else _runners(subjects, onnx_path, engine_path)
-    missing = [s for s in subjects if s != "static" and s not in runners]
-    if missing:
-        raise ValueError(f"no runner for subject(s) {missing}")
+    if isinstance(runners, SubjectRunners):
+        runner_for = runners.open(subjects)
+    else:
+        if runners is not None:
+            missing = [s for s in subjects if s in FILE_SUBJECTS and s not in runners]
+            if missing:
+                raise ValueError(f"no runner for subject(s) {missing}")
+        runner_for = SubjectRunners(config, onnx_path, engine_path, runners).open(subjects)
     reference = reference_for(config)
     static = static_module if static_module is not None else static_for(config)
     report = ParityReport(config.mode)
@@ -93,24 +106,46 @@ def compare(batches: Iterable, config: LossConfig, subjects: Sequence[str] = ("s
             if subject == "static":
                 got = eager_outcome(static, predictions, targets, gradients)
             else:
-                got = runtime_outcome(runners[subject], predictions, targets)
+                got = runtime_outcome(runner_for(subject, predictions), predictions, targets)
             _record(report, subject, index, predictions, targets, config, expected, got, tol)
         report.batches += 1
     return report
 
 
-def _runners(subjects: Sequence[str], onnx_path, engine_path) -> dict:
-    from ..export.runners import open_runner
+class SubjectRunners:
+    """subject -> the runner of its padded forward, each opened once with ``runners.open_runner``: the ONNX file
+    under onnxruntime, the TensorRT engine, and torch.compile of the padded module (B and G dynamic), one per levels'
+    shapes and device since the module's grid fixes A. ``runners`` (subject -> runner) are used as given."""
 
-    paths = {"onnxruntime": (onnx_path, "onnx_path"), "tensorrt": (engine_path, "engine_path")}
-    runners = {}
-    for subject in subjects:
-        if subject in paths:
-            path, name = paths[subject]
-            if path is None:
-                raise ValueError(f"subject {subject!r} needs {name}")
-            runners[subject] = open_runner(subject, path)
-    return runners
+    def __init__(self, config: LossConfig, onnx_path=None, engine_path=None, runners: dict | None = None):
+        self.config = config
+        self.paths = {"onnxruntime": onnx_path, "tensorrt": engine_path}
+        self.runners: dict = dict(runners or {})
+
+    def open(self, subjects: Sequence[str]) -> SubjectRunners:
+        """Open the file-backed runners of ``subjects`` now, so that a missing or bad file fails before any
+        comparison; ValueError for a subject without its file."""
+        for subject in subjects:
+            if subject in FILE_SUBJECTS and subject not in self.runners:
+                if self.paths[subject] is None:
+                    raise ValueError(f"subject {subject!r} needs {FILE_SUBJECTS[subject]}")
+                self.runners[subject] = open_runner(subject, self.paths[subject])
+        return self
+
+    def __call__(self, subject: str, predictions: Sequence[Tensor]):
+        """The runner of ``subject`` for per-level ``predictions`` [B, 1, H, W, 5 + C]."""
+        if subject in self.runners:
+            return self.runners[subject]
+        if subject in FILE_SUBJECTS:
+            return self.open([subject]).runners[subject]
+        if subject != "compiled":
+            raise ValueError(f"subject {subject!r} has no runner; runner subjects: {SUBJECTS[1:]}")
+        shapes = tuple(level_shapes(predictions))
+        key = (subject, shapes, str(predictions[0].device))
+        if key not in self.runners:
+            self.runners[key] = open_runner("compiled", config=self.config, shapes=shapes,
+                                            device=predictions[0].device)
+        return self.runners[key]
 
 
 def _record(report: ParityReport, subject: str, index: int, predictions, targets: Tensor, config: LossConfig,

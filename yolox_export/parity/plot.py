@@ -16,24 +16,23 @@ from .suite import DEFAULT_PLOT_LIMIT, Batch
 
 
 class SubjectAssignments:
-    """Recomputes the reference's and a subject's full assignment of one batch, for plotting."""
+    """Recomputes the reference's and a subject's full assignment of one batch, for plotting; runner subjects
+    through ``runners`` (a ``comparison.SubjectRunners``, e.g. the one the comparison opened) or new ones opened
+    from the paths."""
 
-    def __init__(self, config: LossConfig, onnx_path=None, engine_path=None, static_module=None):
+    def __init__(self, config: LossConfig, onnx_path=None, engine_path=None, static_module=None,
+                 runners: comparison.SubjectRunners | None = None):
         self.config = config
         self.reference = reference_for(config)
         self.static = static_module if static_module is not None else comparison.static_for(config)
-        self.paths = {"onnxruntime": onnx_path, "tensorrt": engine_path}
-        self.runners: dict[str, object] = {}
+        self.runners = runners if runners is not None else comparison.SubjectRunners(config, onnx_path, engine_path)
 
     def __call__(self, subject: str, batch: Batch) -> tuple[Assignment, Assignment]:
         reference = self.reference.assign(batch.predictions, batch.targets)
         if subject == "static":
             return reference, self.static.assign(batch.predictions, batch.targets)
-        if subject not in self.runners:
-            from ..export.runners import open_runner
-
-            self.runners[subject] = open_runner(subject, self.paths[subject])
-        return reference, comparison.runtime_outcome(self.runners[subject], batch.predictions, batch.targets).assignment
+        runner = self.runners(subject, batch.predictions)
+        return reference, comparison.runtime_outcome(runner, batch.predictions, batch.targets).assignment
 
 
 def plot_differences(report: ParityReport, batches: Sequence[Batch], config: LossConfig, directory: str | Path,

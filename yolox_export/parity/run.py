@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from ..config import MODES, LossConfig
-from .comparison import SUBJECTS, compare
+from .comparison import SUBJECTS, SubjectRunners, compare
 from .plot import SubjectAssignments, plot_differences
 from .report import ParityReport, group_differences
 from .runtimes import export_graphs, resolve_engines, resolve_onnx
-from .scenarios import KINDS
+from ..scenarios import KINDS
 from .suite import (DEFAULT_BATCH_SIZE, DEFAULT_IMAGE_SIZE, DEFAULT_MODES, DEFAULT_NUM_CLASSES, DEFAULT_PLOT_LIMIT,
                     DEFAULT_SEEDS, DEFAULT_STRIDES, SEED_CAPS, Batch, InputError, build_suite, load_recorded_batches,
                     suite_seeds)
@@ -136,8 +136,8 @@ def run(options: Options, log: Callable[[str], None] = _quiet) -> RunResult:
         f"subjects: {', '.join(subjects)}")
         for mode in modes:
             start = time.perf_counter()
-            report = compare(batches, configs[mode], subjects, onnx_path=onnx_paths.get(mode),
-                             engine_path=engine_paths.get(mode), gradients=options.gradients)
+            runners = SubjectRunners(configs[mode], onnx_paths.get(mode), engine_paths.get(mode))
+            report = compare(batches, configs[mode], subjects, gradients=options.gradients, runners=runners)
             elapsed = time.perf_counter() - start
             result.reports[mode] = report
             log("")
@@ -146,7 +146,7 @@ def run(options: Options, log: Callable[[str], None] = _quiet) -> RunResult:
                 log(line)
             log(f"({mode} mode: {elapsed:.1f} s)")
             if options.plot_dir is not None and report.differences:
-                subjects_for = SubjectAssignments(configs[mode], onnx_paths.get(mode), engine_paths.get(mode))
+                subjects_for = SubjectAssignments(configs[mode], runners=runners)
                 result.plots += plot_differences(report, batches, configs[mode], options.plot_dir,
                                                  subjects_for, limit=options.plot_limit)
     if options.json_path is not None:

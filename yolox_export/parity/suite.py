@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..config import MODES
 from ..validation import check_predictions, check_targets, unwrap_model_output
-from .scenarios import KINDS, HeadBatch, make_scenario
+from ..scenarios import KINDS, HeadBatch, make_scenario
 
 DEFAULT_MODES = MODES
 DEFAULT_SEEDS = 2

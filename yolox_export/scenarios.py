@@ -1,6 +1,6 @@
-"""Seeded scenario generator: head outputs and targets of the kinds the parity tests, the parity CLI and the
-benchmark run on. Predictions are per-level lists [B, 1, H, W, 5 + C]; targets [N, 6] rows
-(image_index, class, cx, cy, w, h) in pixels.
+"""Seeded scenario generator, beside the core: head outputs and targets of the kinds that parity, the benchmark, the
+tests and the tools run on (imports torch only). Predictions are per-level lists [B, 1, H, W, 5 + C]; targets
+[N, 6] rows (image_index, class, cx, cy, w, h) in pixels.
 """
 
 from __future__ import annotations

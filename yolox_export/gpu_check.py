@@ -6,7 +6,8 @@ references on CUDA) at B=16. It writes ``OUT/gpu.json`` and ``OUT/gpu.md``.
 Without a CUDA device :func:`run_gpu_check` runs nothing on a GPU: it checks its own plumbing (the steps' modules
 import, the benchmark settings and the export presets of every mode are valid, the output folder is writable) and
 returns a document whose ``ran`` is False with the reason. The command line (``cli/gpu_check.py``) prints and picks
-the exit code; this module never prints.
+the exit code; this module never prints. It is a tool beside ``bench`` and ``parity`` (it runs both, and
+pytest), not part of either package.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..config import MODES, LossConfig
+from .config import MODES, LossConfig
 
 SCHEMA = 1
 #: The benchmark subjects timed on the GPU (the CUDA references are added per mode).
@@ -57,8 +58,8 @@ def cuda_unavailable_reason() -> str | None:
 
 def bench_settings(options: GpuCheckOptions):
     """The benchmark settings of the GPU check: the target cases at B = ``options.batch`` on the CUDA subjects."""
-    from .settings import make_settings
-    from .subjects import REFERENCE_SUBJECTS
+    from .bench.settings import make_settings
+    from .bench.subjects import REFERENCE_SUBJECTS
 
     references = tuple(REFERENCE_SUBJECTS[("cuda", mode)] for mode in options.modes)
     return make_settings("targets", out=options.out, batches=(options.batch,), image_sizes=(options.image_size,),
@@ -68,7 +69,7 @@ def bench_settings(options: GpuCheckOptions):
 
 def export_presets(options: GpuCheckOptions) -> dict:
     """mode -> the export preset (default preset, the check's image size and classes, batch range up to B)."""
-    from ..export.presets import load_preset, with_overrides
+    from .export.presets import load_preset, with_overrides
 
     base = load_preset()
     return {mode: with_overrides(base, mode=mode, num_classes=options.num_classes,
@@ -101,7 +102,7 @@ def plumbing_problems(options: GpuCheckOptions) -> list[str]:
 
 def run_cuda_tests(log: Callable[[str], None]) -> dict:
     """The tests marked ``cuda`` (``pytest -m cuda``) in a subprocess; their closing line and exit code."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     if not (root / "tests").is_dir():
         return {"ran": False, "reason": f"no tests folder beside the package ({root / 'tests'})"}
     start = time.perf_counter()
@@ -117,8 +118,8 @@ def run_cuda_tests(log: Callable[[str], None]) -> dict:
 def export_modes(options: GpuCheckOptions, folder: Path, log: Callable[[str], None]) -> dict:
     """mode -> {onnx, checks_ok, engine | engine_skipped}: every mode exported and validated, and built into a
     TensorRT engine where TensorRT is installed."""
-    from ..export.pipeline import export_and_validate
-    from ..export.tensorrt import tensorrt_unavailable_reason
+    from .export.pipeline import export_and_validate
+    from .export.tensorrt import tensorrt_unavailable_reason
 
     trt_reason = tensorrt_unavailable_reason()
     results = {}
@@ -143,22 +144,22 @@ def export_modes(options: GpuCheckOptions, folder: Path, log: Callable[[str], No
 
 
 def gpu_runners(entry: dict) -> dict:
-    """subject -> runner on the GPU for one mode's exports: onnxruntime on the CUDA EP, the TensorRT engine."""
-    from ..export.ort_runtime import OrtRunner
-    from ..export.tensorrt import TensorRTRunner
+    """subject -> runner on the GPU for one mode's exports (``runners.open_runner``): onnxruntime on the CUDA EP,
+    the TensorRT engine."""
+    from .export.runners import open_runner
 
     runners = {}
     if "onnx" in entry:
-        runners["onnxruntime"] = OrtRunner(entry["onnx"], providers=["CUDAExecutionProvider"])
+        runners["onnxruntime"] = open_runner("onnxruntime", entry["onnx"], providers=["CUDAExecutionProvider"])
     if "engine" in entry:
-        runners["tensorrt"] = TensorRTRunner(entry["engine"])
+        runners["tensorrt"] = open_runner("tensorrt", entry["engine"])
     return runners
 
 
 def gpu_parity(options: GpuCheckOptions, exports: dict, log: Callable[[str], None]) -> dict:
     """mode -> parity of the CUDA runners (and the static module) against the eager reference on the suite."""
-    from ..parity.comparison import compare
-    from ..parity.suite import build_suite
+    from .parity.comparison import compare
+    from .parity.suite import build_suite
 
     batches = build_suite(seeds=options.parity_seeds, batch_size=2, image_size=(options.image_size,) * 2,
                           num_classes=options.num_classes)
@@ -179,7 +180,7 @@ def gpu_parity(options: GpuCheckOptions, exports: dict, log: Callable[[str], Non
 
 def gpu_benchmark(options: GpuCheckOptions, log: Callable[[str], None]) -> dict:
     """The benchmark's results document for :func:`bench_settings`."""
-    from .run import run_benchmark
+    from .bench.run import run_benchmark
 
     return run_benchmark(bench_settings(options), ["--gpu-check"], log=log)
 
@@ -222,7 +223,7 @@ def gpu_check_passed(doc: dict) -> bool:
 
 def render_gpu_markdown(doc: dict) -> str:
     """``OUT/gpu.md``: the device, tests, exports, parity verdicts and tables, and the benchmark tables."""
-    from .report import render_markdown
+    from .bench.report import render_markdown
 
     if not doc.get("ran"):
         return f"# GPU check\n\nNot run: {doc.get('reason')}.\n"

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from yolox_export.bench import gpu_check
-from yolox_export.bench.gpu_check import GpuCheckOptions, gpu_check_passed, render_gpu_markdown, run_gpu_check
+from yolox_export import gpu_check
+from yolox_export.gpu_check import GpuCheckOptions, gpu_check_passed, render_gpu_markdown, run_gpu_check
 
 from conftest import load_script
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the no-GPU form needs a machine without CUDA")

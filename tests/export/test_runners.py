@@ -1,0 +1,99 @@
+"""The runner protocol (``export.runners``): ``CompiledRunner`` (torch.compile of the padded module, fullgraph) gives
+EagerRunner's outputs in every mode, with one graph for changing B and G; ``open_runner`` knows every backend and
+names what is missing. onnxruntime's runner is tested in test_export_ort_runtime.py and against the exported graph
+in test_export_onnx.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from yolox_export.config import MODES, LossConfig
+from yolox_export.export.contract import OUTPUT_NAMES, graph_feeds
+from yolox_export.export.runners import BACKENDS, CompiledRunner, EagerRunner, Runner, open_runner
+from yolox_export.grid import level_shapes
+from yolox_export.scenarios import make_scenario
+
+STRIDES, CLASSES = (8, 16, 32), 4
+
+
+def _batches():
+    """Two padded batches of one grid (64 x 64: A = 84) with different B and G."""
+    small = make_scenario("coco", batch_size=2, image_size=(64, 64), num_classes=CLASSES, seed=0)
+    large = make_scenario("coco", batch_size=3, image_size=(64, 64), num_classes=CLASSES, seed=1)
+    feeds = [graph_feeds(s.predictions, s.targets) for s in (small, large)]
+    assert feeds[0]["targets"].shape[:2] != feeds[1]["targets"].shape[:2]  # B and G both change
+    return level_shapes(small.predictions), feeds
+
+
+def _assert_same_outputs(got: dict, want: dict) -> None:
+    assert list(got) == list(want) == list(OUTPUT_NAMES)
+    for name in ("fg_mask", "matched_gt"):
+        assert torch.equal(got[name], want[name]), name
+    # float32: inductor fuses and reorders sums, so equality is to float32 rounding
+    for name in ("matched_iou", "loss_components"):
+        torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_compiled_runner_equals_eager_runner(mode):
+    torch._dynamo.reset()
+    shapes, batches = _batches()
+    config = LossConfig(STRIDES, CLASSES, mode=mode)
+    compiled = open_runner("compiled", config=config, shapes=shapes)
+    eager = open_runner("eager", config=config, shapes=shapes)
+    assert isinstance(compiled, CompiledRunner) and isinstance(compiled, Runner)
+    for feeds in batches:
+        _assert_same_outputs(compiled.run(feeds), eager.run(feeds))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_compiled_runner_is_one_graph_for_changing_batch_and_targets(mode):
+    """B = 2, G = 10, then B = 3, G = 8, then the first again: one frame (B and G marked dynamic)."""
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    shapes, batches = _batches()
+    runner = CompiledRunner(LossConfig(STRIDES, CLASSES, mode=mode), shapes, compile_backend=counter)
+    for feeds in (*batches, batches[0]):
+        runner.run(feeds)
+    assert counter.frame_count == 1
+
+
+def test_compiled_runner_with_targets_and_without_gradients():
+    torch._dynamo.reset()
+    from torch._dynamo.testing import CompileCounter
+
+    shapes, batches = _batches()
+    config = LossConfig(STRIDES, CLASSES, mode="fast")
+    feeds = {name: t.requires_grad_(t.is_floating_point()) for name, t in batches[0].items()}
+    got = CompiledRunner(config, shapes, with_targets=True, compile_backend=CompileCounter()).run(feeds)
+    want = EagerRunner(config, shapes, with_targets=True).run(feeds)
+    assert list(got) == list(want) and len(got) == 8
+    assert not any(t.requires_grad for t in got.values())  # run() is under no_grad, as every runner
+
+
+def test_open_runner_knows_every_backend_and_names_what_is_missing(tmp_path):
+    assert BACKENDS == ("eager", "compiled", "onnxruntime", "tensorrt")
+    config = LossConfig(STRIDES, CLASSES)
+    for backend in ("eager", "compiled"):
+        with pytest.raises(ValueError, match=f"backend '{backend}' needs config and shapes"):
+            open_runner(backend, config=config)
+    for backend in ("onnxruntime", "tensorrt"):
+        with pytest.raises(ValueError, match=f"backend '{backend}' needs a file path"):
+            open_runner(backend)
+    with pytest.raises(ValueError, match="unknown backend 'torchscript'"):
+        open_runner("torchscript", tmp_path / "x")
+    with pytest.raises(TypeError, match="dynamic must be a bool"):
+        open_runner("compiled", config=config, shapes=[(8, 8), (4, 4), (2, 2)], dynamic="yes")
+
+
+def test_runners_name_missing_feeds():
+    shapes, batches = _batches()
+    feeds = dict(batches[0])
+    del feeds["target_mask"]
+    for runner in (EagerRunner(LossConfig(STRIDES, CLASSES), shapes),
+                   CompiledRunner(LossConfig(STRIDES, CLASSES), shapes, compile_backend="eager")):
+        with pytest.raises(ValueError, match=r"missing \['target_mask'\]"):
+            runner.run(feeds)
