@@ -129,3 +129,11 @@ def test_compiled_subject_goes_through_one_runner_per_grid():
     assert [type(r) for r in runners.runners.values()] == [CompiledRunner]
     with pytest.raises(ValueError, match="subject 'onnxruntime' needs onnx_path"):
         compare(batches, config, ("onnxruntime",))
+
+
+def test_progress_is_reported_through_the_callback_after_each_batch():
+    calls = []
+    batches = [make_scenario("coco", batch_size=1, image_size=(64, 64), num_classes=4, seed=s) for s in (0, 1)]
+    compare(batches, LossConfig(STRIDES, 4, mode="fast"), gradients=False,
+            progress=lambda *args: calls.append(args))
+    assert calls == [("fast", 1, 2), ("fast", 2, 2)]

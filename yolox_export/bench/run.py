@@ -37,8 +37,10 @@ def onnx_keys(settings: Settings) -> list[tuple]:
     return sorted({onnx_key(case, mode) for case in settings.cases() for mode in settings.modes})
 
 
-def run_benchmark(settings: Settings, argv: Sequence[str] = (), log: Callable[[str], None] = lambda line: None) -> dict:
-    """Run every job of ``settings``; return the results document (see ``render_markdown`` for its use)."""
+def run_benchmark(settings: Settings, argv: Sequence[str] = (), log: Callable[[str], None] = lambda line: None,
+                  progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Run every job of ``settings``; return the results document (see ``render_markdown`` for its use).
+    ``progress("jobs", done, total)`` is called as each worker finishes (one job per worker with ``isolate``)."""
     subjects, skipped = skipped_subjects(settings)
     for entry in skipped:
         log(f"skip   {entry['subject']}: {entry['reason']}")
@@ -46,8 +48,13 @@ def run_benchmark(settings: Settings, argv: Sequence[str] = (), log: Callable[[s
     onnx_paths, export_failures = export_graphs(onnx_keys(settings), settings.onnx_cache, log)
     jobs, load_start = plan_jobs(settings, onnx_paths), load_average()
     batches = [[job] for job in jobs] if settings.isolate else [jobs]
-    records = [record for batch in batches if batch
-               for record in run_in_worker(batch, settings.timeout, settings.omp_wait_policy, log)]
+    records, done = [], 0
+    for batch in batches:
+        if batch:
+            records += run_in_worker(batch, settings.timeout, settings.omp_wait_policy, log)
+            done += len(batch)
+            if progress is not None:
+                progress("jobs", done, len(jobs))
     add_ratios(records)
     machine = dict(machine_info(), load_average_start=load_start, load_average_end=load_average())
     return {"schema": SCHEMA, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -22,7 +22,7 @@ from .. import bench
 from ..bench.profile import write_profiles
 from ..config import MODES
 from ..scenarios import KINDS as KINDS_FOR_HELP
-from .common import one_line_errors, output_dir_problem
+from .common import ProgressBars, one_line_errors, output_dir_problem
 
 #: What the help text shows as each setting's default and the other presets' values.
 PRESETS_FOR_HELP = bench.PRESETS
@@ -118,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {_flag_wording(str(error))}", file=sys.stderr)
         return 2
-    results = bench.run_benchmark(settings, argv, log=print)
+    bars = ProgressBars("job")
+    try:
+        results = bench.run_benchmark(settings, argv, log=print, progress=bars)
+    finally:
+        bars.close()
     paths = bench.write_outputs(results, settings.out)
     if settings.profile:
         paths["profile"] = write_profiles(settings, log=print)

@@ -21,7 +21,7 @@ from ..parity import run as parity_run
 from ..parity import suite
 from ..parity.comparison import SUBJECTS
 from ..scenarios import KINDS
-from .common import int_at_least, one_line_errors, output_dir_problem, output_file_problem
+from .common import ProgressBars, int_at_least, one_line_errors, output_dir_problem, output_file_problem
 
 
 _positive = int_at_least(1)
@@ -116,7 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         seed_caps=not seeds_given,
     )
     try:
-        result = parity_run.run(options, log=print)
+        bars = ProgressBars("batch")
+        try:
+            result = parity_run.run(options, log=print, progress=bars)
+        finally:
+            bars.close()
     except suite.MissingArtifactError as error:
         flag = "--onnx" if error.subject == "onnxruntime" else "--engine"
         print(f"error: subject {error.subject}: no {flag} file for mode(s) {error.modes} (pass one per mode"

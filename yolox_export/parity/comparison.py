@@ -13,7 +13,7 @@ Shape legend: B batch, A cells, C classes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -73,8 +73,8 @@ def runtime_outcome(runner, predictions: Sequence[Tensor], targets: Tensor) -> O
 
 def compare(batches: Iterable, config: LossConfig, subjects: Sequence[str] = ("static",), onnx_path=None,
             engine_path=None, gradients: bool = True, tolerances: dict | None = None,
-            static_module: StaticYoloXLoss | None = None, runners: dict | SubjectRunners | None = None
-            ) -> ParityReport:
+            static_module: StaticYoloXLoss | None = None, runners: dict | SubjectRunners | None = None,
+            progress: Callable[[str, int, int], None] | None = None) -> ParityReport:
     """Compare ``subjects`` with the reference of ``config.mode`` on ``batches``.
 
     ``batches`` yields (predictions, targets) pairs or ``scenarios.Scenario`` objects: predictions a per-level list
@@ -82,7 +82,8 @@ def compare(batches: Iterable, config: LossConfig, subjects: Sequence[str] = ("s
     "compiled" needs nothing. ``static_module`` replaces the "static" subject's module (default: one built from
     ``config``); ``runners`` (subject -> runner with ``run(feeds) -> dict``) replaces the runners opened from the
     paths, e.g. an onnxruntime session on the CUDA execution provider; a :class:`SubjectRunners` is used as it is
-    (and keeps what it opens, e.g. for the plots).
+    (and keeps what it opens, e.g. for the plots). ``progress(label, done, total)`` is called after each batch
+    (label: the mode) when ``batches`` has a length.
     """
     unknown = [s for s in subjects if s not in SUBJECTS]
     if unknown:
@@ -99,6 +100,7 @@ def compare(batches: Iterable, config: LossConfig, subjects: Sequence[str] = ("s
     reference = reference_for(config)
     static = static_module if static_module is not None else static_for(config)
     report = ParityReport(config.mode)
+    total = len(batches) if hasattr(batches, "__len__") else None
     for index, batch in enumerate(batches):
         predictions, targets = (batch.predictions, batch.targets) if hasattr(batch, "predictions") else batch
         expected = eager_outcome(reference, predictions, targets, gradients)
@@ -109,6 +111,8 @@ def compare(batches: Iterable, config: LossConfig, subjects: Sequence[str] = ("s
                 got = runtime_outcome(runner_for(subject, predictions), predictions, targets)
             _record(report, subject, index, predictions, targets, config, expected, got, tol)
         report.batches += 1
+        if progress is not None and total is not None:
+            progress(config.mode, index + 1, total)
     return report
 
 

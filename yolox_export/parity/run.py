@@ -75,9 +75,10 @@ def _quiet(line: str) -> None:
     return None
 
 
-def run(options: Options, log: Callable[[str], None] = _quiet) -> RunResult:
+def run(options: Options, log: Callable[[str], None] = _quiet,
+        progress: Callable[[str, int, int], None] | None = None) -> RunResult:
     """Build or load the batches, compare every subject in every mode, write JSON and plots; each report and
-    progress line goes to ``log``.
+    progress line goes to ``log``; ``progress(mode, batches done, batches)`` is called after each batch.
 
     Raises :class:`InputError` before any comparison for bad options or inputs."""
     modes = _unique(options.modes)
@@ -137,7 +138,8 @@ def run(options: Options, log: Callable[[str], None] = _quiet) -> RunResult:
         for mode in modes:
             start = time.perf_counter()
             runners = SubjectRunners(configs[mode], onnx_paths.get(mode), engine_paths.get(mode))
-            report = compare(batches, configs[mode], subjects, gradients=options.gradients, runners=runners)
+            report = compare(batches, configs[mode], subjects, gradients=options.gradients, runners=runners,
+                             progress=progress)
             elapsed = time.perf_counter() - start
             result.reports[mode] = report
             log("")
