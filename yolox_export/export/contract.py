@@ -9,8 +9,9 @@ float32 [6] (``COMPONENT_NAMES``); with targets also ``cls_target`` [B, A, C], `
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
+import torch
 from torch import Tensor
 
 from ..grid import flatten_levels
@@ -19,6 +20,46 @@ from ..targets import pad_targets
 INPUT_NAMES = ("predictions", "targets", "target_mask")
 OUTPUT_NAMES = ("fg_mask", "matched_gt", "matched_iou", "loss_components")
 TARGET_OUTPUT_NAMES = ("cls_target", "obj_target", "reg_target", "l1_target")
+
+
+def check_feeds(feeds: Mapping[str, object], num_cells: int, num_classes: int) -> None:
+    """Feeds against the contract of a graph with ``num_cells`` cells A and ``num_classes`` classes C: every input
+    present (no other), a torch tensor of its dtype and rank, A and 5 + C and the 5 target columns as given, one B
+    and one G across the inputs, and G >= 1 (``check_target_axis``). ValueError / TypeError naming the input."""
+    expected = {"predictions": (torch.float32, (None, num_cells, 5 + num_classes), "[B, A, 5 + C]"),
+                "targets": (torch.float32, (None, None, 5), "[B, G, 5]"),
+                "target_mask": (torch.bool, (None, None), "[B, G]")}
+    unexpected = sorted(set(feeds) - set(expected))
+    missing = [name for name in expected if name not in feeds]
+    if missing or unexpected:
+        raise ValueError(f"inputs are {list(expected)}: missing {missing}, unexpected {unexpected}")
+    for name, (dtype, shape, legend) in expected.items():
+        value = feeds[name]
+        if not isinstance(value, Tensor):
+            raise TypeError(f"input {name!r}: expected a torch.Tensor, got {type(value).__name__}")
+        if value.dtype != dtype:
+            raise TypeError(f"input {name!r}: expected dtype {dtype}, got {value.dtype}")
+        if value.dim() != len(shape) or any(want is not None and want != got for want, got in zip(shape, value.shape)):
+            wanted = [("?" if d is None else d) for d in shape]
+            raise ValueError(f"input {name!r}: expected shape {legend} = {wanted}, got {list(value.shape)}")
+    batch = {name: int(feeds[name].shape[0]) for name in expected}
+    if len(set(batch.values())) > 1:
+        raise ValueError(f"inputs disagree on the batch size B: {batch}")
+    if feeds["targets"].shape[1] != feeds["target_mask"].shape[1]:
+        raise ValueError(f"inputs disagree on G: targets {list(feeds['targets'].shape)}, target_mask "
+                         f"{list(feeds['target_mask'].shape)}")
+    check_target_axis(feeds)
+
+
+def check_target_axis(feeds: Mapping[str, object]) -> None:
+    """ValueError when the feeds' target axis G (axis 1 of ``targets`` / ``target_mask``) is empty: the contract is
+    G >= 1 (``pad_targets`` gives an image without targets one masked slot), and a runtime would otherwise fail
+    deep inside the graph. B = 0 is allowed (an empty result, as in eager). Reads shapes only."""
+    for name in ("targets", "target_mask"):
+        shape = getattr(feeds.get(name), "shape", None)
+        if shape is not None and len(shape) >= 2 and shape[1] == 0:
+            raise ValueError(f"input {name!r} has G = 0 target slots (shape {list(shape)}); the graph takes G >= 1: "
+                             "give an image without targets one masked slot (pad_targets does)")
 
 
 def graph_feeds(predictions: Sequence[Tensor], targets: Tensor, max_gt: int | None = None,

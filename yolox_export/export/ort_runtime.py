@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..config import check_flag
+from .contract import check_target_axis
 
 __all__ = ["DEFAULT_PROVIDERS", "InputSpec", "OrtRunner", "check_feeds", "default_providers", "numpy_dtype",
            "ort_session"]
@@ -300,13 +301,19 @@ class OrtRunner:
         tensors (:meth:`_run_on_device`). Otherwise torch tensors are copied to host numpy arrays and the outputs
         are CPU tensors. With ``validate`` set, the feeds are checked as in :func:`check_feeds` first.
         """
+        if self.validate:
+            check_target_axis(feeds)
         if self._on_device and feeds and all(isinstance(v, torch.Tensor) and v.is_cuda for v in feeds.values()):
             return self._run_on_device(feeds)
         if self.validate:
             arrays = check_feeds(self._input_specs, feeds)
         else:
             arrays = {name: _as_numpy(name, value) for name, value in feeds.items()}
-        outputs = self._session.run(list(self._output_names), arrays)
+        try:
+            outputs = self._session.run(list(self._output_names), arrays)
+        except Exception as error:  # noqa: BLE001 - onnxruntime's own failure, re-raised with the inputs named
+            shapes = ", ".join(f"{name} {list(a.shape)} {a.dtype}" for name, a in arrays.items())
+            raise RuntimeError(f"onnxruntime failed on inputs {shapes}: {str(error).strip()}") from error
         return {name: torch.from_numpy(np.asarray(value)) for name, value in zip(self._output_names, outputs)}
 
     def _run_on_device(self, feeds: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

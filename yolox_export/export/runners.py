@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..config import LossConfig, check_flag
 from ..static import PaddedYoloXLoss
-from .contract import INPUT_NAMES, OUTPUT_NAMES, TARGET_OUTPUT_NAMES
+from .contract import INPUT_NAMES, OUTPUT_NAMES, TARGET_OUTPUT_NAMES, check_feeds
 
 #: Backends that compute the padded graph's outputs. "eager" and "compiled" need a configuration and the levels'
 #: shapes; "onnxruntime" an ONNX file; "tensorrt" an engine file.
@@ -53,7 +53,12 @@ class EagerRunner:
         self.output_names = OUTPUT_NAMES + (TARGET_OUTPUT_NAMES if with_targets else ())
 
     def _call(self, feeds: Mapping[str, Tensor]):
-        return self.module(*_ordered(feeds))
+        return self.module(*self._ordered(feeds))
+
+    def _ordered(self, feeds: Mapping[str, Tensor]) -> tuple[Tensor, ...]:
+        """The feeds in ``INPUT_NAMES`` order, checked against the contract (``contract.check_feeds``)."""
+        check_feeds(feeds, self.module.num_cells, self.module.config.num_classes)
+        return tuple(feeds[name] for name in INPUT_NAMES)
 
     def run(self, feeds: Mapping[str, Tensor]) -> dict[str, Tensor]:
         with torch.no_grad():
@@ -80,21 +85,13 @@ class CompiledRunner(EagerRunner):
                                       backend=compile_backend)
 
     def _call(self, feeds: Mapping[str, Tensor]):
-        predictions, targets, target_mask = _ordered(feeds)
+        predictions, targets, target_mask = self._ordered(feeds)
         if self.dynamic:
             for tensor, axes in ((predictions, (0,)), (targets, (0, 1)), (target_mask, (0, 1))):
                 for axis in axes:
                     if axis < tensor.dim():
                         torch._dynamo.maybe_mark_dynamic(tensor, axis)
         return self.compiled(predictions, targets, target_mask)
-
-
-def _ordered(feeds: Mapping[str, Tensor]) -> tuple[Tensor, ...]:
-    """The feeds in ``INPUT_NAMES`` order; ValueError naming the missing ones."""
-    missing = [name for name in INPUT_NAMES if name not in feeds]
-    if missing:
-        raise ValueError(f"inputs are {list(INPUT_NAMES)}: missing {missing}")
-    return tuple(feeds[name] for name in INPUT_NAMES)
 
 
 def open_runner(backend: str, path: str | Path | None = None, config: LossConfig | None = None,

@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from .contract import check_target_axis
+
 __all__ = [
     "EngineBuildError",
     "TensorRTRunner",
@@ -263,6 +265,7 @@ class TensorRTRunner:
             if tensor.dim() != len(shape) or any(0 <= want != got for want, got in zip(shape, tensor.shape)):
                 raise ValueError(f"input {name!r}: expected shape {shape} (-1 marks a dynamic axis), got "
                                  f"{tuple(tensor.shape)}")
+        check_target_axis(feeds)
 
     def run(self, feeds: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Return ``{output name: CUDA tensor}`` for one run on ``feeds``.
