@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 import torch
 
 from .config import MODES, LossConfig
+from .files import write_atomically
 
 SCHEMA = 1
 #: The benchmark subjects timed on the GPU (the CUDA references are added per mode).
@@ -248,8 +249,8 @@ def write_gpu_outputs(doc: dict, out: Path) -> list[Path]:
     """Write ``out/gpu.json`` and ``out/gpu.md``; return their paths."""
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "gpu.json", out / "gpu.md"
-    json_path.write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
-    md_path.write_text(render_gpu_markdown(doc), encoding="utf-8")
+    write_atomically(json_path, json.dumps(doc, indent=1, default=str) + "\n")
+    write_atomically(md_path, render_gpu_markdown(doc))
     return [json_path, md_path]
 
 

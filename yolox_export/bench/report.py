@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from ..files import write_atomically
 from .subjects import MEASUREMENTS, SUBJECTS
 from .growth import growth_table, plot_growth
 from .targets import DERIVED_METRICS, bga4_bytes, case_key, memory_multiple
@@ -131,8 +132,8 @@ def write_outputs(results: dict, out: Path) -> dict[str, Path]:
     targets per image, growth.png (``growth.plot_growth``)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "bench.json", "markdown": out / "bench.md", "plot": out / "bench.png"}
-    paths["json"].write_text(json.dumps(results, indent=1) + "\n")
-    paths["markdown"].write_text(render_markdown(results))
+    write_atomically(paths["json"], json.dumps(results, indent=1) + "\n")
+    write_atomically(paths["markdown"], render_markdown(results))
     from .plot import plot_results
 
     plot_results(results, paths["plot"])

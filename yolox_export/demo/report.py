@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import COMPONENT_NAMES
+from ..files import atomic_path, write_atomically
 from .train import SIDES, Curve, DemoResult, ModeRun
 
 #: float32 machine epsilon, drawn as a guide on the relative-gap axis.
@@ -85,7 +86,7 @@ def to_dict(result: DemoResult) -> dict:
 
 def write_json(result: DemoResult, directory: Path) -> Path:
     path = Path(directory) / "train_demo.json"
-    path.write_text(json.dumps(to_dict(result), indent=1, allow_nan=False))
+    write_atomically(path, json.dumps(to_dict(result), indent=1, allow_nan=False))
     return path
 
 
@@ -214,5 +215,6 @@ def plot(data: dict, path: Path, dpi: int = 64) -> Path:
         top.set_ylabel("loss")
         top.legend(fontsize=6, ncol=2)
         bottom.legend(fontsize=6, loc="center right")
-    figure.savefig(path, dpi=dpi)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=dpi)
     return Path(path)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import onnx
 import torch
 
 from ..config import LossConfig
+from ..files import atomic_path
 from ..static import PaddedYoloXLoss
 from .contract import INPUT_NAMES, OUTPUT_NAMES, TARGET_OUTPUT_NAMES
 from .presets import Preset
@@ -93,19 +93,9 @@ def export_onnx(preset: Preset, output: str | Path, with_targets: bool = False,
     for key, value in metadata(config, preset, with_targets).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    save_atomically(model, output)
-    return output
-
-
-def save_atomically(model: onnx.ModelProto, output: Path) -> None:
-    """``onnx.save`` to a temporary file beside ``output``, then a rename: an interrupted run never leaves half a
-    model at ``output`` (and an existing model there stays whole until the new one is complete)."""
-    temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(output) as temporary:  # an interrupted run never leaves half a model at ``output``
         onnx.save(model, str(temporary))
-        os.replace(temporary, output)
-    finally:
-        temporary.unlink(missing_ok=True)
+    return output
 
 
 def exported_model(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output_names: tuple[str, ...],

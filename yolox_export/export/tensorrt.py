@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..files import write_atomically
 from .contract import check_target_axis
 
 __all__ = [
@@ -203,7 +204,7 @@ def build_engine(
     if serialized is None:
         raise EngineBuildError(f"TensorRT could not build an engine from {onnx_path}; see TensorRT's log above")
     engine_path.parent.mkdir(parents=True, exist_ok=True)
-    engine_path.write_bytes(bytes(serialized))
+    write_atomically(engine_path, bytes(serialized))
     return engine_path
 
 

@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 
 from ..assignment import Assignment
 from ..config import LossConfig
+from ..files import atomic_path
 from ..grid import level_shapes, make_grid
 from ..reference import reference_for
 from . import comparison
@@ -55,7 +56,8 @@ def plot_differences(report: ParityReport, batches: Sequence[Batch], config: Los
         fig = draw_image(batch, image, reference, got, diffs, config, title=(
             f"{report.mode} mode, batch {b} ({batch.label}), image {image}: {subject} vs reference"))
         path = directory / f"{report.mode}_{subject}_batch{b:03d}_image{image:02d}.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary, dpi=110, bbox_inches="tight")
         written.append(path)
     return written
 

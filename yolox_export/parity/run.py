@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from ..config import MODES, LossConfig
+from ..files import write_atomically
 from .comparison import SUBJECTS, SubjectRunners, compare
 from .plot import SubjectAssignments, plot_differences
 from .report import ParityReport, group_differences
@@ -154,7 +155,7 @@ def run(options: Options, log: Callable[[str], None] = _quiet,
     if options.json_path is not None:
         path = Path(options.json_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
+        write_atomically(path, json.dumps(result.to_dict(), indent=1) + "\n")
         log(f"wrote {path}")
     if result.plots:
         log(f"wrote {len(result.plots)} plot(s) to {options.plot_dir}")
