@@ -57,9 +57,10 @@ def test_pad_targets_with_max_gt_fixed(max_gt):
     assert syncs.seen == []
 
 
+@pytest.mark.parametrize("max_memory_mib", (None, 1e-6))  # 1e-6: one target per chunk (static/chunks.py)
 @pytest.mark.parametrize("mode", MODES)
-def test_drop_in_forward_and_backward(mode):
-    module = StaticYoloXLoss(STRIDES, NUM_CLASSES, mode=mode, max_gt=4, validate=False)
+def test_drop_in_forward_and_backward(mode, max_memory_mib):
+    module = StaticYoloXLoss(STRIDES, NUM_CLASSES, mode=mode, max_gt=4, validate=False, max_memory_mib=max_memory_mib)
     predictions = levels()
     with HostSyncs() as syncs:
         loss, components = module(predictions, TARGETS)

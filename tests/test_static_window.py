@@ -258,9 +258,10 @@ def test_a_grid_without_level_shapes_is_refused():
     from yolox_export.grid import Grid
     from yolox_export.static.loss import padded_assign
 
-    s = make_scenario("coco", batch_size=1, image_size=(64, 64), num_classes=3, seed=0)
+    s = make_scenario("coco", batch_size=1, image_size=(320, 320), num_classes=3, seed=0)
     grid = make_grid(level_shapes(s.predictions), s.strides)
     gt, mask = pad_targets(s.targets, 1)
+    assert gt.shape[1] * 27 <= grid.strides.shape[0]  # G * W <= A: the windowed form runs
     with pytest.raises(ValueError, match="megvii mode needs the levels"):
         padded_assign(flatten_levels(s.predictions), gt, mask, Grid(grid.x_shifts, grid.y_shifts, grid.strides),
                       LossConfig(s.strides, 3, mode="megvii"))

@@ -13,10 +13,10 @@ from yolox_export.scenarios import make_scenario
 STRIDES = (8, 16, 32)
 
 
-def selectors_only(selected, count, union_candidates):
+def selectors_only(config):
     """Planted bug: a contested cell goes to the cheapest of the targets that selected it, in regular mode too
     (regular SimOTA lets every target of the image contend)."""
-    return selected
+    return False
 
 
 class PatchedStatic(StaticYoloXLoss):
@@ -27,11 +27,11 @@ class PatchedStatic(StaticYoloXLoss):
         self.rule = rule
 
     def loss_and_assignment(self, model_output, targets):
-        with mock.patch.object(static_select, "contenders", self.rule):
+        with mock.patch.object(static_select, "everyone_contends", self.rule):
             return super().loss_and_assignment(model_output, targets)
 
     def assign(self, model_output, targets):
-        with mock.patch.object(static_select, "contenders", self.rule):
+        with mock.patch.object(static_select, "everyone_contends", self.rule):
             return super().assign(model_output, targets)
 
 

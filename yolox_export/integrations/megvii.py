@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from ..config import REG_WEIGHT, LossConfig, check_flag
 from ..grid import Grid, make_grid
+from ..static.chunks import DEFAULT_MAX_MEMORY_MIB, checked_budget
 from ..static.loss import padded_loss
 from ..validation import check_targets
 
@@ -53,12 +54,13 @@ class MegviiLoss(nn.Module):
     epochs); ``bind_to_head`` follows the head's own ``use_l1``."""
 
     def __init__(self, num_classes: int, strides: Sequence[int] = (8, 16, 32), use_l1: bool = False,
-                 validate: bool = True):
+                 validate: bool = True, max_memory_mib: float | None = DEFAULT_MAX_MEMORY_MIB):
         super().__init__()
         self.config = LossConfig(tuple(int(s) for s in strides), num_classes, mode="megvii",
                                  use_l1=check_flag("use_l1", use_l1))
         self.use_l1 = use_l1
         self.validate = check_flag("validate", validate)
+        self.max_memory_mib = checked_budget(max_memory_mib)
         self._grids: dict[tuple, Grid] = {}
 
     def get_losses(self, imgs, x_shifts: Sequence[Tensor], y_shifts: Sequence[Tensor],
@@ -79,7 +81,7 @@ class MegviiLoss(nn.Module):
         else:
             box_logits = outputs.new_zeros((*outputs.shape[:2], 4))  # unused without L1
         raw = torch.cat((box_logits, outputs[..., 4:]), -1)  # [B, A, 5 + C]
-        out = padded_loss(raw, gt, gt_mask, grid, config, boxes=outputs[..., :4])
+        out = padded_loss(raw, gt, gt_mask, grid, config, boxes=outputs[..., :4], max_memory_mib=self.max_memory_mib)
         iou, obj, cls, l1, fg_ratio, _ = out.components
         return out.loss, REG_WEIGHT * iou, obj, cls, (l1 if config.use_l1 else 0.0), float(fg_ratio)
 
@@ -142,10 +144,12 @@ def check_finite_outputs(outputs: Tensor) -> None:
 
 
 def labels_to_padded(labels: Tensor, num_classes: int, validate: bool = True) -> tuple[Tensor, Tensor]:
-    """Megvii's zero-padded labels [B, L, 5] to (gt [B, G, 5], gt_mask [B, G]), G = max(L, 1).
+    """Megvii's zero-padded labels [B, L, 5] to (gt [B, G, 5], gt_mask [B, G]), G = max(the largest real count, 1).
 
     A real row is one that is not all zero; real rows must come first in each image (ValueError otherwise, naming
-    the image and row). With ``validate``, the real rows are checked like every entry point's targets.
+    the image and row). With ``validate``, the real rows are checked like every entry point's targets. The check
+    reads the rows back anyway, so the padding rows beyond the batch's largest real count are dropped (Megvii's
+    loader pads to 120 rows; the assignment never depends on padding): the call pays for the real rows only.
     """
     real = (labels != 0).any(-1)  # [B, L]
     late = real[:, 1:] & ~real[:, :-1]  # a real row right after a padding row
@@ -157,9 +161,10 @@ def labels_to_padded(labels: Tensor, num_classes: int, validate: bool = True) ->
         image, _ = real.nonzero(as_tuple=True)
         rows = torch.cat((image.unsqueeze(1).to(labels.dtype), labels[real]), 1)
         check_targets(rows.float(), labels.shape[0], num_classes, device=labels.device)
-    gt, mask = labels.float(), real
-    if gt.shape[1] == 0:  # the graph needs G >= 1: one masked slot stands for "no targets"
-        gt, mask = gt.new_zeros((gt.shape[0], 1, 5)), mask.new_zeros((mask.shape[0], 1))
+    count = max(int(real.sum(1).max()) if real.numel() else 0, 1)  # G >= 1: one masked slot for "no targets"
+    gt, mask = labels.float()[:, :count], real[:, :count]
+    if gt.shape[1] < count:  # no label rows at all
+        gt, mask = gt.new_zeros((gt.shape[0], count, 5)), mask.new_zeros((mask.shape[0], count))
     return gt, mask
 
 

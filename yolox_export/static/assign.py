@@ -21,7 +21,8 @@ from ..boxes import fast_pairwise_iou, regular_pairwise_iou
 from ..config import IOU_COST_EPS, IOU_COST_WEIGHT, LossConfig
 from ..grid import Grid
 from .masks import any_true
-from .select import dynamic_ks, resolve, select_cheapest
+from .chunks import target_spans, targets_of
+from .select import Contest, dynamic_ks, select_cheapest
 
 
 def candidate_masks(gt_boxes: Tensor, grid: Grid, config: LossConfig) -> tuple[Tensor, Tensor]:
@@ -75,47 +76,80 @@ def sigmoid(x: Tensor) -> Tensor:
     return x.neg().exp_().add_(1.0).reciprocal_()
 
 
-def class_cost(cls_logits: Tensor, obj_logits: Tensor, gt_classes: Tensor) -> Tensor:
-    """SimOTA class cost [B, G, A] without a [B, G, A, C] tensor.
-
-    With p = sqrt(sigmoid(cls) * sigmoid(obj)) [B, A, C], the references' BCE(p, one-hot(k)).sum(-1) is
-    ``-sum_c n_c + (n_k - l_k)``, n = max(log1p(-p), -100) and l = max(log(p), -100), torch's clamps kept: the sum
-    over classes is one [B, A] reduction, and the target class's p is one row gather per target, whose two logs are
-    then taken on [B, G, A]. In-place steps keep the [B, A, C] work to a few passes over one buffer.
-    """
-    batch, cells, classes = cls_logits.shape
+def class_cost_parts(cls_logits: Tensor, obj_logits: Tensor) -> tuple[Tensor, Tensor]:
+    """(p [B, A, C], negative-class sum [B, A]) of ``class_cost``: p = sqrt(sigmoid(cls) * sigmoid(obj)), and
+    sum_c max(log1p(-p_c), -100). Computed once per call, whatever the number of target chunks."""
     p = sigmoid(cls_logits).mul_(sigmoid(obj_logits).unsqueeze(-1)).sqrt_()  # [B, A, C]
-    rows = torch.arange(batch, device=cls_logits.device).unsqueeze(1) * classes + gt_classes  # [B, G]
+    neg_sum = p.neg().log1p_().clamp_(min=-100.0).sum(-1)  # [B, A]
+    return p, neg_sum
+
+
+def class_cost(parts: tuple[Tensor, Tensor], gt_classes: Tensor) -> Tensor:
+    """SimOTA class cost [B, G, A] without a [B, G, A, C] tensor, for ``class_cost_parts`` and classes [B, G].
+
+    The references' BCE(p, one-hot(k)).sum(-1) is ``-sum_c n_c + (n_k - l_k)``, n = max(log1p(-p), -100) and
+    l = max(log(p), -100), torch's clamps kept: the sum over classes is one [B, A] reduction, and the target class's
+    p is one row gather per target, whose two logs are then taken on [B, G, A].
+    """
+    p, neg_sum = parts
+    batch, cells, classes = p.shape
+    rows = torch.arange(batch, device=p.device).unsqueeze(1) * classes + gt_classes  # [B, G]
     p_target = p.transpose(1, 2).reshape(batch * classes, cells).index_select(0, rows.reshape(-1))  # [B * G, A]
     p_target = p_target.reshape(batch, gt_classes.shape[1], cells)  # [B, G, A]
-    neg_sum = p.neg_().log1p_().clamp_(min=-100.0).sum(-1)  # [B, A]; p is spent
     term = p_target.neg().log1p_().clamp_(min=-100.0).sub_(p_target.log().clamp_(min=-100.0))
     return term.sub_(neg_sum.unsqueeze(1))
 
 
 def assign(raw: Tensor, boxes: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid,
-           config: LossConfig) -> Assignment:
+           config: LossConfig, per_chunk: int | None = None) -> Assignment:
     """SimOTA of ``config.mode`` for padded targets over every cell, float32, no gradient.
 
     raw [B, A, 5 + C] head outputs (objectness and class logits used); boxes [B, A, 4] decoded predictions; usable
     bool [B, A], False for a cell that must never be assigned (a non-finite output or box); gt [B, G, 5] rows
-    (class, cx, cy, w, h) and gt_mask bool [B, G], sanitised (``padding``).
+    (class, cx, cy, w, h) and gt_mask bool [B, G], sanitised (``padding``). ``per_chunk`` targets at a time
+    (``chunks``; None: all at once); the result does not depend on it.
     """
-    gt_boxes, gt_classes = gt[..., 1:5], gt[..., 0].long()
-    in_box, in_centre = candidate_masks(gt_boxes, grid, config)
+    spans = target_spans(gt.shape[1], per_chunk)
+    union = None
+    if config.union_candidates and len(spans) > 1:  # the image's union of candidates, before any target is scored
+        union = torch.zeros(usable.shape, dtype=torch.bool, device=usable.device)  # [B, A]
+        for span in spans:
+            union |= any_true(near_cells(targets_of(gt, span), targets_of(gt_mask, span), usable, grid, config)[0], 1)
+    parts = class_cost_parts(raw[..., 5:], raw[..., 4])
+    contest = Contest(usable.shape[0], usable.shape[1], config, usable.device)
+    for span in spans:
+        contest.add(span[0], *chunk_selection(targets_of(gt, span), targets_of(gt_mask, span), boxes, usable, parts,
+                                              union, grid, config))
+    return contest.assignment()
+
+
+def near_cells(gt: Tensor, gt_mask: Tensor, usable: Tensor, grid: Grid, config: LossConfig) -> tuple[Tensor, Tensor]:
+    """(near, strong), bool [B, Gc, A]: a real target's candidate cells by its own test (box or centre, or centre
+    only), usable cells only; and the strong test (box and centre, or centre only) that is not penalised."""
+    in_box, in_centre = candidate_masks(gt[..., 1:5], grid, config)
     near = in_box | in_centre
-    near &= gt_mask.unsqueeze(-1) & usable.unsqueeze(1)  # [B, G, A]
+    near &= gt_mask.unsqueeze(-1) & usable.unsqueeze(1)  # [B, Gc, A]
+    in_box &= in_centre  # the strong test, in place (the same tensor as in_centre without a box test)
+    return near, in_box
+
+
+def chunk_selection(gt: Tensor, gt_mask: Tensor, boxes: Tensor, usable: Tensor, parts: tuple[Tensor, Tensor],
+                    union: Tensor | None, grid: Grid, config: LossConfig) -> tuple[Tensor, Tensor, Tensor]:
+    """(masked cost, selected, IoUs), [B, Gc, A], of a chunk of targets gt [B, Gc, 5] / gt_mask [B, Gc]: each
+    target's k cheapest candidates. ``union`` [B, A] is the image's union of candidates (regular, megvii) when the
+    chunk does not hold every target; None: from this chunk's own targets (or per target, fast)."""
+    near, strong = near_cells(gt, gt_mask, usable, grid, config)
     if config.union_candidates:
-        candidates = any_true(near, 1, keepdim=True) & gt_mask.unsqueeze(-1)  # union over the image's targets
+        union = any_true(near, 1) if union is None else union  # [B, A]
+        candidates = union.unsqueeze(1) & gt_mask.unsqueeze(-1)  # [B, Gc, A]
     else:
         candidates = near
-    ious = pairwise_iou(gt_boxes, boxes, config)  # [B, G, A]
-    cost = class_cost(raw[..., 5:], raw[..., 4], gt_classes)
+    del near
+    ious = pairwise_iou(gt[..., 1:5], boxes, config)  # [B, Gc, A]
+    cost = class_cost(parts, gt[..., 0].long())
     cost += torch.log(ious + IOU_COST_EPS).neg_().mul_(IOU_COST_WEIGHT)
-    in_box &= in_centre  # the strong test, in place
-    cost += (~in_box).to(cost.dtype).mul_(config.outside_cost)
-    del in_box, in_centre, near
+    cost += (~strong).to(cost.dtype).mul_(config.outside_cost)
+    del strong
     masked_cost = cost.masked_fill_(~candidates, float("inf"))
-    ks = dynamic_ks(ious, candidates, config)  # [B, G]
-    selected = select_cheapest(masked_cost, candidates, ks, config.max_dynamic_k)
-    return resolve(masked_cost, selected, ious, config)
+    ks = dynamic_ks(ious, candidates, config)  # [B, Gc]
+    return masked_cost, select_cheapest(masked_cost, candidates, ks, config.max_dynamic_k), ious

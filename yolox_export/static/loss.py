@@ -26,7 +26,8 @@ from ..matched_loss import Prepared, padded_assignment_loss
 from ..targets import check_target_counts, pad_targets
 from ..validation import check_padded, check_predictions, check_targets, unwrap_model_output
 from .assign import assign
-from .window import window_assign
+from .chunks import DEFAULT_MAX_MEMORY_MIB, checked_budget, targets_per_chunk
+from .window import uses_windows, window_assign, window_width
 from .padding import Slots, sanitise_slots
 from .terms import (at_cells, bce_with_logits, class_bce, matched_capacity, matched_cells, matched_logits,
                     total)
@@ -88,7 +89,7 @@ def poison_gradients(poison: Tensor, *tensors: Tensor) -> Tensor:
 
 
 def padded_assign(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig,
-                  boxes: Tensor | None = None) -> Assignment:
+                  boxes: Tensor | None = None, max_memory_mib: float | None = None) -> Assignment:
     """The float32 assignment for raw predictions [B, A, 5 + C] and padded targets gt [B, G, 5] / gt_mask [B, G]
     (``boxes``: decoded boxes [B, A, 4] to use instead of decoding ``raw``'s box logits, as Megvii's head hands them
     over). Slots are sanitised first (``padding.sanitise_slots``): a masked slot never matters, a malformed real one
@@ -96,25 +97,33 @@ def padded_assign(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: 
     with torch.no_grad(), torch.autocast(device_type=raw.device.type, enabled=False):
         raw = raw.detach().float()
         slots = sanitise_slots(gt.float(), gt_mask, config.num_classes)
-        return assign_slots(raw, nonfinite_marks(raw), slots, grid, config, boxes)
+        return assign_slots(raw, nonfinite_marks(raw), slots, grid, config, boxes, max_memory_mib)
 
 
 def assign_slots(raw: Tensor, marks: Tensor, slots: Slots, grid: Grid, config: LossConfig,
-                 boxes: Tensor | None) -> Assignment:
+                 boxes: Tensor | None, max_memory_mib: float | None = None) -> Assignment:
     """The assignment for sanitised ``slots``: raw [B, A, 5 + C], its ``nonfinite_marks`` [B, A] and the decoded
-    boxes [B, A, 4] (None: decoded from ``raw``), by the mode's form (dense, or windowed)."""
+    boxes [B, A, 4] (None: decoded from ``raw``), by the mode's form: windowed (``window.uses_windows``) or dense,
+    its targets in chunks whose [B, Gc, X] working set fits ``max_memory_mib`` (``chunks``; None: unchunked)."""
     with torch.no_grad(), torch.autocast(device_type=raw.device.type, enabled=False):
         raw = raw.detach().float()
         # the box logits sliced once (a copy in an exported graph)
         boxes = decode_boxes(raw[..., :4], grid) if boxes is None else boxes.detach().float()  # [B, A, 4]
         usable = (marks == 0) & torch.isfinite(boxes).all(-1)  # [B, A]
-        form = window_assign if config.rules.windowed else assign
-        return form(raw, boxes, usable, slots.gt, slots.mask, grid, config)
+        batch, cells = usable.shape
+        num_targets, levels = slots.gt.shape[1], len(config.strides)
+        if config.rules.windowed and uses_windows(num_targets, levels, cells):
+            width = num_targets * window_width(levels) if isinstance(num_targets, int) else cells
+            form = window_assign
+        else:
+            width, form = cells, assign
+        per_chunk = targets_per_chunk(max_memory_mib, batch, width)
+        return form(raw, boxes, usable, slots.gt, slots.mask, grid, config, per_chunk)
 
 
 def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig,
                 synchronise: bool = False, with_targets: bool = False, boxes: Tensor | None = None,
-                packed: bool = False) -> StaticOutput:
+                packed: bool = False, max_memory_mib: float | None = None) -> StaticOutput:
     """Assignment, loss (and, with ``with_targets``, the targets) for raw predictions [B, A, 5 + C] and padded
     targets [B, G, 5] / [B, G].
 
@@ -137,7 +146,7 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
         slots = sanitise_slots(gt.float(), gt_mask, config.num_classes)
         gt = slots.gt  # masked and malformed slots are zero rows from here on
         marks = nonfinite_marks(raw)  # [B, A]
-        assignment = assign_slots(raw, marks, slots, grid, config, boxes)
+        assignment = assign_slots(raw, marks, slots, grid, config, boxes, max_memory_mib)
         fg = assignment.fg_mask
         fg_float = fg.to(raw.dtype)
         num_fg = fg_float.sum().clamp(min=1.0)
@@ -227,6 +236,11 @@ class StaticYoloXLoss(YoloXLossModule):
     ``max_gt`` fixes G; None pads to the batch's largest count. An image with more than ``max_gt`` targets raises
     ValueError naming it when validating; with ``validate=False`` the loss is NaN instead (``pad_targets``).
 
+    ``max_memory_mib`` bounds the assignment's working set, the temporaries whose size grows with G: the targets are
+    assigned in chunks whose [B, Gc, X] tensors fit it (``chunks``), with the same answer bit for bit; None
+    assigns every target at once. The inputs, gradients, [B, A, C] class probabilities and loss terms are outside
+    the budget. A budget smaller than one target's chunk runs one target at a time.
+
     ``validate`` only checks the inputs (once per call) and raises; it never changes the arithmetic. The arithmetic
     follows from ``max_gt`` alone (``uses_reference_loss``).
     """
@@ -236,7 +250,7 @@ class StaticYoloXLoss(YoloXLossModule):
     def __init__(self, strides, num_classes: int, mode: str = "regular", use_l1: bool = False,
                  center_sampling_radius: float = 2.5, iou_type: str = "iou", dynamic_ks_bias: float = 1.1,
                  sync_num_fgs: bool = False, obj_loss_fix: bool = False, max_gt: int | None = None,
-                 validate: bool = True):
+                 validate: bool = True, max_memory_mib: float | None = DEFAULT_MAX_MEMORY_MIB):
         super().__init__(validate)
         self.config = LossConfig(tuple(strides), num_classes, mode=mode, use_l1=use_l1,
                                  center_sampling_radius=center_sampling_radius, iou_type=iou_type,
@@ -244,6 +258,7 @@ class StaticYoloXLoss(YoloXLossModule):
         if max_gt is not None and (isinstance(max_gt, bool) or not isinstance(max_gt, int) or max_gt < 1):
             raise ValueError(f"max_gt must be an int >= 1 or None, got {max_gt!r}")
         self.max_gt = max_gt
+        self.max_memory_mib = checked_budget(max_memory_mib)
 
     @property
     def uses_reference_loss(self) -> bool:
@@ -274,7 +289,8 @@ class StaticYoloXLoss(YoloXLossModule):
 
     def assign(self, model_output, targets: Tensor) -> Assignment:
         raw, gt, gt_mask, shapes = self._padded_inputs(model_output, targets)
-        return padded_assign(raw, gt, gt_mask, self.grid_for(shapes, raw.device), self.config)
+        return padded_assign(raw, gt, gt_mask, self.grid_for(shapes, raw.device), self.config,
+                             max_memory_mib=self.max_memory_mib)
 
     def forward_padded(self, raw: Tensor, gt: Tensor, gt_mask: Tensor, shapes: Sequence[tuple[int, int]],
                        with_targets: bool = False) -> StaticOutput:
@@ -288,7 +304,7 @@ class StaticYoloXLoss(YoloXLossModule):
                      with_targets: bool = False) -> StaticOutput:
         return padded_loss(raw, gt, gt_mask, self.grid_for(shapes, raw.device), self.config,
                            synchronise=self.config.averages_num_fg, with_targets=with_targets,
-                           packed=self.uses_reference_loss)
+                           packed=self.uses_reference_loss, max_memory_mib=self.max_memory_mib)
 
     def grid_for(self, shapes: Sequence[tuple[int, int]], device) -> Grid:
         return make_grid(shapes, self.config.strides, device=device)
@@ -309,12 +325,15 @@ class PaddedYoloXLoss(nn.Module):
     """The exported graph: fixed levels, inputs (predictions [B, A, 5 + C], targets [B, G, 5], target_mask [B, G]).
 
     Returns (fg_mask, matched_gt, matched_iou, loss_components) and, with ``with_targets``, also (cls_target,
-    obj_target, reg_target, l1_target).
+    obj_target, reg_target, l1_target). ``max_memory_mib`` as ``StaticYoloXLoss``'s, in eager and compiled calls;
+    an exported graph's G is symbolic, so it keeps one formulation (every target at once) for every G.
     """
 
-    def __init__(self, config: LossConfig, shapes: Sequence[tuple[int, int]], with_targets: bool = False):
+    def __init__(self, config: LossConfig, shapes: Sequence[tuple[int, int]], with_targets: bool = False,
+                 max_memory_mib: float | None = DEFAULT_MAX_MEMORY_MIB):
         super().__init__()
         self.config = config
+        self.max_memory_mib = checked_budget(max_memory_mib)
         self.shapes = [tuple(s) for s in shapes]
         self.with_targets = check_flag("with_targets", with_targets)
         grid = make_grid(self.shapes, config.strides)
@@ -328,7 +347,8 @@ class PaddedYoloXLoss(nn.Module):
 
     def forward(self, predictions: Tensor, targets: Tensor, target_mask: Tensor):
         grid = Grid(self.x_shifts, self.y_shifts, self.strides, tuple(self.shapes))
-        out = padded_loss(predictions, targets, target_mask, grid, self.config, with_targets=self.with_targets)
+        out = padded_loss(predictions, targets, target_mask, grid, self.config, with_targets=self.with_targets,
+                          max_memory_mib=self.max_memory_mib)
         a = out.assignment
         outputs = (a.fg_mask, a.matched_gt, a.matched_iou, out.components)
         if self.with_targets:

@@ -106,24 +106,56 @@ def first_argmin(values: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     return best.squeeze(dim), first
 
 
-def contenders(selected: Tensor, count: Tensor, union_candidates: bool) -> Tensor:
-    """bool [B, G, X]: the targets competing for each cell. Those that selected it; with ``union_candidates``
+def everyone_contends(config: LossConfig) -> bool:
+    """Whether every target of the image contends for a cell that several targets selected (regular, megvii: the
+    originals' argmin over all targets), rather than only the targets that selected it (fast)."""
+    return config.union_candidates
+
+
+class Contest:
+    """The contested-cell argmin and the ``Assignment`` over X, fed target chunk by target chunk (``add``), exactly.
+
+    A cell selected by any target is foreground, matched to the cheapest contender with lower target index on equal
+    costs, with that pair's IoU. Contenders are the targets that selected the cell; with ``union_candidates``
     (regular, megvii) every target of the image for a cell selected by several (the originals' argmin over all
-    targets). ``count`` float [B, X] is the number of targets that selected the cell."""
-    if union_candidates:
-        return selected | (count > 1).unsqueeze(1)
-    return selected
+    targets). Across chunks the state is per cell [B, X]: the selection count, and the running (min cost, first
+    target, its IoU) over the selecting targets and, with ``union_candidates``, over all targets; a later chunk
+    replaces the state only where its minimum is strictly lower, so the lower target index keeps equal costs, as
+    one argmin over all targets would. Whatever the chunking, the result is the same, bit for bit.
+    """
+
+    def __init__(self, batch: int, width: int, config: LossConfig, device) -> None:
+        self.union = everyone_contends(config)
+        inf = torch.full((batch, width), float("inf"), device=device)
+        zero = torch.zeros((batch, width), dtype=torch.long, device=device)
+        self.count = torch.zeros((batch, width), device=device)  # float32 counts (masks.count_true)
+        self.selectors = [inf, zero, torch.zeros_like(inf)]  # (min cost, target, IoU) over the selecting targets
+        self.everyone = [inf.clone(), zero.clone(), torch.zeros_like(inf)] if self.union else None
+
+    def add(self, offset: int, masked_cost: Tensor, selected: Tensor, ious: Tensor) -> None:
+        """One chunk of targets (indices ``offset`` on): masked_cost [B, Gc, X] (inf off the candidates; spent),
+        selected bool [B, Gc, X] (``select_cheapest``), ious [B, Gc, X]."""
+        self.count += count_true(selected, 1)
+        if self.everyone is not None:
+            _keep_lower(self.everyone, offset, masked_cost, ious)
+        _keep_lower(self.selectors, offset, masked_cost.masked_fill_(~selected, float("inf")), ious)
+
+    def assignment(self) -> Assignment:
+        fg_mask = self.count > 0  # [B, X]
+        _, winner, iou = self.selectors
+        if self.everyone is not None:
+            contested = self.count > 1
+            winner = torch.where(contested, self.everyone[1], winner)
+            iou = torch.where(contested, self.everyone[2], iou)
+        return Assignment(fg_mask=fg_mask, matched_gt=winner.masked_fill(~fg_mask, -1),
+                          matched_iou=iou.masked_fill(~fg_mask, 0.0))
 
 
-def resolve(masked_cost: Tensor, selected: Tensor, ious: Tensor, config: LossConfig) -> Assignment:
-    """The ``Assignment`` over X: a cell selected by any target is foreground, matched to the cheapest contender
-    (lower target index on equal costs), with that pair's IoU. ``masked_cost`` [B, G, X] is spent (filled in place);
-    ``selected`` bool [B, G, X] from ``select_cheapest``; ``ious`` [B, G, X]."""
-    count = count_true(selected, 1)  # [B, X]
-    rivals = contenders(selected, count, config.union_candidates)
-    _, winner = first_argmin(masked_cost.masked_fill_(~rivals, float("inf")), dim=1)  # [B, X]
-    fg_mask = count > 0
-    winner = winner.masked_fill(~fg_mask, 0).long()  # [B, X]
-    matched_iou = ious.gather(1, winner.unsqueeze(1)).squeeze(1)  # [B, X]
-    return Assignment(fg_mask=fg_mask, matched_gt=winner.masked_fill(~fg_mask, -1),
-                      matched_iou=matched_iou.masked_fill(~fg_mask, 0.0))
+def _keep_lower(state: list[Tensor], offset: int, costs: Tensor, ious: Tensor) -> None:
+    """Update ``state`` = [min cost, first target, its IoU] (each [B, X]) with a chunk's costs [B, Gc, X]."""
+    best, first = first_argmin(costs, dim=1)  # [B, X]
+    first = first.clamp(max=costs.shape[1] - 1).long()  # a NaN column's index points past the axis: never kept
+    lower = best < state[0]
+    state[0] = torch.where(lower, best, state[0])
+    state[1] = torch.where(lower, first + offset, state[1])
+    state[2] = torch.where(lower, ious.gather(1, first.unsqueeze(1)).squeeze(1), state[2])

@@ -50,9 +50,10 @@ from torch import Tensor
 from ..assignment import Assignment
 from ..config import CANDIDATE_TOPK, IOU_COST_EPS, IOU_COST_WEIGHT, LossConfig
 from ..grid import Grid
-from .assign import class_cost
+from .assign import class_cost, class_cost_parts
+from .chunks import target_spans, targets_of
 from .masks import any_true
-from .select import dynamic_ks, resolve, select_cheapest
+from .select import Contest, dynamic_ks, select_cheapest
 from .terms import at_cells
 
 #: Window offsets per level, row-major: (dy, dx) in {-1, 0, 1}^2.
@@ -64,6 +65,21 @@ def exact_floor_div(value: Tensor, step: float) -> Tensor:
     f = torch.floor(value / step)
     f = f - (f * step > value).to(f.dtype)
     return f + ((f + 1) * step <= value).to(f.dtype)
+
+
+def window_width(num_levels: int) -> int:
+    """W: window slots per target, 9 per level, padded to at least ``CANDIDATE_TOPK``."""
+    return max(9 * num_levels, CANDIDATE_TOPK)
+
+
+def uses_windows(num_targets, num_levels: int, num_cells: int) -> bool:
+    """Whether a windowed mode runs on windows (M = G * W union slots) rather than densely over the A cells: while
+    G * W <= A the windows are smaller; beyond it the dense form's O(B * G * A) is (linear in G, where the windows'
+    O(B * G * G * W) is quadratic). Decided from static sizes; a symbolic G (an exported graph, which keeps one
+    formulation for every G) keeps the windows."""
+    if not isinstance(num_targets, int):
+        return True
+    return num_targets * window_width(num_levels) <= num_cells
 
 
 def window_cells(centres: Tensor, shapes, strides) -> tuple[Tensor, Tensor]:
@@ -84,7 +100,7 @@ def window_cells(centres: Tensor, shapes, strides) -> tuple[Tensor, Tensor]:
         cells.append(torch.where(ok, offset + fy.clamp(0, h - 1) * w + fx.clamp(0, w - 1), 0))
         inside.append(ok)
         offset += h * w
-    missing = CANDIDATE_TOPK - 9 * len(shapes)
+    missing = window_width(len(shapes)) - 9 * len(shapes)
     if missing > 0:
         cells.append(torch.zeros_like(cells[0][..., :missing]))
         inside.append(torch.zeros_like(inside[0][..., :missing]))
@@ -104,26 +120,31 @@ def centre_test(gt_boxes: Tensor, x_c: Tensor, y_c: Tensor, stride: Tensor, radi
     return inside
 
 
-def union_slots(in_centre: Tensor, gt_mask: Tensor, in_grid: Tensor, usable: Tensor, per_target: int) -> Tensor:
+def union_slots(in_centre_of, spans, gt_mask: Tensor, in_grid: Tensor, usable: Tensor, per_target: int) -> Tensor:
     """bool [B, M]: the slots that stand for the image's union, one per union cell (the first target's slot).
 
-    ``in_centre`` [B, G, M] is every target's test at every slot's cell; slot m belongs to target m // per_target.
-    """
-    real = in_centre & gt_mask.unsqueeze(-1)  # [B, G, M]
-    targets = torch.arange(gt_mask.shape[1], device=gt_mask.device)
-    owner = targets.unsqueeze(-1).expand(-1, per_target).reshape(-1)  # [M]: slot m's target (no integer division)
-    own = real.gather(1, owner.expand(real.shape[0], 1, -1)).squeeze(1)  # [B, M]
-    earlier = any_true(real & (targets.unsqueeze(-1) < owner), 1)  # [B, M]
+    Slot m belongs to target m // per_target; it stands for its cell when its own target's test passes there and no
+    real target before it passes there (a cell that passes g's test is in g's window, so this keeps exactly one slot
+    per union cell). ``in_centre_of(span)`` gives every target of a span's test at every slot's cell [B, Gc, M];
+    the two reductions over targets are carried across the spans (``chunks``)."""
+    owner = torch.arange(gt_mask.shape[1], device=gt_mask.device).unsqueeze(-1).expand(-1, per_target).reshape(-1)
+    own = torch.zeros(in_grid.shape, dtype=torch.bool, device=in_grid.device)  # [B, M]
+    earlier = torch.zeros_like(own)
+    for span in spans:
+        real = in_centre_of(span) & targets_of(gt_mask, span).unsqueeze(-1)  # [B, Gc, M]
+        targets = torch.arange(span[0], span[0] + real.shape[1], device=gt_mask.device).unsqueeze(-1)  # [Gc, 1]
+        own |= any_true(real & (targets == owner), 1)
+        earlier |= any_true(real & (targets < owner), 1)
     return own & ~earlier & in_grid & usable
 
 
-def window_class_cost(raw: Tensor, gt_classes: Tensor, cells: Tensor) -> Tensor:
-    """SimOTA class cost [B, G, M] of every target at every slot's cell: ``assign.class_cost`` on the slots' rows
-    of raw [B, A, 5 + C] ([B, M, 5 + C], the same element-wise operations, so identical values), which avoids its
-    [B, A, C] work. Whole rows are gathered and then sliced: slicing the class logits of raw first would copy
-    [B, A, C] (an exported graph's Slice is a copy)."""
+def window_class_cost(raw: Tensor, cells: Tensor) -> tuple[Tensor, Tensor]:
+    """``assign.class_cost_parts`` of the slots' rows of raw [B, A, 5 + C] ([B, M, C] and [B, M]: the same
+    element-wise operations, so identical values), which avoids the dense form's [B, A, C] work. Whole rows are
+    gathered and then sliced: slicing the class logits of raw first would copy [B, A, C] (an exported graph's
+    Slice is a copy)."""
     rows = at_cells(raw, cells)  # [B, M, 5 + C]
-    return class_cost(rows[..., 5:], rows[..., 4], gt_classes)
+    return class_cost_parts(rows[..., 5:], rows[..., 4])
 
 
 def window_iou(gt_boxes: Tensor, pred: Tensor) -> Tensor:
@@ -156,16 +177,17 @@ def scatter_to_cells(values: Tensor, keep: Tensor, cells: Tensor, num_cells: int
 
 
 def window_assign(raw: Tensor, boxes: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid,
-                  config: LossConfig) -> Assignment:
+                  config: LossConfig, per_chunk: int | None = None) -> Assignment:
     """SimOTA of a windowed mode (centre-only candidates: megvii) for padded targets on windows, float32, no gradient.
 
     raw [B, A, 5 + C] head outputs (objectness, class logits used); boxes [B, A, 4] decoded predictions; usable bool
     [B, A] (False: never assigned); gt [B, G, 5] rows (class, cx, cy, w, h); gt_mask bool [B, G]; ``grid.shapes``
-    gives the levels' (H, W).
+    gives the levels' (H, W). ``per_chunk`` targets at a time (``chunks``; None: all at once); the result does not
+    depend on it.
     """
     if grid.shapes is None:
         raise ValueError("megvii mode needs the levels' (H, W): build the grid with grid.make_grid")
-    batch, cells_total = raw.shape[:2]
+    cells_total = raw.shape[1]
     safe = torch.tensor([0.0, 0.0, 1.0, 1.0], device=gt.device, dtype=gt.dtype)
     gt_boxes = torch.where(gt_mask.unsqueeze(-1), gt[..., 1:5], safe)  # masked slots: a harmless unit box
     gt_classes = torch.where(gt_mask, gt[..., 0], 0.0).long()  # [B, G]
@@ -175,21 +197,45 @@ def window_assign(raw: Tensor, boxes: Tensor, usable: Tensor, gt: Tensor, gt_mas
     stride = grid.strides[cells]  # [B, M]
     x_c = (grid.x_shifts[cells] + 0.5) * stride
     y_c = (grid.y_shifts[cells] + 0.5) * stride
-    in_centre = centre_test(gt_boxes, x_c, y_c, stride, config.center_radius)  # [B, G, M]
-    union = union_slots(in_centre, gt_mask, in_grid, at_cells(usable, cells), per_target)  # [B, M]
-    candidates = union.unsqueeze(1) & gt_mask.unsqueeze(-1)  # [B, G, M]
+    spans = target_spans(gt.shape[1], per_chunk)
+    kept = {}  # one span: its test is computed once, for the union and for the costs
+
+    def in_centre_of(span):  # [B, Gc, M]
+        if span in kept:
+            return kept.pop(span)
+        test = centre_test(targets_of(gt_boxes, span), x_c, y_c, stride, config.center_radius)
+        if len(spans) == 1:
+            kept[span] = test
+        return test
+
+    union = union_slots(in_centre_of, spans, gt_mask, in_grid, at_cells(usable, cells), per_target)  # [B, M]
     pred = at_cells(boxes, cells)  # [B, M, 4]
-    ious = window_iou(gt_boxes, pred)  # [B, G, M]
-    cost = window_class_cost(raw, gt_classes, cells)
-    cost += torch.log(ious + IOU_COST_EPS).neg_().mul_(IOU_COST_WEIGHT)
-    cost += (~in_centre).to(cost.dtype).mul_(config.outside_cost)
-    masked_cost = cost.masked_fill_(~candidates, float("inf"))
-    ks = dynamic_ks(ious, candidates, config)  # [B, G]: the top-10 IoUs over the union
-    selected = select_cheapest(masked_cost, candidates, ks, config.max_dynamic_k, cells.to(cost.dtype))
-    chosen = resolve(masked_cost, selected, ious, config)  # over the slots [B, M]; only union slots can be chosen
+    parts = window_class_cost(raw, cells)
+    cell_key = cells.to(pred.dtype)
+    contest = Contest(cells.shape[0], cells.shape[1], config, cells.device)
+    for span in spans:
+        contest.add(span[0], *window_selection(in_centre_of(span), targets_of(gt_boxes, span),
+                                               targets_of(gt_classes, span), targets_of(gt_mask, span), union, pred,
+                                               parts, cell_key, config))
+    chosen = contest.assignment()  # over the slots [B, M]; only union slots can be chosen
     matched_gt = scatter_to_cells(chosen.matched_gt, chosen.fg_mask, cells, cells_total, -1)  # [B, A]
     return Assignment(
         fg_mask=matched_gt >= 0,
         matched_gt=matched_gt,
         matched_iou=scatter_to_cells(chosen.matched_iou, chosen.fg_mask, cells, cells_total, 0.0),
     )
+
+
+def window_selection(in_centre: Tensor, gt_boxes: Tensor, gt_classes: Tensor, gt_mask: Tensor, union: Tensor,
+                     pred: Tensor, parts: tuple[Tensor, Tensor], cell_key: Tensor,
+                     config: LossConfig) -> tuple[Tensor, Tensor, Tensor]:
+    """(masked cost, selected, IoUs), [B, Gc, M], of a chunk of targets: their tests at every slot ``in_centre``
+    [B, Gc, M], boxes [B, Gc, 4], classes and mask [B, Gc]; each target's k cheapest union slots."""
+    candidates = union.unsqueeze(1) & gt_mask.unsqueeze(-1)  # [B, Gc, M]
+    ious = window_iou(gt_boxes, pred)  # [B, Gc, M]
+    cost = class_cost(parts, gt_classes)
+    cost += torch.log(ious + IOU_COST_EPS).neg_().mul_(IOU_COST_WEIGHT)
+    cost += (~in_centre).to(cost.dtype).mul_(config.outside_cost)
+    masked_cost = cost.masked_fill_(~candidates, float("inf"))
+    ks = dynamic_ks(ious, candidates, config)  # [B, Gc]: the top-10 IoUs over the union
+    return masked_cost, select_cheapest(masked_cost, candidates, ks, config.max_dynamic_k, cell_key), ious

@@ -1,0 +1,63 @@
+"""The assignment's targets in chunks under a memory budget.
+
+Shape legend: B batch, G padded targets, X the cells a target is ranked over (A in the dense form, M union slots in
+the windowed form), Gc the targets of one chunk.
+
+The assignment's working set grows with G: the dense and windowed forms hold several [B, G, X] tensors at once.
+Every step of SimOTA but the contested-cell argmin (and regular / megvii's union of candidates) is per target, so the
+targets can be taken a chunk of Gc at a time, holding [B, Gc, X] tensors; ``select.Contest`` carries the
+cross-target reductions across chunks exactly, so the assignment does not depend on the chunking, bit for bit.
+
+The budget bounds that working set only. What does not grow with G stays outside it: the inputs, the gradients, the
+[B, A, C] class probabilities and the loss terms over the matched cells.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor
+
+#: Bytes the assignment holds per (image, target, ranked cell) at its peak within a chunk: at most about 10 float32
+#: [B, Gc, X] tensors live at once (fast mode's dense form, the largest: measured 6 to 10 by ``yolox-export bench``),
+#: plus boolean masks; 48 leaves room.
+BYTES_PER_TARGET_CELL = 48
+#: The default budget, in MiB, for the [B, Gc, X] working set: at B=16, 640x640 (A = 8400) a chunk of 83 targets.
+DEFAULT_MAX_MEMORY_MIB = 256
+
+
+def checked_budget(max_memory_mib) -> float | None:
+    """``max_memory_mib`` if it is a positive finite number or None (unchunked); ValueError otherwise."""
+    if max_memory_mib is None:
+        return None
+    if isinstance(max_memory_mib, bool) or not isinstance(max_memory_mib, (int, float)) or not (
+            math.isfinite(max_memory_mib) and max_memory_mib > 0):
+        raise ValueError(f"max_memory_mib must be a positive number of MiB or None (unchunked), got {max_memory_mib!r}")
+    return float(max_memory_mib)
+
+
+def targets_per_chunk(max_memory_mib: float | None, batch: int, width: int) -> int | None:
+    """Gc for a budget of ``max_memory_mib`` MiB over [B, Gc, X] (``width`` = X); at least 1 (a budget smaller
+    than one target's chunk runs one target at a time); None without a budget."""
+    if max_memory_mib is None:
+        return None
+    per_target = max(int(batch) * int(width) * BYTES_PER_TARGET_CELL, 1)
+    return max(1, int(max_memory_mib * 2**20) // per_target)
+
+
+#: The span of every target at once.
+WHOLE = (0, None)
+
+
+def target_spans(num_targets, per_chunk: int | None) -> list[tuple[int, int | None]]:
+    """[(start, stop)] of each chunk of the G targets; ``[WHOLE]`` without a budget, when one chunk holds every
+    target, or when G is symbolic (an exported graph keeps one formulation for every G)."""
+    if per_chunk is None or not isinstance(num_targets, int) or per_chunk >= num_targets:
+        return [WHOLE]
+    return [(start, min(start + per_chunk, num_targets)) for start in range(0, num_targets, per_chunk)]
+
+
+def targets_of(tensor: Tensor, span: tuple[int, int | None]) -> Tensor:
+    """``tensor`` [B, G, ...] restricted to the span's targets (the tensor itself for ``WHOLE``)."""
+    start, stop = span
+    return tensor if stop is None else tensor[:, start:stop]
