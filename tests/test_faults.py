@@ -121,3 +121,17 @@ def test_megvii_adapter_without_validation_poisons_loss_and_gradient(column):
 def test_megvii_adapter_valid_outputs_give_a_finite_loss_and_gradient():
     loss, outputs = megvii_call(True, None)
     assert torch.isfinite(loss) and torch.isfinite(torch.autograd.grad(loss, outputs)[0]).all()
+
+
+def test_megvii_adapter_pays_for_real_rows_only():
+    """Megvii's loader pads labels to 120 rows: the adapter drops the rows beyond the batch's largest real count
+    (it reads the rows back anyway); the assignment and loss never depend on padding rows (test_static_padding)."""
+    from yolox_export.integrations.megvii import labels_to_padded
+
+    labels = torch.zeros(2, 120, 5)
+    labels[0, :3] = torch.tensor([[1.0, 20, 20, 8, 8], [0, 40, 30, 10, 12], [2, 10, 50, 6, 6]])
+    labels[1, :1] = torch.tensor([0.0, 30, 30, 16, 16])
+    gt, mask = labels_to_padded(labels, CLASSES)
+    assert gt.shape == (2, 3, 5) and mask.tolist() == [[True, True, True], [True, False, False]]
+    gt, mask = labels_to_padded(torch.zeros(2, 120, 5), CLASSES)
+    assert gt.shape == (2, 1, 5) and not mask.any()  # no target: one masked slot
