@@ -5,14 +5,106 @@ Hand-built heads for the reference tests: one level, stride 8, a 32x32 image -> 
 = 4 * y + x; a level is [B, 1, H, W, 5 + C] with (tx, ty, tw, th, obj, cls_0, cls_1, ...).
 """
 
+import dataclasses
 import importlib.util
 import math
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import torch
 
+from yolox_export.config import MODES
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--full", action="store_true", default=False,
+                     help="run the long forms of the slow tests (fixture `full`), e.g. tests/parity's 1000 targets "
+                          "per image at B=2 instead of B=1")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "full: a test with a reduced default form and a long one under --full")
+
+
+@pytest.fixture(scope="session")
+def full(request) -> bool:
+    """True under ``pytest --full``: run the long form of a test whose default form is reduced."""
+    return bool(request.config.getoption("--full"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# exported graphs, one per setting per session
+
+#: The one setting the onnxruntime tests share (tests/test_properties.py, tests/test_static_padding.py,
+#: tests/export/test_export_onnx.py): a graph per mode with the training targets and the L1 term, so that one
+#: export per mode serves them all.
+SHARED_STRIDES = (8, 16, 32)
+SHARED_IMAGE = (128, 160)  # grids 16x20, 8x10, 4x5: 420 cells
+SHARED_CLASSES = 6
+SHARED_SHAPES = [(SHARED_IMAGE[0] // s, SHARED_IMAGE[1] // s) for s in SHARED_STRIDES]
+SHARED_CELLS = sum(h * w for h, w in SHARED_SHAPES)
+
+
+def shared_preset(mode):
+    from yolox_export.export.presets import Preset
+
+    return Preset(name=f"shared_{mode}", image_size=SHARED_IMAGE, strides=SHARED_STRIDES, num_classes=SHARED_CLASSES,
+                  mode=mode, batch=(1, 2, 8), max_gt=(1, 8, 256), opset=20)
+
+
+def shared_config(mode):
+    from yolox_export import LossConfig
+
+    return LossConfig(SHARED_STRIDES, SHARED_CLASSES, mode=mode, use_l1=True)
+
+
+@pytest.fixture(scope="session")
+def exported_graph(tmp_path_factory):
+    """``exported_graph(preset, config=None, with_targets=False) -> Path``: ``export_onnx``'s graph for those
+    settings, exported once per session (10-20 s an export on a CPU) and shared by every test that asks for the same
+    settings. The key is every preset field but the name (which only names the file), the config (``preset_config``
+    when None) and ``with_targets``. The file is shared: read it, never write it."""
+    pytest.importorskip("onnxscript")
+    from yolox_export.export.onnx_export import export_onnx, preset_config
+
+    folder = tmp_path_factory.mktemp("exported")
+    cache = {}
+
+    def get(preset, config=None, with_targets=False) -> Path:
+        config = config or preset_config(preset)
+        key = (dataclasses.replace(preset, name="graph"), config, bool(with_targets))
+        if key not in cache:
+            cache[key] = export_onnx(preset, folder / f"{len(cache)}_{preset.name}.onnx", with_targets=with_targets,
+                                     config=config)
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def ort_runner():
+    """``ort_runner(path) -> OrtRunner`` on the CPU execution provider, one session per path."""
+    pytest.importorskip("onnxruntime")
+    from yolox_export.export.ort_runtime import OrtRunner
+
+    cache = {}
+
+    def get(path):
+        if path not in cache:
+            cache[path] = OrtRunner(path, providers=["CPUExecutionProvider"])
+        return cache[path]
+
+    return get
+
+
+@pytest.fixture(scope="module", params=MODES)
+def shared_export(request, exported_graph):
+    """(mode, path) of the shared graph (``shared_preset``, ``shared_config``, with targets), once per mode."""
+    mode = request.param
+    return mode, exported_graph(shared_preset(mode), shared_config(mode), with_targets=True)
 
 
 def load_script(name):

@@ -28,7 +28,9 @@ from yolox_export.config import MODES
 from yolox_export.parity import compare
 from yolox_export.parity.comparison import static_for
 from yolox_export.reference import reference_for
-from yolox_export.parity.scenarios import _fit_to_targets
+from yolox_export.scenarios import _fit_to_targets
+
+from conftest import SHARED_CLASSES, SHARED_IMAGE, SHARED_SHAPES, SHARED_STRIDES, shared_config
 
 # ---------------------------------------------------------------------------------------------------------------
 # settings profiles
@@ -242,28 +244,20 @@ def test_finite_inputs_give_a_finite_loss_and_gradient_where_the_reference_does(
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# exported graph == eager, on one fixed small grid per mode
+# exported graph == eager, on one fixed small grid per mode: the graph the onnxruntime tests share (conftest's
+# shared_export: with the training targets and the L1 term, which this test's eager side therefore has too)
 
-ORT_STRIDES = (8, 16, 32)
-ORT_IMAGE = (64, 96)
-ORT_CLASSES = 4
-ORT_SHAPES = [(ORT_IMAGE[0] // s, ORT_IMAGE[1] // s) for s in ORT_STRIDES]
+ORT_STRIDES = SHARED_STRIDES
+ORT_IMAGE = SHARED_IMAGE
+ORT_CLASSES = SHARED_CLASSES
+ORT_SHAPES = SHARED_SHAPES
 MISMATCH_PATH = os.path.join(tempfile.gettempdir(), "ort_mismatch.pt")
 
 
-@pytest.fixture(scope="module", params=MODES)
-def exported(request, tmp_path_factory):
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
-    from yolox_export.export.onnx_export import export_onnx
-    from yolox_export.export.ort_runtime import OrtRunner
-    from yolox_export.export.presets import Preset
-
-    mode = request.param
-    preset = Preset(name=f"fuzz_{mode}", image_size=ORT_IMAGE, strides=ORT_STRIDES, num_classes=ORT_CLASSES,
-                    mode=mode, batch=(1, 2, 4), max_gt=(1, 8, 64), opset=20)
-    path = export_onnx(preset, tmp_path_factory.mktemp("fuzz") / f"{preset.name}.onnx")
-    return mode, OrtRunner(path, providers=["CPUExecutionProvider"])
+@pytest.fixture(scope="module")
+def exported(shared_export, ort_runner):
+    mode, path = shared_export
+    return mode, ort_runner(path)
 
 
 @st.composite
@@ -314,8 +308,8 @@ def test_onnxruntime_equals_eager(exported, case):
     raw, gt, mask, scene, poisoned = case
     note(f"{mode} {scene.describe()} G={gt.shape[1]} poisoned={poisoned}")
     got = {k: torch.as_tensor(v) for k, v in runner.run({"predictions": raw, "targets": gt, "target_mask": mask}).items()}
-    config = LossConfig(ORT_STRIDES, ORT_CLASSES, mode=mode)
-    want = StaticYoloXLoss(ORT_STRIDES, ORT_CLASSES, mode=mode, validate=False).forward_padded(raw, gt, mask, ORT_SHAPES)
+    config = shared_config(mode)
+    want = StaticYoloXLoss.from_config(config, validate=False).forward_padded(raw, gt, mask, ORT_SHAPES)
     a = want.assignment
     differs = (got["fg_mask"] != a.fg_mask) | (got["matched_gt"] != a.matched_gt)
     try:

@@ -7,7 +7,8 @@
   nothing is validated: never assigned, the loss NaN.
 
 Derandomized like tests/test_properties.py; ``PADDING_EXAMPLES`` eager and ``ORT_PADDING_EXAMPLES`` onnxruntime
-examples per mode.
+examples per mode. The eager tests run on their own two-level grid; the onnxruntime tests on the graph the
+onnxruntime tests share (conftest's ``shared_export``: three levels, with targets and L1), exported once a session.
 """
 
 from __future__ import annotations
@@ -24,11 +25,16 @@ from yolox_export import LossConfig, PaddedYoloXLoss, StaticYoloXLoss
 from yolox_export.config import MODES
 from yolox_export.static.padding import sanitise_slots, well_formed
 
+from conftest import SHARED_CELLS, SHARED_CLASSES, SHARED_IMAGE, SHARED_SHAPES, SHARED_STRIDES
+
 STRIDES = (8, 16)
 IMAGE = (32, 48)  # grids 4x6 and 2x3: 30 cells
 SHAPES = [(IMAGE[0] // s, IMAGE[1] // s) for s in STRIDES]
 CELLS = sum(h * w for h, w in SHAPES)
 NUM_CLASSES = 3
+# the onnxruntime tests' grid and classes: the shared graph's (grids 16x20, 8x10 and 4x5: 420 cells; 6 classes)
+ORT_STRIDES, ORT_IMAGE, ORT_SHAPES = SHARED_STRIDES, SHARED_IMAGE, SHARED_SHAPES
+ORT_CELLS, ORT_CLASSES = SHARED_CELLS, SHARED_CLASSES
 PADDING_EXAMPLES = 60
 ORT_PADDING_EXAMPLES = 20
 
@@ -76,14 +82,14 @@ def test_sanitise_slots_replaces_masked_and_malformed_rows_by_the_zero_row():
 
 
 @st.composite
-def padded_cases(draw):
+def padded_cases(draw, image=IMAGE, cells=CELLS, num_classes=NUM_CLASSES):
     """(raw [B, A, 5 + C], zero-padded gt [B, G, 5], mask [B, G], the same gt with garbage in every masked slot)."""
     batch, slots = draw(st.integers(1, 3)), draw(st.integers(1, 5))
     mask = torch.tensor(draw(st.lists(st.booleans(), min_size=batch * slots, max_size=batch * slots))).reshape(batch, slots)
     gt = torch.zeros((batch, slots, 5))
     for b, g in mask.nonzero().tolist():
-        gt[b, g] = torch.tensor([float(draw(st.integers(0, NUM_CLASSES - 1))),
-                                 draw(st.floats(-8, IMAGE[1] + 8)), draw(st.floats(-8, IMAGE[0] + 8)),
+        gt[b, g] = torch.tensor([float(draw(st.integers(0, num_classes - 1))),
+                                 draw(st.floats(-8, image[1] + 8)), draw(st.floats(-8, image[0] + 8)),
                                  draw(st.floats(1, 40)), draw(st.floats(1, 40))])
     garbage = gt.clone()
     real = gt[mask]
@@ -93,7 +99,7 @@ def padded_cases(draw):
         else:
             garbage[b, g] = torch.tensor([draw(st.sampled_from(GARBAGE)) for _ in range(5)])
     gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
-    raw = torch.randn((batch, CELLS, 5 + NUM_CLASSES), generator=gen)
+    raw = torch.randn((batch, cells, 5 + num_classes), generator=gen)
     raw[..., :4] *= 0.5
     raw[..., 4:] = raw[..., 4:] * 2.0 - 3.0
     return raw, gt, mask, garbage
@@ -149,16 +155,20 @@ def test_nan_in_masked_slot_of_an_image_without_targets(mode):
 # ---------------------------------------------------------------------------------------------------------------
 # a malformed real slot inside the graph
 
-MALFORMED = {
-    "class-negative": (0, -1.0), "class-fractional": (0, 1.5), "class-equal-C": (0, 3.0), "class-huge": (0, 1e9),
-    "class-nan": (0, math.nan), "cx-nan": (1, math.nan), "cy-inf": (2, -math.inf), "w-zero": (3, 0.0),
-    "h-negative": (4, -4.0),
-}
+def malformed(num_classes):
+    return {
+        "class-negative": (0, -1.0), "class-fractional": (0, 1.5), "class-equal-C": (0, float(num_classes)),
+        "class-huge": (0, 1e9), "class-nan": (0, math.nan), "cx-nan": (1, math.nan), "cy-inf": (2, -math.inf),
+        "w-zero": (3, 0.0), "h-negative": (4, -4.0),
+    }
 
 
-def one_target_case():
-    """One image, one real slot (a box over cells of both levels) and one masked slot; raw finite."""
-    raw = torch.randn((1, CELLS, 5 + NUM_CLASSES), generator=torch.Generator().manual_seed(2)) * 0.3
+MALFORMED = malformed(NUM_CLASSES)
+
+
+def one_target_case(cells=CELLS, num_classes=NUM_CLASSES):
+    """One image, one real slot (a box over cells of every level) and one masked slot; raw finite."""
+    raw = torch.randn((1, cells, 5 + num_classes), generator=torch.Generator().manual_seed(2)) * 0.3
     gt = torch.tensor([[[1.0, 20.0, 12.0, 14.0, 10.0], [0.0] * 5]])
     return raw, gt, torch.tensor([[True, False]])
 
@@ -181,21 +191,10 @@ def test_malformed_real_slot_is_never_assigned_and_the_loss_is_nan(mode, kind):
 # onnxruntime
 
 
-@pytest.fixture(scope="module", params=MODES)
-def exported(request, tmp_path_factory):
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
-    from yolox_export.export.onnx_export import export_onnx
-    from yolox_export.export.ort_runtime import OrtRunner
-    from yolox_export.export.presets import Preset
-
-    mode = request.param
-    preset = Preset(name=f"padding_{mode}", image_size=IMAGE, strides=STRIDES, num_classes=NUM_CLASSES, mode=mode,
-                    batch=(1, 2, 4), max_gt=(1, 4, 8), opset=20)
-    config = LossConfig(STRIDES, NUM_CLASSES, mode=mode, use_l1=True)
-    path = export_onnx(preset, tmp_path_factory.mktemp("padding") / f"{preset.name}.onnx", with_targets=True,
-                       config=config)
-    return mode, OrtRunner(path, providers=["CPUExecutionProvider"])
+@pytest.fixture(scope="module")
+def exported(shared_export, ort_runner):
+    mode, path = shared_export
+    return mode, ort_runner(path)
 
 
 def ort_outputs(runner, raw, gt, mask):
@@ -203,7 +202,7 @@ def ort_outputs(runner, raw, gt, mask):
 
 
 @settings(PROFILE, max_examples=ORT_PADDING_EXAMPLES)
-@given(case=padded_cases())
+@given(case=padded_cases(ORT_IMAGE, ORT_CELLS, ORT_CLASSES))
 def test_masked_garbage_is_zero_padding_onnxruntime(exported, case):
     mode, runner = exported
     raw, gt, mask, garbage = case
@@ -216,9 +215,9 @@ def test_masked_garbage_is_zero_padding_onnxruntime(exported, case):
 
 def test_malformed_real_slots_onnxruntime(exported):
     mode, runner = exported
-    raw, gt, mask = one_target_case()
+    raw, gt, mask = one_target_case(ORT_CELLS, ORT_CLASSES)
     assert ort_outputs(runner, raw, gt, mask)["fg_mask"].any()
-    for kind, (column, value) in MALFORMED.items():
+    for kind, (column, value) in malformed(ORT_CLASSES).items():
         bad = gt.clone()
         bad[0, 0, column] = value
         out = ort_outputs(runner, raw, bad, mask)
@@ -231,11 +230,12 @@ def test_empty_and_imageless_batches_onnxruntime(exported):
 
     mode, runner = exported
     for batch in (2, 0):
-        raw = torch.randn((batch, CELLS, 5 + NUM_CLASSES), generator=torch.Generator().manual_seed(3))
+        raw = torch.randn((batch, ORT_CELLS, 5 + ORT_CLASSES), generator=torch.Generator().manual_seed(3))
         gt, mask = pad_targets(torch.zeros(0, 6), batch)  # G = 1, one masked slot per image
         out = ort_outputs(runner, raw, gt, mask)
-        want = StaticYoloXLoss(STRIDES, NUM_CLASSES, mode=mode, use_l1=True).forward_padded(raw, gt, mask, SHAPES)
-        assert out["fg_mask"].shape == (batch, CELLS) and not out["fg_mask"].any()
+        want = StaticYoloXLoss(ORT_STRIDES, ORT_CLASSES, mode=mode, use_l1=True).forward_padded(raw, gt, mask,
+                                                                                               ORT_SHAPES)
+        assert out["fg_mask"].shape == (batch, ORT_CELLS) and not out["fg_mask"].any()
         torch.testing.assert_close(torch.as_tensor(out["loss_components"]), want.components, rtol=1e-5, atol=1e-6)
 
 
@@ -248,11 +248,11 @@ def test_huge_finite_logits_give_finite_components_onnxruntime(exported, kind):
     # finite in, finite out through the exported graph too: the same components as eager (whose gradient
     # tests/test_properties.py checks against the reference)
     mode, runner = exported
-    raw, gt, mask = one_target_case()
+    raw, gt, mask = one_target_case(ORT_CELLS, ORT_CLASSES)
     cell, channel, value = HUGE_LOGITS[kind]
     raw[0, cell, channel] = value
-    want = StaticYoloXLoss(STRIDES, NUM_CLASSES, mode=mode, use_l1=True, validate=False).forward_padded(
-        raw, gt, mask, SHAPES)
+    want = StaticYoloXLoss(ORT_STRIDES, ORT_CLASSES, mode=mode, use_l1=True, validate=False).forward_padded(
+        raw, gt, mask, ORT_SHAPES)
     assert not want.assignment.fg_mask[0, cell] and want.assignment.fg_mask.any()
     got = torch.as_tensor(ort_outputs(runner, raw, gt, mask)["loss_components"])
     assert torch.isfinite(got).all() and torch.isfinite(want.components).all()

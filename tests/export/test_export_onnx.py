@@ -1,5 +1,8 @@
 """The exported graph: validation, forbidden-op detection, metadata, dynamic axes, and onnxruntime parity with
-eager at two batch / max_gt sizes on fresh seeded inputs of every scenario kind."""
+eager at two batch / max_gt sizes on fresh seeded inputs of every scenario kind.
+
+The graph is the one the onnxruntime tests share (conftest's ``shared_export``: 128x160, strides 8, 16, 32,
+6 classes, with targets and L1), exported once a session per mode."""
 
 from pathlib import Path
 
@@ -9,29 +12,21 @@ import torch
 
 from yolox_export import PaddedYoloXLoss, pad_targets
 from yolox_export.export.contract import OUTPUT_NAMES, TARGET_OUTPUT_NAMES, graph_feeds
-from yolox_export.export.onnx_export import export_onnx, preset_config, validate_onnx, level_shapes_for
-from yolox_export.export.ort_runtime import OrtRunner
-from yolox_export.export.presets import Preset
+from yolox_export.export.onnx_export import level_shapes_for, validate_onnx
 from yolox_export.export.runners import EagerRunner, Runner, open_runner
 from yolox_export.export.trt_compat import find_forbidden_ops
 from yolox_export.grid import flatten_levels
-from yolox_export.parity.scenarios import KINDS, make_scenario
+from yolox_export.scenarios import KINDS, make_scenario
 
-from conftest import load_script
+from conftest import SHARED_CLASSES, load_script, shared_config, shared_preset
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def small_preset(mode):
-    return Preset(name=f"small_{mode}", image_size=(128, 160), strides=(8, 16, 32), num_classes=6, mode=mode,
-                  batch=(1, 2, 8), max_gt=(1, 8, 256), opset=20)
-
-
-@pytest.fixture(scope="module", params=("regular", "fast", "megvii"))
-def exported(request, tmp_path_factory):
-    preset = small_preset(request.param)
-    path = export_onnx(preset, tmp_path_factory.mktemp("onnx") / f"{preset.name}.onnx", with_targets=True)
-    return preset, path
+@pytest.fixture(scope="module")
+def exported(shared_export):
+    mode, path = shared_export
+    return shared_preset(mode), path
 
 
 def test_exported_graph_passes_every_check(exported):
@@ -44,7 +39,8 @@ def test_metadata_and_io(exported):
     preset, path = exported
     model = onnx.load(str(path))
     meta = {p.key: p.value for p in model.metadata_props}
-    assert meta["mode"] == preset.mode and meta["num_classes"] == "6" and meta["strides"] == "8,16,32"
+    assert meta["mode"] == preset.mode and meta["num_classes"] == str(SHARED_CLASSES) and meta["strides"] == "8,16,32"
+    assert meta["use_l1"] == "True" and meta["with_targets"] == "True" and meta["image_size"] == "128x160"
     radius = "1.5" if preset.mode == "megvii" else "2.5"  # the radius the mode's centre test really uses
     assert meta["center_sampling_radius"] == radius and meta["dynamic_ks_bias"] == "1.1" and "yolox_export.version" in meta
     assert [i.name for i in model.graph.input] == ["predictions", "targets", "target_mask"]
@@ -53,11 +49,11 @@ def test_metadata_and_io(exported):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("batch,max_gt", ((2, 250), (5, 210)))
-def test_onnxruntime_equals_eager(exported, batch, max_gt, kind):
+def test_onnxruntime_equals_eager(exported, ort_runner, batch, max_gt, kind):
     preset, path = exported
-    runner = OrtRunner(path, providers=["CPUExecutionProvider"])
-    module = PaddedYoloXLoss(preset_config(preset), level_shapes_for(preset), with_targets=True)
-    s = make_scenario(kind, batch_size=batch, image_size=preset.image_size, num_classes=6,
+    runner = ort_runner(path)
+    module = PaddedYoloXLoss(shared_config(preset.mode), level_shapes_for(preset), with_targets=True)
+    s = make_scenario(kind, batch_size=batch, image_size=preset.image_size, num_classes=SHARED_CLASSES,
                       seed=100 * batch + KINDS.index(kind))
     raw = flatten_levels(s.predictions)
     gt, mask = pad_targets(s.targets, batch, max_gt)
@@ -115,11 +111,11 @@ def test_every_runner_has_the_same_outputs_names_and_dtypes(exported, kind):
     # the runner protocol: run(feeds) -> dict[str, Tensor], same names and dtypes whatever the backend; graph_feeds
     # pads G to at least 1 (an empty batch is one masked slot per image), which the graph accepts
     preset, path = exported
-    s = make_scenario(kind, batch_size=2, image_size=preset.image_size, num_classes=6, seed=3)
+    s = make_scenario(kind, batch_size=2, image_size=preset.image_size, num_classes=SHARED_CLASSES, seed=3)
     feeds = graph_feeds(s.predictions, s.targets)
     if kind == "empty":
         assert feeds["targets"].shape[1] == 1 and not feeds["target_mask"].any()
-    eager = EagerRunner(preset_config(preset), level_shapes_for(preset), with_targets=True)
+    eager = EagerRunner(shared_config(preset.mode), level_shapes_for(preset), with_targets=True)
     ort = open_runner("onnxruntime", path)
     assert isinstance(eager, Runner) and isinstance(ort, Runner)
     want, got = eager.run(feeds), ort.run(feeds)

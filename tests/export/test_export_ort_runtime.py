@@ -171,3 +171,30 @@ def test_validate_false_leaves_checks_to_onnxruntime(model_path):
     with pytest.raises(Exception) as info:
         runner.run({"predictions": predictions, "mask": mask.astype(np.float32)})
     assert not isinstance(info.value, TypeError)
+
+
+def test_session_options_reach_the_session_through_open_runner(model_path, tmp_path):
+    from yolox_export.export.runners import open_runner
+
+    runner = open_runner("onnxruntime", model_path, providers=["CPUExecutionProvider"],
+                         session_options={"threads": 1, "spinning": False, "profile_prefix": str(tmp_path / "p")})
+    assert isinstance(runner, OrtRunner)
+    predictions, mask = _feeds()
+    runner.run({"predictions": predictions, "mask": mask})
+    profile = runner.session.end_profiling()  # profiling was switched on by the session options
+    assert profile.startswith(str(tmp_path / "p")) and (tmp_path / profile).is_file()
+
+
+@pytest.mark.cuda
+def test_cuda_feeds_on_a_cuda_session_stay_on_the_device(model_path):
+    import onnxruntime
+
+    if not torch.cuda.is_available() or "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("needs a CUDA device and onnxruntime's CUDAExecutionProvider")
+    runner = OrtRunner(model_path, providers=["CUDAExecutionProvider"])
+    predictions, mask = _feeds(6)
+    out = runner.run({"predictions": torch.from_numpy(predictions).cuda(), "mask": torch.from_numpy(mask).cuda()})
+    assert out["masked_sum"].is_cuda  # bound in place through IOBinding, written into a torch CUDA tensor
+    torch.testing.assert_close(out["masked_sum"].cpu(), torch.from_numpy(predictions.sum(-1) * mask))
+    with pytest.raises(TypeError, match="input 'mask': expected dtype bool"):
+        runner.run({"predictions": torch.from_numpy(predictions).cuda(), "mask": torch.ones(6, device="cuda")})

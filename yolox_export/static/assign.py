@@ -1,5 +1,6 @@
-"""Static-shape SimOTA, the dense form: the label assignment of the regular and fast references (any mode whose
-rules are not windowed) as masked tensor operations over every cell for every padded target.
+"""Static-shape SimOTA, the dense form: the label assignment of every mode (regular and fast always, megvii where its
+windows would be larger than the grid) as masked tensor operations over every cell for every padded target, the
+targets a chunk at a time under a memory budget (``chunks``; the union of candidates taken over every chunk first).
 
 Shape legend: B batch, A cells (all levels, stride order, row-major), G padded targets, C classes, K top-k.
 Every intermediate's shape depends only on input shapes; there is no host synchronisation, no data-dependent

@@ -31,7 +31,9 @@ lower target index.
 Cost: O(B * G * M) = O(B * G^2 * W) element-wise work and memory (W = 27 over three levels), plus the [B, A, C] class
 probabilities that every mode computes; the dense modes are O(B * G * A). The window form is smaller while
 G * W < A, i.e. G < 311 at 640x640 (A = 8400) and G < 1244 at 1280x1280; beyond that it costs more than a dense
-[B, G, A] pass (not switched automatically: G is a dynamic axis of the exported graph). The class cost gathers
+[B, G, A] pass, so a windowed mode runs densely there when G is static (``uses_windows``; an exported graph's G is
+symbolic and keeps the windows). The targets are taken in chunks under a memory budget (``chunks``), the union's
+two reductions over targets carried across them. The class cost gathers
 [B, M, C] logits (smaller than [B, A, C] while M < A), so it needs none of the [B, A, C] log passes of the dense
 modes' class cost; the class, IoU and L1 loss terms read the matched cells only, in every mode (``terms``).
 
