@@ -38,10 +38,11 @@ def checked_budget(max_memory_mib) -> float | None:
 
 def targets_per_chunk(max_memory_mib: float | None, batch: int, width: int) -> int | None:
     """Gc for a budget of ``max_memory_mib`` MiB over [B, Gc, X] (``width`` = X); at least 1 (a budget smaller
-    than one target's chunk runs one target at a time); None without a budget."""
-    if max_memory_mib is None:
+    than one target's chunk runs one target at a time); None without a budget, or when B or X is symbolic (a traced
+    graph with dynamic axes keeps one formulation: reading the size would fix the axis)."""
+    if max_memory_mib is None or not (isinstance(batch, int) and isinstance(width, int)):
         return None
-    per_target = max(int(batch) * int(width) * BYTES_PER_TARGET_CELL, 1)
+    per_target = max(batch * width * BYTES_PER_TARGET_CELL, 1)
     return max(1, int(max_memory_mib * 2**20) // per_target)
 
 
