@@ -119,10 +119,13 @@ def compare(batches: Iterable, config: LossConfig, subjects: Sequence[str] = ("s
 class SubjectRunners:
     """subject -> the runner of its padded forward, each opened once with ``runners.open_runner``: the ONNX file
     under onnxruntime, the TensorRT engine, and torch.compile of the padded module (B and G dynamic), one per levels'
-    shapes and device since the module's grid fixes A. ``runners`` (subject -> runner) are used as given."""
+    shapes and device since the module's grid fixes A. ``runners`` (subject -> runner) are used as given;
+    ``compile_backend`` is torch.compile's backend for "compiled" (default inductor)."""
 
-    def __init__(self, config: LossConfig, onnx_path=None, engine_path=None, runners: dict | None = None):
+    def __init__(self, config: LossConfig, onnx_path=None, engine_path=None, runners: dict | None = None,
+                 compile_backend="inductor"):
         self.config = config
+        self.compile_backend = compile_backend
         self.paths = {"onnxruntime": onnx_path, "tensorrt": engine_path}
         self.runners: dict = dict(runners or {})
 
@@ -148,7 +151,7 @@ class SubjectRunners:
         key = (subject, shapes, str(predictions[0].device))
         if key not in self.runners:
             self.runners[key] = open_runner("compiled", config=self.config, shapes=shapes,
-                                            device=predictions[0].device)
+                                            device=predictions[0].device, compile_backend=self.compile_backend)
         return self.runners[key]
 
 
