@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch._dynamo
 from torch import Tensor, nn
 
 from ..assignment import Assignment
@@ -229,6 +228,20 @@ def split_outputs(raw: Tensor, num_classes: int) -> tuple[Tensor, Tensor, Tensor
     return raw.split((4, 1, num_classes), dim=-1)
 
 
+class UntracedCall:
+    """A method that dynamo does not trace itself (``torch.compiler.disable(recursive=False)``: what it calls is
+    traced), wrapped on first use, so that importing this module does not import torch._dynamo (about a second)."""
+
+    def __init__(self, function):
+        self.function = function
+        self.untraced = None
+
+    def __get__(self, instance, owner):
+        if self.untraced is None:
+            self.untraced = torch.compiler.disable(self.function, recursive=False)
+        return self.untraced.__get__(instance, owner)
+
+
 class StaticYoloXLoss(YoloXLossModule):
     """Drop-in for ``RegularYoloXLoss`` (mode="regular") and ``FastYoloXLoss`` (mode="fast"): same inputs, same
     ``(loss, components)``, same ``assign``; built from static-shape masked tensor operations.
@@ -272,15 +285,16 @@ class StaticYoloXLoss(YoloXLossModule):
         float32 rounding."""
         return self.max_gt is None
 
-    @torch._dynamo.disable(recursive=False)
-    def __call__(self, model_output, targets: Tensor, *args, **kwargs):
+    def _marked_call(self, model_output, targets: Tensor, *args, **kwargs):
         """``nn.Module.__call__``, with the ragged targets' row count N marked dynamic first, so that
         ``torch.compile(module, fullgraph=True)`` compiles one graph for every N rather than guarding on the first
-        call's N and compiling again when it changes. This frame itself is not traced (``disable(recursive=False)``);
+        call's N and compiling again when it changes. This frame itself is not traced (``UntracedCall``);
         everything it calls is."""
         if isinstance(targets, Tensor) and targets.dim() == 2:
             torch._dynamo.maybe_mark_dynamic(targets, 0)
-        return super().__call__(model_output, targets, *args, **kwargs)
+        return nn.Module.__call__(self, model_output, targets, *args, **kwargs)
+
+    __call__ = UntracedCall(_marked_call)
 
     def loss_and_assignment(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor, Assignment]:
         """``forward``'s (loss, components) and the assignment they were computed from, in one pass."""
