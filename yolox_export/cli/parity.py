@@ -1,11 +1,13 @@
-"""Parity of the static YOLOX assignment + loss (eager, ONNX under onnxruntime, TensorRT) against the eager reference
-losses, on the built-in seeded scenario suite or on batches you recorded.
+"""Parity of the static YOLOX assignment + loss (the eager drop-in, the padded graph under torch.compile, ONNX under
+onnxruntime, TensorRT) against the eager reference losses, on the built-in seeded scenario suite or on batches you
+recorded.
 
     yolox-export parity                                        # every mode, every scenario kind, subject static
     yolox-export parity --recorded step.pt --modes fast   # your own batch: torch.save(dict(predictions=...,
                                                                #   targets=...), "step.pt") in a training step
     yolox-export parity --subjects static onnxruntime --export --image-size 320 320 --num-classes 20
     yolox-export parity --modes fast --kinds fresh --plot plots/ --json parity.json
+    yolox-export parity --subjects static compiled --kinds coco crowded   # the torch.compile'd padded graph too
 
 (``python scripts/parity.py`` is the same command.) Exit code: 0 when every report passes, 1 when one fails, 2 for
 a usage or input error.
