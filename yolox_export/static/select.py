@@ -7,7 +7,7 @@ Given each target's masked cost over X (inf where a slot is not its candidate), 
 
 * ``dynamic_ks``: each target's k from its top-10 candidate IoUs;
 * ``select_cheapest``: each target's k cheapest candidates;
-* ``resolve``: the contested-cell argmin and the ``Assignment`` over X.
+* ``Contest``: the contested-cell argmin and the ``Assignment`` over X, fed one chunk of targets at a time.
 
 Tie rule (deterministic, the same on every backend, built into the selection rather than left to ``topk``):
 
@@ -125,12 +125,11 @@ class Contest:
     """
 
     def __init__(self, batch: int, width: int, config: LossConfig, device) -> None:
-        self.union = everyone_contends(config)
         inf = torch.full((batch, width), float("inf"), device=device)
         zero = torch.zeros((batch, width), dtype=torch.long, device=device)
         self.count = torch.zeros((batch, width), device=device)  # float32 counts (masks.count_true)
         self.selectors = [inf, zero, torch.zeros_like(inf)]  # (min cost, target, IoU) over the selecting targets
-        self.everyone = [inf.clone(), zero.clone(), torch.zeros_like(inf)] if self.union else None
+        self.everyone = [inf.clone(), zero.clone(), torch.zeros_like(inf)] if everyone_contends(config) else None
 
     def add(self, offset: int, masked_cost: Tensor, selected: Tensor, ious: Tensor) -> None:
         """One chunk of targets (indices ``offset`` on): masked_cost [B, Gc, X] (inf off the candidates; spent),
