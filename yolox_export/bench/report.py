@@ -10,6 +10,7 @@ from typing import Sequence
 from ..files import write_atomically
 from .subjects import MEASUREMENTS, SUBJECTS
 from .growth import growth_table, plot_growth
+from .scale import plot_scale, scale_table
 from .targets import DERIVED_METRICS, bga4_bytes, case_key, memory_multiple
 
 
@@ -106,7 +107,8 @@ def render_markdown(results: dict) -> str:
         groups.setdefault(case_key(r["case"]), []).append(r)
     for key in sorted(groups, key=lambda k: (k[2], k[1], k[5], k[0])):
         lines += _case_section(groups[key])
-    lines += growth_table(results["records"])
+    preset = results.get("settings", {}).get("preset")
+    lines += scale_table(results["records"]) if preset == "scale" else growth_table(results["records"])
     if results.get("targets"):
         lines += _targets_section(results["targets"])
     for entry in results.get("skipped", []):
@@ -137,6 +139,9 @@ def write_outputs(results: dict, out: Path) -> dict[str, Path]:
     from .plot import plot_results
 
     plot_results(results, paths["plot"])
-    if plot_growth(results["records"], out / "growth.png") is not None:
+    if results.get("settings", {}).get("preset") == "scale":
+        if plot_scale(results["records"], out / "scale.png") is not None:
+            paths["scale_plot"] = out / "scale.png"
+    elif plot_growth(results["records"], out / "growth.png") is not None:
         paths["growth_plot"] = out / "growth.png"
     return paths

@@ -191,8 +191,9 @@ def reference_step(job: Job, subject: Subject, inputs: Inputs, measurement: str)
 
 
 def eager_step(job: Job, subject: Subject, inputs: Inputs, measurement: str) -> Step:
-    """The drop-in ``StaticYoloXLoss`` eager, on the ragged targets."""
-    return loss_step(StaticYoloXLoss.from_config(_config(job, job.mode)), inputs, measurement)
+    """The drop-in ``StaticYoloXLoss`` eager (with the subject's constructor options), on the ragged targets."""
+    return loss_step(StaticYoloXLoss.from_config(_config(job, job.mode), **dict(subject.options)), inputs,
+                     measurement)
 
 
 def _padded_module(job: Job, inputs: Inputs, device: str) -> PaddedYoloXLoss:

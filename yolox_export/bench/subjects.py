@@ -25,6 +25,7 @@ class Subject:
     measurements: tuple[str, ...]
     reference_mode: str | None = None  # the mode a reference implements
     provider: str | None = None  # onnxruntime execution provider
+    options: tuple[tuple[str, object], ...] = ()  # constructor keywords of the timed module (eager family)
 
     @property
     def per_mode(self) -> bool:
@@ -45,6 +46,8 @@ def _references(device: str) -> list[Subject]:
 SUBJECTS: dict[str, Subject] = {s.name: s for s in (
     *_references("cpu"),
     Subject("static", "StaticYoloXLoss eager", "eager", "cpu", _BOTH),
+    Subject("static-unchunked", "StaticYoloXLoss eager, max_memory_mib=None", "eager", "cpu", _BOTH,
+            options=(("max_memory_mib", None),)),
     Subject("static-compile", "StaticYoloXLoss torch.compile", "compile", "cpu", _FWD),
     Subject("ort-cpu", "ONNX graph, onnxruntime CPU", "ort", "cpu", _FWD, provider="CPUExecutionProvider"),
     *_references("cuda"),

@@ -51,7 +51,11 @@ def measure(job: Job, subject: Subject, inputs: Inputs, measurement: str) -> dic
 
 
 def run_job(job: Job) -> list[dict]:
-    """Every measurement of one job, in this process."""
+    """Every measurement of one job, in this process. torch._dynamo is imported here, untimed: StaticYoloXLoss wraps
+    its untraced ``__call__`` on first use, which would otherwise put that import (about a second) into the first
+    timed call."""
+    import torch._dynamo  # noqa: F401
+
     torch.set_num_threads(job.threads)
     subject = SUBJECTS[job.subject]
     inputs = make_inputs(job.case, subject.device)

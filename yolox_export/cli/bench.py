@@ -6,6 +6,8 @@ MegviiYoloXLoss) on seeded inputs.
     yolox-export bench --quick    # a small subset (under two minutes)
     yolox-export bench --full     # batch 1/8/16/32 x image 320/640/1280 x both kinds (hours on a CPU)
     yolox-export bench --growth   # megvii mode: G = 10..400 targets per image x image 320/640/1280 (an hour or more)
+    yolox-export bench --scale    # every mode, G = 100..1000 at B=16: time and peak memory, budget on and off
+    yolox-export bench --scale --batch 2 --targets-per-image 5000 --out results/crowd   # a dense crowd
 
 (``python scripts/bench.py`` is the same command.) Writes results/bench.json, results/bench.md (the README table) and
 results/bench.png, and prints PASS/MISS per target (targets: yolox_export/bench/targets.toml). Method (timing,
@@ -59,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     preset = parser.add_mutually_exclusive_group()
     preset.add_argument("--quick", action="store_const", const="quick", dest="preset", help="small subset")
     preset.add_argument("--full", action="store_const", const="full", dest="preset", help="the full sweep")
+    preset.add_argument("--scale", action="store_const", const="scale", dest="preset",
+                        help="crowded scale: every mode at G = 100..1000 (B=16, 640x640), budget on and off, and the "
+                        "references until one call passes --timeout: table and scale.png")
     preset.add_argument("--growth", action="store_const", const="growth", dest="preset",
                         help="megvii mode's growth with G (10..400 targets per image) and image size (320..1280): "
                         "table and growth.png")
