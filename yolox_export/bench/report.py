@@ -75,12 +75,14 @@ def _table(header: Sequence[str], rows: list[list[str]]) -> list[str]:
 
 
 def _case_section(records: list[dict]) -> list[str]:
-    first = records[0]
-    c = first["case"]
+    # the inputs' shape comes from a record whose worker got as far as building them (a timed-out job's has none)
+    first = next((r for r in records if r.get("cells")), None)
+    c = records[0]["case"]
     fixed = f", {c['targets_per_image']} targets/image" if c.get("targets_per_image") else ""
-    title = (f"### {c['kind']}, B={c['batch']}, {c['image_size'][0]}x{c['image_size'][1]}, C={c['num_classes']}{fixed} "
-             f"({first.get('num_targets')} targets, G={first.get('max_gt')}, A={first.get('cells')}, "
-             f"B·G·A·4 = {_mib(bga4_bytes(first))} MiB)")
+    title = f"### {c['kind']}, B={c['batch']}, {c['image_size'][0]}x{c['image_size'][1]}, C={c['num_classes']}{fixed}"
+    if first is not None:
+        title += (f" ({first.get('num_targets')} targets, G={first.get('max_gt')}, A={first.get('cells')}, "
+                  f"B·G·A·4 = {_mib(bga4_bytes(first))} MiB)")
     order = {name: i for i, name in enumerate(SUBJECTS)}
     rows = sorted(records, key=lambda r: (MEASUREMENTS.index(r["measurement"]), order[r["subject"]], r["mode"]))
     return [title, ""] + _table(_COLUMNS, [_row(r) for r in rows]) + [""]
