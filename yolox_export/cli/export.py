@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..config import MODES
 from ..export.presets import DEFAULT_PRESET, load_preset, parse_range, shipped_presets, with_overrides
-from .common import one_line_errors, output_file_problem
+from .common import int_at_least, one_line_errors, output_file_problem
 
 
 def _range(text: str) -> tuple[int, int, int]:
@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--engine", help="also build a TensorRT engine at this path (default: none)")
     parser.add_argument("--with-targets", action="store_true", help="add cls/obj/reg/l1 targets to the outputs")
     parser.add_argument("--no-timing", action="store_true", help="skip the onnxruntime latency measurement")
+    parser.add_argument("--targets-per-chunk", type=int_at_least(1), metavar="N",
+                        help="assign N targets at a time, the chunks unrolled in the graph; needs a fixed max_gt "
+                             "(--max-gt G:G:G), which the graph then keeps (default: every target at once, G dynamic)")
     return one_line_errors(parser)
 
 
@@ -67,7 +70,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     from ..export.pipeline import default_output_dir, export_and_validate
 
-    stem = preset.name + ("_targets" if args.with_targets else "")
+    if args.targets_per_chunk is not None and preset.max_gt[0] != preset.max_gt[2]:
+        print(f"error: --targets-per-chunk needs a fixed max_gt (--max-gt G:G:G), got "
+              f"{':'.join(map(str, preset.max_gt))}", file=sys.stderr)
+        return 2
+    stem = preset.name + ("_targets" if args.with_targets else "") + (
+        f"_chunk{args.targets_per_chunk}" if args.targets_per_chunk else "")
     output = Path(args.output) if args.output else default_output_dir() / f"{stem}.onnx"
     problem = output_file_problem(output, "--output", onnx=True) or (
         output_file_problem(args.engine, "--engine") if args.engine else None)
@@ -75,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     report = export_and_validate(preset, output, with_targets=args.with_targets, engine=args.engine,
-                                 time_it=not args.no_timing)
+                                 time_it=not args.no_timing, targets_per_chunk=args.targets_per_chunk)
     print(report)
     return 0 if report.validation.ok else 1
 

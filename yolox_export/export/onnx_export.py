@@ -81,16 +81,33 @@ def quiet_exporter():
 
 
 def export_onnx(preset: Preset, output: str | Path, with_targets: bool = False,
-                config: LossConfig | None = None) -> Path:
-    """Export the preset's graph to ``output`` and return its path (not yet validated: see ``validate_onnx``)."""
+                config: LossConfig | None = None, targets_per_chunk: int | None = None) -> Path:
+    """Export the preset's graph to ``output`` and return its path (not yet validated: see ``validate_onnx``).
+
+    The graph's batch and G axes are dynamic, and it assigns every target at once (torch.export refuses a loop over
+    chunks of a dynamic G). With ``targets_per_chunk`` the preset's max_gt range must be one value (min = opt = max):
+    G is then fixed in the graph and the assignment runs in chunks of that many targets, unrolled (the batch stays
+    dynamic); its working set is [B, Gc, X] instead of [B, G, X]."""
     config = config or preset_config(preset)
-    module = PaddedYoloXLoss(config, level_shapes_for(preset), with_targets=with_targets).eval()
+    fixed_g = None
+    if targets_per_chunk is not None:
+        low, _, high = preset.max_gt
+        if low != high:
+            raise ValueError(f"targets_per_chunk needs a fixed max_gt (min = opt = max, e.g. 700:700:700), got "
+                             f"{low}:{preset.max_gt[1]}:{high}: a dynamic G keeps one formulation for every G")
+        fixed_g = low
+    module = PaddedYoloXLoss(config, level_shapes_for(preset), with_targets=with_targets,
+                             targets_per_chunk=targets_per_chunk).eval()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     names = OUTPUT_NAMES + (TARGET_OUTPUT_NAMES if with_targets else ())
+    inputs = example_inputs(config, module.num_cells, max_gt=fixed_g or 3)
     with quiet_exporter():
-        model = exported_model(module, example_inputs(config, module.num_cells), names, preset.opset)
-    for key, value in metadata(config, preset, with_targets).items():
+        model = exported_model(module, inputs, names, preset.opset, fixed_max_gt=fixed_g is not None)
+    meta = metadata(config, preset, with_targets)
+    if fixed_g is not None:
+        meta.update(max_gt=str(fixed_g), targets_per_chunk=str(targets_per_chunk))
+    for key, value in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     with atomic_path(output) as temporary:  # an interrupted run never leaves half a model at ``output``
@@ -99,8 +116,9 @@ def export_onnx(preset: Preset, output: str | Path, with_targets: bool = False,
 
 
 def exported_model(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output_names: tuple[str, ...],
-                   opset: int) -> onnx.ModelProto:
-    """The dynamo export of ``module`` with dynamic batch and max_gt, constants folded.
+                   opset: int, fixed_max_gt: bool = False) -> onnx.ModelProto:
+    """The dynamo export of ``module`` with dynamic batch and max_gt (max_gt static with ``fixed_max_gt``),
+    constants folded.
 
     optimize=False: the exporter's graph optimiser (torch 2.13 / onnxscript 0.7) folds ``x + 1e-8`` into ``x``,
     dropping SimOTA's log and IoU epsilons (-log(0) = inf costs). Constant folding alone keeps them and still gives
@@ -109,10 +127,10 @@ def exported_model(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], ou
     import onnxscript.optimizer
 
     batch = torch.export.Dim("batch", min=1, max=4096)
-    max_gt = torch.export.Dim("max_gt", min=1, max=65536)
+    target_axes = {0: batch} if fixed_max_gt else {0: batch, 1: torch.export.Dim("max_gt", min=1, max=65536)}
     program = torch.onnx.export(
         module, inputs, dynamo=True, optimize=False, opset_version=opset, input_names=list(INPUT_NAMES),
-        output_names=list(output_names), dynamic_shapes=({0: batch}, {0: batch, 1: max_gt}, {0: batch, 1: max_gt}),
+        output_names=list(output_names), dynamic_shapes=({0: batch}, target_axes, dict(target_axes)),
         verbose=False,
     )
     onnxscript.optimizer.fold_constants(program.model)
@@ -155,11 +173,13 @@ def validate_onnx(path: str | Path) -> Validation:
 
 
 def _static_axes(model: onnx.ModelProto) -> list[str]:
-    """Inputs whose batch (and max_gt) axes were specialised to a number instead of staying symbolic."""
+    """Inputs whose batch (and max_gt) axes were specialised to a number instead of staying symbolic; max_gt may be
+    fixed where the metadata says the graph was exported so (``targets_per_chunk``)."""
+    fixed_g = any(p.key == "targets_per_chunk" for p in model.metadata_props)
     problems = []
     for value in model.graph.input:
         dims = value.type.tensor_type.shape.dim
-        dynamic = 1 if value.name == INPUT_NAMES[0] else 2  # predictions: batch only
+        dynamic = 1 if (value.name == INPUT_NAMES[0] or fixed_g) else 2  # predictions: batch only
         for axis in range(min(dynamic, len(dims))):
             if not dims[axis].dim_param:
                 problems.append(f"input {value.name} axis {axis} is fixed at {dims[axis].dim_value}, not dynamic")

@@ -42,9 +42,10 @@ def default_output_dir() -> Path:
 
 
 def export_and_validate(preset: Preset, output: str | Path, with_targets: bool = False, engine: str | Path | None = None,
-                        time_it: bool = True) -> ExportReport:
-    """Export ``preset`` to ``output``, validate it, time it under onnxruntime, and build ``engine`` if asked."""
-    path = export_onnx(preset, output, with_targets=with_targets)
+                        time_it: bool = True, targets_per_chunk: int | None = None) -> ExportReport:
+    """Export ``preset`` to ``output`` (``targets_per_chunk``: see ``export_onnx``), validate it, time it under
+    onnxruntime, and build ``engine`` if asked."""
+    path = export_onnx(preset, output, with_targets=with_targets, targets_per_chunk=targets_per_chunk)
     validation = validate_onnx(path)
     latency = ort_latency_ms(path, preset) if (time_it and validation.ok) else None
     engine_path = None

@@ -25,7 +25,8 @@ from ..matched_loss import Prepared, padded_assignment_loss
 from ..targets import check_target_counts, pad_targets
 from ..validation import check_padded, check_predictions, check_targets, unwrap_model_output
 from .assign import assign
-from .chunks import DEFAULT_MAX_MEMORY_MIB, checked_budget, targets_per_chunk
+from .chunks import DEFAULT_MAX_MEMORY_MIB, checked_budget
+from .chunks import targets_per_chunk as chunk_size
 from .window import uses_windows, window_assign, window_width
 from .padding import Slots, sanitise_slots
 from .terms import (at_cells, bce_with_logits, class_bce, matched_capacity, matched_cells, matched_logits,
@@ -100,10 +101,12 @@ def padded_assign(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: 
 
 
 def assign_slots(raw: Tensor, marks: Tensor, slots: Slots, grid: Grid, config: LossConfig,
-                 boxes: Tensor | None, max_memory_mib: float | None = None) -> Assignment:
+                 boxes: Tensor | None, max_memory_mib: float | None = None,
+                 targets_per_chunk: int | None = None) -> Assignment:
     """The assignment for sanitised ``slots``: raw [B, A, 5 + C], its ``nonfinite_marks`` [B, A] and the decoded
     boxes [B, A, 4] (None: decoded from ``raw``), by the mode's form: windowed (``window.uses_windows``) or dense,
-    its targets in chunks whose [B, Gc, X] working set fits ``max_memory_mib`` (``chunks``; None: unchunked)."""
+    its targets in chunks whose [B, Gc, X] working set fits ``max_memory_mib`` (``chunks``; None: unchunked), or
+    of ``targets_per_chunk`` targets when given (a fixed Gc: needs a static G, not a static B)."""
     with torch.no_grad(), torch.autocast(device_type=raw.device.type, enabled=False):
         raw = raw.detach().float()
         # the box logits sliced once (a copy in an exported graph)
@@ -116,13 +119,14 @@ def assign_slots(raw: Tensor, marks: Tensor, slots: Slots, grid: Grid, config: L
             form = window_assign
         else:
             width, form = cells, assign
-        per_chunk = targets_per_chunk(max_memory_mib, batch, width)
+        per_chunk = chunk_size(max_memory_mib, batch, width) if targets_per_chunk is None else targets_per_chunk
         return form(raw, boxes, usable, slots.gt, slots.mask, grid, config, per_chunk)
 
 
 def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig,
                 synchronise: bool = False, with_targets: bool = False, boxes: Tensor | None = None,
-                packed: bool = False, max_memory_mib: float | None = None) -> StaticOutput:
+                packed: bool = False, max_memory_mib: float | None = None,
+                targets_per_chunk: int | None = None) -> StaticOutput:
     """Assignment, loss (and, with ``with_targets``, the targets) for raw predictions [B, A, 5 + C] and padded
     targets [B, G, 5] / [B, G].
 
@@ -145,7 +149,7 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
         slots = sanitise_slots(gt.float(), gt_mask, config.num_classes)
         gt = slots.gt  # masked and malformed slots are zero rows from here on
         marks = nonfinite_marks(raw)  # [B, A]
-        assignment = assign_slots(raw, marks, slots, grid, config, boxes, max_memory_mib)
+        assignment = assign_slots(raw, marks, slots, grid, config, boxes, max_memory_mib, targets_per_chunk)
         fg = assignment.fg_mask
         fg_float = fg.to(raw.dtype)
         num_fg = fg_float.sum().clamp(min=1.0)
@@ -340,14 +344,19 @@ class PaddedYoloXLoss(nn.Module):
 
     Returns (fg_mask, matched_gt, matched_iou, loss_components) and, with ``with_targets``, also (cls_target,
     obj_target, reg_target, l1_target). ``max_memory_mib`` as ``StaticYoloXLoss``'s, in eager and compiled calls;
-    an exported graph's G is symbolic, so it keeps one formulation (every target at once) for every G.
+    an exported graph's G is symbolic, so it keeps one formulation (every target at once) for every G, unless it is
+    exported with G fixed and ``targets_per_chunk`` targets per chunk (``export_onnx``), the chunks then unrolled.
     """
 
     def __init__(self, config: LossConfig, shapes: Sequence[tuple[int, int]], with_targets: bool = False,
-                 max_memory_mib: float | None = DEFAULT_MAX_MEMORY_MIB):
+                 max_memory_mib: float | None = DEFAULT_MAX_MEMORY_MIB, targets_per_chunk: int | None = None):
         super().__init__()
         self.config = config
         self.max_memory_mib = checked_budget(max_memory_mib)
+        if targets_per_chunk is not None and (isinstance(targets_per_chunk, bool) or not isinstance(
+                targets_per_chunk, int) or targets_per_chunk < 1):
+            raise ValueError(f"targets_per_chunk must be an int >= 1 or None, got {targets_per_chunk!r}")
+        self.targets_per_chunk = targets_per_chunk
         self.shapes = [tuple(s) for s in shapes]
         self.with_targets = check_flag("with_targets", with_targets)
         grid = make_grid(self.shapes, config.strides)
@@ -362,7 +371,7 @@ class PaddedYoloXLoss(nn.Module):
     def forward(self, predictions: Tensor, targets: Tensor, target_mask: Tensor):
         grid = Grid(self.x_shifts, self.y_shifts, self.strides, tuple(self.shapes))
         out = padded_loss(predictions, targets, target_mask, grid, self.config, with_targets=self.with_targets,
-                          max_memory_mib=self.max_memory_mib)
+                          max_memory_mib=self.max_memory_mib, targets_per_chunk=self.targets_per_chunk)
         a = out.assignment
         outputs = (a.fg_mask, a.matched_gt, a.matched_iou, out.components)
         if self.with_targets:
