@@ -117,3 +117,24 @@ def test_chunked_sync_free_call_compiles_to_one_graph(mode):
         want, _ = module(scenario.predictions, scenario.targets[:count])
         assert torch.equal(loss, want)
     assert counter.frame_count == 1
+
+
+def test_a_nan_cost_is_the_same_minimum_whatever_the_chunking():
+    """A NaN cost (an IoU that overflows for a huge unvalidated target) counts as the lowest, the first NaN kept, as
+    first_argmin over all targets does: one cell, targets 0..2."""
+    from yolox_export.static.select import Contest
+
+    config = LossConfig((8,), 3, mode="regular")  # every target contends for a contested cell
+    nan = float("nan")
+    selected = torch.tensor([[[False], [True], [True]]])  # two selectors: contested
+    ious = torch.tensor([[[0.1], [0.2], [0.3]]])
+    for costs, want in (([nan, 1.0, 2.0], 0), ([1.0, nan, nan], 1), ([3.0, 1.0, 2.0], 1)):
+        results = set()
+        for spans in ([(0, 3)], [(0, 1), (1, 3)], [(0, 2), (2, 3)], [(0, 1), (1, 2), (2, 3)]):
+            contest = Contest(1, 1, config, "cpu")
+            column = torch.tensor(costs).reshape(1, 3, 1)
+            for start, stop in spans:
+                contest.add(start, column[:, start:stop].clone(), selected[:, start:stop], ious[:, start:stop])
+            got = contest.assignment()
+            results.add((int(got.matched_gt), float(got.matched_iou)))
+        assert results == {(want, float(ious[0, want, 0]))}, (costs, results)

@@ -81,7 +81,8 @@ def poison_gradients(poison: Tensor, *tensors: Tensor) -> Tensor:
     slot, more targets than G), every gradient element with respect to ``tensors`` is NaN too, not only the loss:
     an optimizer, or a mixed-precision scaler that looks at gradients, then never steps on the gradient of a partial
     batch. When ``poison`` is 0 the gradients gain an exact zero. No host synchronisation; the backward adds one
-    broadcast scalar per tensor. Under ONNX export (a forward-only graph) it is a plain zero."""
+    broadcast scalar per tensor. First-order gradients only: a second derivative (``create_graph=True``) does not
+    see the poison. Under ONNX export (a forward-only graph) it is a plain zero."""
     tensors = tuple(t for t in tensors if t is not None and t.requires_grad)
     if not tensors or torch.onnx.is_in_onnx_export():
         return torch.zeros_like(poison)

@@ -92,16 +92,17 @@ NOT_MINIMUM = float(2**24)
 def first_argmin(values: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     """(min, index of its first occurrence) along ``dim``, lower index winning ties by construction.
 
-    The index is the smallest ``position + 2^24 * (value != min)``: arithmetic rather than a masked fill, since
-    onnxruntime's CPU Where is several times slower than an Add over the same [B, G, A] tensor
-    (microsoft/onnxruntime#5896). When no value equals the min (a NaN min), the index is 2^24 or more, outside the
-    axis.
+    The index is the smallest ``position + 2^24 * (value is not the min)``: arithmetic rather than a masked fill,
+    since onnxruntime's CPU Where is several times slower than an Add over the same [B, G, A] tensor
+    (microsoft/onnxruntime#5896). A NaN counts as the minimum, as torch's ``amin`` propagates it: the index is then
+    that of the first NaN (``value != value`` marks a NaN; any NaN makes the min NaN).
     """
     best = values.amin(dim, keepdim=True)
     positions = torch.arange(values.shape[dim], device=values.device, dtype=values.dtype)
     shape = [1] * values.dim()
     shape[dim] = -1
-    away = (values != best).to(values.dtype).mul_(NOT_MINIMUM)  # [B, G, X]: 0 at the minima, 2^24 elsewhere
+    at_min = (values == best) | (values != values)  # [B, G, X]
+    away = (~at_min).to(values.dtype).mul_(NOT_MINIMUM)  # [B, G, X]: 0 at the minima, 2^24 elsewhere
     first = away.add_(positions.reshape(shape)).amin(dim)
     return best.squeeze(dim), first
 
@@ -121,7 +122,8 @@ class Contest:
     targets). Across chunks the state is per cell [B, X]: the selection count, and the running (min cost, first
     target, its IoU) over the selecting targets and, with ``union_candidates``, over all targets; a later chunk
     replaces the state only where its minimum is strictly lower, so the lower target index keeps equal costs, as
-    one argmin over all targets would. Whatever the chunking, the result is the same, bit for bit.
+    one argmin over all targets would; a NaN cost (an overflowing IoU of a huge, unvalidated target) counts as the
+    lowest, the first one kept, as in ``first_argmin``. Whatever the chunking, the result is the same, bit for bit.
     """
 
     def __init__(self, batch: int, width: int, config: LossConfig, device) -> None:
@@ -153,8 +155,8 @@ class Contest:
 def _keep_lower(state: list[Tensor], offset: int, costs: Tensor, ious: Tensor) -> None:
     """Update ``state`` = [min cost, first target, its IoU] (each [B, X]) with a chunk's costs [B, Gc, X]."""
     best, first = first_argmin(costs, dim=1)  # [B, X]
-    first = first.clamp(max=costs.shape[1] - 1).long()  # a NaN column's index points past the axis: never kept
-    lower = best < state[0]
+    first = first.long()
+    lower = (best < state[0]) | ((best != best) & (state[0] == state[0]))  # a first NaN replaces a number
     state[0] = torch.where(lower, best, state[0])
     state[1] = torch.where(lower, first + offset, state[1])
     state[2] = torch.where(lower, ious.gather(1, first.unsqueeze(1)).squeeze(1), state[2])
