@@ -5,6 +5,7 @@ find the package because it is installed (editable in development and CI); nothi
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import subprocess
@@ -54,8 +55,7 @@ def run_job(job: Job) -> list[dict]:
     """Every measurement of one job, in this process. torch._dynamo is imported here, untimed: StaticYoloXLoss wraps
     its untraced ``__call__`` on first use, which would otherwise put that import (about a second) into the first
     timed call."""
-    import torch._dynamo  # noqa: F401
-
+    importlib.import_module("torch._dynamo")
     torch.set_num_threads(job.threads)
     subject = SUBJECTS[job.subject]
     inputs = make_inputs(job.case, subject.device)

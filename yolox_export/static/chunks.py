@@ -52,7 +52,11 @@ WHOLE = (0, None)
 
 def target_spans(num_targets, per_chunk: int | None) -> list[tuple[int, int | None]]:
     """[(start, stop)] of each chunk of the G targets; ``[WHOLE]`` without a budget, when one chunk holds every
-    target, or when G is symbolic (an exported graph keeps one formulation for every G)."""
+    target, or when G is symbolic (an exported graph keeps one formulation for every G).
+
+    The spans come from shapes only (G as a Python int, Gc from the budget and static sizes), never from tensor
+    values: the loop over them is unrolled when traced, so the graph stays free of data-dependent control flow and
+    shapes; a symbolic G gets the single span."""
     if per_chunk is None or not isinstance(num_targets, int) or per_chunk >= num_targets:
         return [WHOLE]
     return [(start, min(start + per_chunk, num_targets)) for start in range(0, num_targets, per_chunk)]
