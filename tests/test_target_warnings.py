@@ -128,6 +128,6 @@ def test_misreadings_thresholds():
     assert misreadings(edge, image) == {}
     # 2 of 3 boxes mostly outside is "most"; 1 of 2 is not
     outside = torch.tensor([[100.0, 32.0, 10.0, 10.0], [-20.0, 32.0, 10.0, 10.0], [48.0, 32.0, 10.0, 10.0]])
-    assert set(misreadings(outside, image)) == {"corners"}
+    assert set(misreadings(outside, image)) == {"format"}
     assert misreadings(outside[1:], image) == {}
     assert misreadings(torch.zeros(0, 4), image) == {}

@@ -5,7 +5,7 @@ Import needs only torch; onnxruntime and tensorrt are imported lazily by the exp
 
 from .assignment import Assignment
 from .config import LossConfig
-from .reference import FastYoloXLoss, MegviiYoloXLoss, RegularYoloXLoss
+from .reference import FastYoloXLoss, MegviiYoloXLoss, MMDetYoloXLoss, RegularYoloXLoss
 from .static import PaddedYoloXLoss, StaticYoloXLoss
 from .targets import pad_targets, unpad_targets
 
@@ -16,6 +16,7 @@ __all__ = [
     "FastYoloXLoss",
     "LossConfig",
     "MegviiYoloXLoss",
+    "MMDetYoloXLoss",
     "PaddedYoloXLoss",
     "RegularYoloXLoss",
     "StaticYoloXLoss",

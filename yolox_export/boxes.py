@@ -94,3 +94,54 @@ def l1_target(gt: Tensor, stride: Tensor, x_shift: Tensor, y_shift: Tensor) -> T
         ),
         dim=-1,
     )
+
+
+#: Union clamp of mmdetection's ``bbox_overlaps`` (``BboxOverlaps2D`` and ``IoULoss`` both use its default eps).
+MMDET_UNION_EPS = 1e-6
+#: ``IoULoss(eps=1e-16)``: the aligned IoU is clamped at this before it is squared.
+MMDET_IOU_LOSS_EPS = 1e-16
+
+
+def mmdet_pairwise_iou(ax1: Tensor, ay1: Tensor, ax2: Tensor, ay2: Tensor,
+                       bx1: Tensor, by1: Tensor, bx2: Tensor, by2: Tensor) -> Tensor:
+    """IoU as mmdetection's ``bbox_overlaps`` computes it (mode "iou"), boxes (x1, y1, x2, y2) in pixels.
+
+    Areas from the corners, intersection sides clamped at 0, the union clamped from below at 1e-6 (not added):
+    ``iou = inter / max(area_a + area_b - inter, 1e-6)``. ``a`` is the target, ``b`` the prediction (mmdet passes
+    them the other way round; the sum of two areas and max / min are symmetric in IEEE arithmetic).
+    """
+    inter = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp(min=0) * (
+        torch.minimum(ay2, by2) - torch.maximum(ay1, by1)
+    ).clamp(min=0)
+    area_a = (ax2 - ax1) * (ay2 - ay1)
+    area_b = (bx2 - bx1) * (by2 - by1)
+    return inter / (area_b + area_a - inter).clamp(min=MMDET_UNION_EPS)
+
+
+def mmdet_iou_loss(pred: Tensor, target: Tensor, loss_type: str = "iou") -> Tensor:
+    """Per-box IoU loss of mmdetection's ``IoULoss(mode="square", eps=1e-16)``: ``1 - max(iou, 1e-16) ** 2``, the
+    aligned ``bbox_overlaps`` IoU. ``pred`` and ``target`` are [..., 4] (x1, y1, x2, y2); the result is [...]."""
+    if loss_type != "iou":
+        raise ValueError(f"mmdet mode implements IoULoss(mode='square') only (iou_type 'iou'), got {loss_type!r}")
+    iou = mmdet_pairwise_iou(*target.unbind(-1), *pred.unbind(-1)).clamp(min=MMDET_IOU_LOSS_EPS)
+    return 1 - iou**2
+
+
+def mmdet_l1_target(gt: Tensor, stride: Tensor, x_shift: Tensor, y_shift: Tensor) -> Tensor:
+    """mmdetection's ``_get_l1_target``: ``gt`` [..., 4] (x1, y1, x2, y2) in pixels to the raw box output that
+    decodes to it, against the unshifted prior (x * s, y * s): ((cx - x * s) / s, (cy - y * s) / s,
+    log(w / s + 1e-8), log(h / s + 1e-8)), cx = (x1 + x2) / 2, w = x2 - x1. Returns [..., 4]."""
+    x1, y1, x2, y2 = gt.unbind(-1)
+    return torch.stack(
+        (
+            ((x1 + x2) / 2 - x_shift * stride) / stride,
+            ((y1 + y2) / 2 - y_shift * stride) / stride,
+            torch.log((x2 - x1) / stride + L1_LOG_EPS),
+            torch.log((y2 - y1) / stride + L1_LOG_EPS),
+        ),
+        dim=-1,
+    )
+
+
+#: The assignment's IoU formulas by name (``config.ModeRules.pairwise_iou``).
+PAIRWISE_IOU = {"regular": regular_pairwise_iou, "fast": fast_pairwise_iou, "mmdet": mmdet_pairwise_iou}

@@ -9,7 +9,12 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
+
+from torch import Tensor
+
+from .box_format import BOX_FORMATS
+from .boxes import PAIRWISE_IOU
 
 IOU_TYPES = ("iou", "giou")
 
@@ -18,8 +23,10 @@ IOU_COST_WEIGHT = 3.0
 OUTSIDE_COST = 100000.0
 #: Megvii YOLOX's penalty on a cell outside a target's centre region (``float(1e6) * (~geometry_relation)``).
 MEGVII_OUTSIDE_COST = 1000000.0
-#: Epsilon of SimOTA's IoU cost, IOU_COST_WEIGHT * -log(iou + IOU_COST_EPS), in every reference and the static module.
+#: Epsilon of SimOTA's IoU cost, IOU_COST_WEIGHT * -log(iou + eps): super-gradients' and Megvii's.
 IOU_COST_EPS = 1e-8
+#: mmdetection's ``SimOTAAssigner`` EPS, the same cost's epsilon there.
+MMDET_IOU_COST_EPS = 1e-7
 #: Top-k IoUs summed into the dynamic k.
 CANDIDATE_TOPK = 10
 #: Weight of the IoU loss term in the total loss.
@@ -46,8 +53,13 @@ class ModeRules:
       ``x_c > cx - r`` and ``cx + r > x_c``; the signs agree, the roundings do not.
     * ``fixed_radius``: the centre radius in strides that the mode hard-codes, or None to use
       ``center_sampling_radius``.
-    * ``union_iou``: the IoU formula is ``boxes.regular_pairwise_iou`` (union + 1e-9, clamped sides; True) rather
-      than ``boxes.fast_pairwise_iou`` (no epsilon, a ``tl < br`` mask).
+    * ``box_format``: what a target row's box columns and the decoded boxes are (``box_format.BOX_FORMATS``):
+      "cxcywh" (super-gradients, Megvii) or "xyxy" (mmdetection), end to end.
+    * ``pairwise_iou``: the assignment's IoU formula (``PAIRWISE_IOU``): "regular" (``boxes.regular_pairwise_iou``,
+      union + 1e-9, clamped sides), "fast" (``boxes.fast_pairwise_iou``, no epsilon, a ``tl < br`` mask) or
+      "mmdet" (``boxes.mmdet_pairwise_iou``, corners, union clamped at 1e-6).
+    * ``iou_cost_eps``: the epsilon in the IoU cost ``3 * -log(iou + eps)``.
+    * ``iou_types``: the IoU losses the mode has (``LossConfig.iou_type``).
     * ``outside_cost``: the cost added where the strong test fails.
     * ``union_candidates``: every target is scored on the image's union of candidates and a contested cell goes to
       the argmin over all the image's targets (True), or each target keeps its own candidates and a contested cell
@@ -57,37 +69,59 @@ class ModeRules:
       the centre-only candidates lie in a 3x3 block per level) rather than densely over [B, G, A].
     * ``loss_options``: ``obj_loss_fix`` and ``sync_num_fgs`` act (fast); elsewhere they are ignored, as in the
       references.
+    * ``positives_over_ranks``: the batch's positive count is always averaged over the default process group
+      (when one is initialised) before it is clamped at 1 (mmdetection's ``max(reduce_mean(num_pos), 1)``).
     """
 
+    box_format: str
     box_test: bool
     centre_by_parts: bool
     reach_from_cell: bool
     fixed_radius: float | None
-    union_iou: bool
+    pairwise_iou: str
+    iou_cost_eps: float
+    iou_types: tuple[str, ...]
     outside_cost: float
     union_candidates: bool
     ks_bias: bool
     windowed: bool
     loss_options: bool
+    positives_over_ranks: bool
 
     def __post_init__(self) -> None:
-        if self.windowed and (self.box_test or self.centre_by_parts or self.reach_from_cell):
-            raise ValueError("the windowed assignment implements centre-only candidates with the centre written "
-                             "(x + 0.5) * s and the test x_c > cx - r: box_test, centre_by_parts and "
-                             "reach_from_cell must be False")
+        if self.windowed and (self.box_test or self.centre_by_parts or self.reach_from_cell
+                              or self.box_format != "cxcywh"):
+            raise ValueError("the windowed assignment implements centre-only candidates of (cx, cy, w, h) targets "
+                             "with the centre written (x + 0.5) * s and the test x_c > cx - r: box_test, "
+                             "centre_by_parts and reach_from_cell must be False and box_format 'cxcywh'")
+        if self.pairwise_iou not in PAIRWISE_IOU_NAMES:
+            raise ValueError(f"pairwise_iou must be one of {PAIRWISE_IOU_NAMES}, got {self.pairwise_iou!r}")
+        if not set(self.iou_types) <= set(IOU_TYPES):
+            raise ValueError(f"iou_types must be among {IOU_TYPES}, got {self.iou_types!r}")
 
 
-#: The modes: regular (``YoloXDetectionLoss``), fast (``YoloXFastDetectionLoss``), megvii (``YOLOXHead.get_losses``).
+#: The IoU formulas that ``ModeRules.pairwise_iou`` can name (``boxes.PAIRWISE_IOU``).
+PAIRWISE_IOU_NAMES = tuple(PAIRWISE_IOU)
+
+#: The modes: regular (``YoloXDetectionLoss``), fast (``YoloXFastDetectionLoss``), megvii (``YOLOXHead.get_losses``),
+#: mmdet (mmdetection 3.3's ``YOLOXHead.loss_by_feat`` with ``SimOTAAssigner``).
 MODE_RULES = {
-    "regular": ModeRules(box_test=True, centre_by_parts=True, reach_from_cell=False, fixed_radius=None,
-                         union_iou=True, outside_cost=OUTSIDE_COST, union_candidates=True, ks_bias=False,
-                         windowed=False, loss_options=False),
-    "fast": ModeRules(box_test=True, centre_by_parts=False, reach_from_cell=True, fixed_radius=FAST_CENTER_RADIUS,
-                      union_iou=False, outside_cost=OUTSIDE_COST, union_candidates=False, ks_bias=True,
-                      windowed=False, loss_options=True),
-    "megvii": ModeRules(box_test=False, centre_by_parts=False, reach_from_cell=False,
-                        fixed_radius=MEGVII_CENTER_RADIUS, union_iou=False, outside_cost=MEGVII_OUTSIDE_COST,
-                        union_candidates=True, ks_bias=False, windowed=True, loss_options=False),
+    "regular": ModeRules(box_format="cxcywh", box_test=True, centre_by_parts=True, reach_from_cell=False,
+                         fixed_radius=None, pairwise_iou="regular", iou_cost_eps=IOU_COST_EPS, iou_types=IOU_TYPES,
+                         outside_cost=OUTSIDE_COST, union_candidates=True, ks_bias=False, windowed=False,
+                         loss_options=False, positives_over_ranks=False),
+    "fast": ModeRules(box_format="cxcywh", box_test=True, centre_by_parts=False, reach_from_cell=True,
+                      fixed_radius=FAST_CENTER_RADIUS, pairwise_iou="fast", iou_cost_eps=IOU_COST_EPS,
+                      iou_types=IOU_TYPES, outside_cost=OUTSIDE_COST, union_candidates=False, ks_bias=True,
+                      windowed=False, loss_options=True, positives_over_ranks=False),
+    "megvii": ModeRules(box_format="cxcywh", box_test=False, centre_by_parts=False, reach_from_cell=False,
+                        fixed_radius=MEGVII_CENTER_RADIUS, pairwise_iou="fast", iou_cost_eps=IOU_COST_EPS,
+                        iou_types=IOU_TYPES, outside_cost=MEGVII_OUTSIDE_COST, union_candidates=True,
+                        ks_bias=False, windowed=True, loss_options=False, positives_over_ranks=False),
+    "mmdet": ModeRules(box_format="xyxy", box_test=True, centre_by_parts=True, reach_from_cell=False,
+                       fixed_radius=None, pairwise_iou="mmdet", iou_cost_eps=MMDET_IOU_COST_EPS, iou_types=("iou",),
+                       outside_cost=OUTSIDE_COST, union_candidates=True, ks_bias=False, windowed=False,
+                       loss_options=False, positives_over_ranks=True),
 }
 MODES = tuple(MODE_RULES)
 
@@ -97,9 +131,12 @@ class LossConfig:
     """Hyper-parameters of the YOLOX loss.
 
     ``strides`` are the head levels' strides in pixels, in the order the levels are given. ``mode`` picks the
-    assignment: "regular" (``YoloXDetectionLoss``), "fast" (``YoloXFastDetectionLoss``) or "megvii" (Megvii YOLOX's
-    ``YOLOXHead.get_losses``). ``dynamic_ks_bias``, ``sync_num_fgs`` and ``obj_loss_fix`` only act in fast mode, as in
-    the references; megvii mode ignores ``center_sampling_radius`` (its radius is 1.5) and has no bias.
+    assignment: "regular" (``YoloXDetectionLoss``), "fast" (``YoloXFastDetectionLoss``), "megvii" (Megvii YOLOX's
+    ``YOLOXHead.get_losses``) or "mmdet" (mmdetection's ``YOLOXHead.loss_by_feat``; its targets are (x1, y1, x2, y2)
+    boxes, ``box_format``). ``dynamic_ks_bias``, ``sync_num_fgs`` and ``obj_loss_fix`` only act in fast mode, as in
+    the references; megvii mode ignores ``center_sampling_radius`` (its radius is 1.5) and has no bias; mmdet mode
+    has the IoU loss "iou" only (mmdetection's ``IoULoss(mode="square")``) and always averages its positive count
+    over the default process group, as mmdetection does.
     """
 
     strides: tuple[int, ...]
@@ -120,8 +157,9 @@ class LossConfig:
             raise ValueError(f"num_classes must be an int >= 1, got {self.num_classes!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.iou_type not in IOU_TYPES:
-            raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {self.iou_type!r}")
+        if self.iou_type not in self.rules.iou_types:
+            raise ValueError(f"iou_type must be one of {self.rules.iou_types} in {self.mode} mode, got "
+                             f"{self.iou_type!r}")
         if not _is_positive_finite(self.center_sampling_radius):
             raise ValueError(f"center_sampling_radius must be a finite number > 0, got {self.center_sampling_radius!r}")
         if not _is_positive_finite(self.dynamic_ks_bias):
@@ -137,6 +175,21 @@ class LossConfig:
         """Centre-sampling radius, in strides, that this mode's candidate test really uses."""
         fixed = self.rules.fixed_radius
         return float(self.center_sampling_radius) if fixed is None else fixed
+
+    @property
+    def box_format(self):
+        """The ``box_format.BoxFormat`` of the mode's targets and decoded boxes."""
+        return BOX_FORMATS[self.rules.box_format]
+
+    @property
+    def pairwise_iou(self) -> Callable[..., Tensor]:
+        """The assignment's IoU formula (``boxes.PAIRWISE_IOU``): target components first, then the prediction's."""
+        return PAIRWISE_IOU[self.rules.pairwise_iou]
+
+    @property
+    def iou_cost_eps(self) -> float:
+        """The epsilon of the IoU cost, 3 * -log(iou + eps): 1e-8, or mmdetection's 1e-7."""
+        return self.rules.iou_cost_eps
 
     @property
     def outside_cost(self) -> float:
@@ -162,8 +215,9 @@ class LossConfig:
 
     @property
     def averages_num_fg(self) -> bool:
-        """Whether num_fg is averaged over the default process group (fast's ``sync_num_fgs``; eager only)."""
-        return self.rules.loss_options and self.sync_num_fgs
+        """Whether num_fg is averaged over the default process group when one is initialised (fast's
+        ``sync_num_fgs``, mmdet always; eager only; ``distributed.batch_num_fg``)."""
+        return (self.rules.loss_options and self.sync_num_fgs) or self.rules.positives_over_ranks
 
     @property
     def max_dynamic_k(self) -> int:

@@ -66,3 +66,14 @@ def decode_boxes(raw: Tensor, grid: Grid) -> Tensor:
     centers = (raw[..., :2] + cell) * stride
     sizes = torch.exp(raw[..., 2:4]) * stride
     return torch.cat((centers, sizes), dim=-1)
+
+
+def decode_corners(raw: Tensor, grid: Grid) -> Tensor:
+    """Box logits [B, A, >=4] to boxes [B, A, 4] (x1, y1, x2, y2) in pixels, as mmdetection's ``_bbox_decode``
+    does against the unshifted priors (x * s, y * s): centre = logit * s + x * s, size = exp(logit) * s, corners
+    centre -/+ size / 2."""
+    stride = grid.strides.unsqueeze(-1)  # [A, 1]
+    prior = torch.stack((grid.x_shifts, grid.y_shifts), dim=-1) * stride  # [A, 2]
+    centers = raw[..., :2] * stride + prior
+    sizes = torch.exp(raw[..., 2:4]) * stride
+    return torch.cat((centers - sizes / 2, centers + sizes / 2), dim=-1)

@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .assignment import Assignment
-from .boxes import iou_loss, l1_target
 from .config import REG_WEIGHT, LossConfig
 from .grid import Grid
 
@@ -42,8 +41,10 @@ class Prepared:
 
 
 def matched_loss(prep: Prepared, img_ids: Tensor, cell_ids: Tensor, gt_boxes: Tensor, gt_classes: Tensor,
-                 ious: Tensor, num_gts: int, config: LossConfig, num_fg: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
-    """Loss and detached components [iou, obj, cls, l1, num_fg / num_gts, loss] over the matched cells.
+                 ious: Tensor, num_gts: int, config: LossConfig,
+                 num_fg: Tensor | float | None = None) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """Loss, detached components [iou, obj, cls, l1, num_fg / num_gts, loss] and the four terms (iou, obj, cls,
+    l1; each normalised, with its gradient; loss = 5 * iou + obj + cls + l1) over the matched cells.
 
     ``img_ids``, ``cell_ids`` [n] locate the matched cells; ``gt_boxes`` [n, 4], ``gt_classes`` [n], ``ious`` [n]
     are their targets. ``num_fg`` overrides max(n, 1) (fast's synchronised count).
@@ -54,25 +55,26 @@ def matched_loss(prep: Prepared, img_ids: Tensor, cell_ids: Tensor, gt_boxes: Te
     obj_target = torch.zeros((batch, cells), dtype=prep.raw.dtype, device=prep.raw.device)
     obj_target[img_ids, cell_ids] = 1
     cls_target = F.one_hot(gt_classes.long(), config.num_classes) * ious.unsqueeze(-1)
-    loss_iou = iou_loss(prep.boxes[img_ids, cell_ids], gt_boxes, config.iou_type).sum() / num_fg
+    form = config.box_format
+    loss_iou = form.iou_loss(prep.boxes[img_ids, cell_ids], gt_boxes, config.iou_type).sum() / num_fg
     obj_divisor = max(batch * cells, 1) if config.obj_over_all_cells else num_fg
     loss_obj = F.binary_cross_entropy_with_logits(prep.obj, obj_target, reduction="none").sum() / obj_divisor
     loss_cls = F.binary_cross_entropy_with_logits(prep.cls[img_ids, cell_ids], cls_target, reduction="none").sum() / num_fg
     if config.use_l1:
-        target = l1_target(gt_boxes, prep.grid.strides[cell_ids], prep.grid.x_shifts[cell_ids], prep.grid.y_shifts[cell_ids])
+        target = form.l1_target(gt_boxes, prep.grid.strides[cell_ids], prep.grid.x_shifts[cell_ids], prep.grid.y_shifts[cell_ids])
         loss_l1 = (prep.raw[img_ids, cell_ids, :4] - target).abs().sum() / num_fg
     else:
         loss_l1 = torch.zeros((), dtype=loss_iou.dtype, device=loss_iou.device)
     loss = REG_WEIGHT * loss_iou + loss_obj + loss_cls + loss_l1
     fg_ratio = torch.as_tensor(num_fg, dtype=loss.dtype, device=loss.device) / max(num_gts, 1)
     components = torch.stack((loss_iou, loss_obj, loss_cls, loss_l1, fg_ratio.reshape(()), loss)).detach()
-    return loss, components
+    return loss, components, (loss_iou, loss_obj, loss_cls, loss_l1)
 
 
 def padded_assignment_loss(prep: Prepared, gt: Tensor, assignment: Assignment, num_gts: int, config: LossConfig,
-                           num_fg: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
-    """``matched_loss`` over the fg cells of an ``Assignment`` against padded targets gt [B, G, 5] (class, cx, cy,
-    w, h), in batch-then-cell order; ``num_gts`` is the number of real targets."""
+                           num_fg: Tensor | float | None = None) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
+    """``matched_loss`` over the fg cells of an ``Assignment`` against padded targets gt [B, G, 5] (class and box in
+    the mode's format), in batch-then-cell order; ``num_gts`` is the number of real targets."""
     img_ids, cell_ids = assignment.fg_mask.nonzero(as_tuple=True)  # [n]
     matched = gt[img_ids, assignment.matched_gt[img_ids, cell_ids]]  # [n, 5]
     return matched_loss(prep, img_ids, cell_ids, matched[:, 1:], matched[:, 0], assignment.matched_iou[img_ids, cell_ids],

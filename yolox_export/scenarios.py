@@ -1,6 +1,7 @@
 """Seeded scenario generator, beside the core: head outputs and targets of the kinds that parity, the benchmark, the
 tests and the tools run on (imports torch only). Predictions are per-level lists [B, 1, H, W, 5 + C]; targets
-[N, 6] rows (image_index, class, cx, cy, w, h) in pixels.
+[N, 6] rows (image_index, class, cx, cy, w, h) in pixels, or (image_index, class, x1, y1, x2, y2) for a mode whose
+box format is corners (``box_format="xyxy"``: mmdet mode).
 """
 
 from __future__ import annotations
@@ -42,11 +43,14 @@ class Scenario(HeadBatch):
 
 def make_scenario(kind: str, batch_size: int = 2, image_size: tuple[int, int] = (640, 640), num_classes: int = 80,
                   strides: tuple[int, ...] = (8, 16, 32), seed: int = 0,
-                  targets_per_image: int | None = None) -> Scenario:
+                  targets_per_image: int | None = None, box_format: str = "cxcywh") -> Scenario:
     """One seeded batch of ``kind`` (see ``KINDS``); ``targets_per_image`` replaces the kind's per-image counts by
-    that exact number (the benchmark's growth-with-G sweep)."""
+    that exact number (the benchmark's growth-with-G sweep). ``box_format`` "xyxy" gives the same boxes as corners
+    (cx -/+ w / 2, computed once here: these corners are then the targets' truth)."""
     if kind not in KINDS:
         raise ValueError(f"unknown scenario kind {kind!r}; choose from {KINDS}")
+    if box_format not in ("cxcywh", "xyxy"):
+        raise ValueError(f"box_format must be 'cxcywh' or 'xyxy', got {box_format!r}")
     height, width = image_size
     for s in strides:
         if height % s or width % s:
@@ -55,7 +59,15 @@ def make_scenario(kind: str, batch_size: int = 2, image_size: tuple[int, int] = 
     counts = _counts(kind, batch_size, gen) if targets_per_image is None else [int(targets_per_image)] * batch_size
     targets = _targets(kind, counts, height, width, num_classes, gen)
     predictions = [_level(kind, batch_size, height // s, width // s, s, num_classes, targets, gen) for s in strides]
+    if box_format == "xyxy":
+        targets = corner_targets(targets)
     return Scenario(kind, seed, (height, width), tuple(strides), num_classes, predictions, targets)
+
+
+def corner_targets(targets: Tensor) -> Tensor:
+    """[N, 6] rows (image, class, cx, cy, w, h) as (image, class, cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)."""
+    centre, half = targets[:, 2:4], targets[:, 4:6] / 2
+    return torch.cat((targets[:, :2], centre - half, centre + half), dim=1)
 
 
 def _uniform(gen: torch.Generator, n: int, low: float, high: float) -> Tensor:

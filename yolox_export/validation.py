@@ -2,7 +2,8 @@
 name what is wrong; nothing is dropped, truncated or guessed. Targets that are valid but look misread (normalised
 coordinates, corner boxes) get a ``TargetWarning``, once per module instance.
 
-Shape legend: B batch, A cells, G padded target slots, C classes; boxes (cx, cy, w, h) in pixels.
+Shape legend: B batch, A cells, G padded target slots, C classes; boxes in pixels, (cx, cy, w, h) or, in mmdet mode,
+(x1, y1, x2, y2) (``box_format``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from .box_format import CENTRE_SIZE, BoxFormat
 from .config import LossConfig
 
 FLOAT_HINT = "convert them with `.float()`"
@@ -113,32 +115,37 @@ def check_padded(raw: Tensor, gt: Tensor, gt_mask: Tensor, shapes: Sequence[tupl
         raise ValueError("targets must have G >= 1 slots; mark unused slots False in the mask (pad_targets does)")
     if gt_mask.dtype != torch.bool or tuple(gt_mask.shape) != tuple(gt.shape[:2]):
         raise ValueError(f"target_mask must be bool {tuple(gt.shape[:2])}, got {gt_mask.dtype} {tuple(gt_mask.shape)}")
-    check_padded_targets(gt, gt_mask, config.num_classes)
+    check_padded_targets(gt, gt_mask, config.num_classes, config.box_format)
 
 
-def check_padded_targets(gt: Tensor, gt_mask: Tensor, num_classes: int) -> None:
-    """Real slots of gt [B, G, 5] (class, cx, cy, w, h): an integer class id in [0, C), a box finite in float32,
-    w and h > 0. The first bad slot is named by image and slot; masked slots may hold anything."""
+def check_padded_targets(gt: Tensor, gt_mask: Tensor, num_classes: int, box_format: BoxFormat = CENTRE_SIZE) -> None:
+    """Real slots of gt [B, G, 5] (class and the box in ``box_format``): an integer class id in [0, C), a box finite
+    in float32 whose extent the format allows (``BoxFormat.extent_ok``). The first bad slot is named by image and
+    slot; masked slots may hold anything."""
     if not gt.is_floating_point():
         raise TypeError(f"targets must be floating point, got {gt.dtype}; {FLOAT_HINT}")
     if gt.device.type == "meta" or gt.numel() == 0:
         return
     image, slot = gt_mask.detach().cpu().nonzero(as_tuple=True)
     rows = gt.detach().cpu()[image, slot].double()  # [n, 5]
-    _check_rows(rows, lambda i: f"targets image {int(image[i])} slot {int(slot[i])}", num_classes)
+    _check_rows(rows, lambda i: f"targets image {int(image[i])} slot {int(slot[i])}", num_classes, box_format)
 
 
-def check_targets(targets: Tensor, batch_size: int, num_classes: int | None = None, device=None) -> None:
-    """Targets [N, 6] rows (image_index, class, cx, cy, w, h), pixels.
+def check_targets(targets: Tensor, batch_size: int, num_classes: int | None = None, device=None,
+                  box_format: BoxFormat = CENTRE_SIZE) -> None:
+    """Targets [N, 6] rows (image_index, class, then the box in ``box_format``: cx, cy, w, h or x1, y1, x2, y2),
+    pixels.
 
     Image indices must be integers in [0, batch_size); class ids integers in [0, num_classes), or integers >= 0 when
-    ``num_classes`` is None (``pad_targets`` does not know it); coordinates finite; w and h > 0. ``device``, when
+    ``num_classes`` is None (``pad_targets`` does not know it); coordinates finite; w and h > 0 (x2 >= x1 and
+    y2 >= y1 for corners). ``device``, when
     given, is the predictions' device. Targets on the meta device have no values: only shape, dtype and device are
     checked."""
     if not isinstance(targets, Tensor):
         raise TypeError(f"targets must be a tensor [N, 6], got {type(targets).__name__}")
     if targets.dim() != 2 or targets.shape[1] != 6:
-        raise ValueError(f"targets must be [N, 6] rows (image_index, class, cx, cy, w, h), got shape {tuple(targets.shape)}")
+        raise ValueError(f"targets must be [N, 6] rows (image_index, {box_format.row}), got shape "
+                         f"{tuple(targets.shape)}")
     if not targets.is_floating_point():
         raise TypeError(f"targets must be floating point, got {targets.dtype}; {FLOAT_HINT}")
     if device is not None and targets.device != torch.device(device):
@@ -147,25 +154,28 @@ def check_targets(targets: Tensor, batch_size: int, num_classes: int | None = No
         return
     t = targets.detach().double().cpu()
     _check_index_column(t[:, 0], "image index", batch_size, "batch size", _row_name)
-    _check_rows(t[:, 1:], _row_name, num_classes)
+    _check_rows(t[:, 1:], _row_name, num_classes, box_format)
 
 
 def _row_name(row: int) -> str:
     return f"targets row {row}"
 
 
-def _check_rows(rows: Tensor, name: Callable[[int], str], num_classes: int | None) -> None:
-    """Rows [n, 5] (class, cx, cy, w, h), float64: class id, then finite coordinates (finite in float32, the
-    precision the losses run in), then w, h > 0; ``name(i)`` says where row i came from."""
+def _check_rows(rows: Tensor, name: Callable[[int], str], num_classes: int | None,
+                box_format: BoxFormat = CENTRE_SIZE) -> None:
+    """Rows [n, 5] (class and the box in ``box_format``), float64: class id, then finite coordinates (finite in
+    float32, the precision the losses run in), then the extent the format allows; ``name(i)`` says where row i came
+    from."""
     _check_index_column(rows[:, 0], "class id", num_classes, "num_classes", name)
     finite = torch.isfinite(rows[:, 1:].float()).all(dim=1)
     if not bool(finite.all()):
         i = int((~finite).nonzero()[0])
         raise ValueError(f"{name(i)} has non-finite coordinates {rows[i, 1:].tolist()}")
-    positive = (rows[:, 3] > 0) & (rows[:, 4] > 0)
-    if not bool(positive.all()):
-        i = int((~positive).nonzero()[0])
-        raise ValueError(f"{name(i)} has w, h = {rows[i, 3].item()}, {rows[i, 4].item()}; both must be > 0")
+    extent = box_format.extent_ok(rows[:, 1:])
+    if not bool(extent.all()):
+        i = int((~extent).nonzero()[0])
+        box = ", ".join(f"{c} = {v}" for c, v in zip(box_format.columns, rows[i, 1:].tolist()))
+        raise ValueError(f"{name(i)} has {box}; a box needs {box_format.extent_rule}")
 
 
 def _check_index_column(values: Tensor, what: str, limit: int | None, limit_name: str,
@@ -185,39 +195,42 @@ def _check_index_column(values: Tensor, what: str, limit: int | None, limit_name
 
 
 class TargetWarning(UserWarning):
-    """Targets that are valid but look like a misreading of the (cx, cy, w, h) pixel format."""
+    """Targets that are valid but look like a misreading of the pixel box format."""
 
 
 #: A box counts as mostly outside the image when less than this share of its area is inside.
 INSIDE_SHARE = 0.5
 
 
-def misreadings(boxes: Tensor, image: tuple[int, int]) -> dict[str, str]:
-    """What looks misread in boxes [n, 4] (cx, cy, w, h) on an image (H, W) in pixels: every coordinate within
-    [0, 1] (normalised?), or most boxes mostly outside the image (corners read as centre and size?). Returns
-    {kind: message}, kind "normalised" or "corners"."""
+def misreadings(boxes: Tensor, image: tuple[int, int], box_format: BoxFormat = CENTRE_SIZE) -> dict[str, str]:
+    """What looks misread in boxes [n, 4] (in ``box_format``) on an image (H, W) in pixels: every coordinate within
+    [0, 1] (normalised?), or most boxes mostly outside the image (the other box format?). Returns {kind: message},
+    kind "normalised" or "format"."""
     if boxes.shape[0] == 0:
         return {}
     b = boxes.detach().double().cpu()
     height, width = image
+    layout = ", ".join(box_format.columns)
     found = {}
     if bool(((b >= 0) & (b <= 1)).all()):
         found["normalised"] = (
-            f"all target coordinates lie within [0, 1]: are they normalised? Targets are (cx, cy, w, h) in pixels of "
-            f"the {height}x{width} image (scale them by the image size); nothing is rescaled")
-    outside = int((inside_area(b, image) < INSIDE_SHARE * b[:, 2] * b[:, 3]).sum())
+            f"all target coordinates lie within [0, 1]: are they normalised? Targets are ({layout}) in pixels "
+            f"of the {height}x{width} image (scale them by the image size); nothing is rescaled")
+    width_, height_ = box_format.extent(b)
+    outside = int((inside_area(b, image, box_format) < INSIDE_SHARE * width_ * height_).sum())
     if 2 * outside > b.shape[0]:
-        found["corners"] = (
-            f"{outside} of {b.shape[0]} target boxes lie mostly outside the {height}x{width} image: are they corners "
-            f"(x1, y1, x2, y2)? Targets are (cx, cy, w, h) in pixels; nothing is converted")
+        other = "corners (x1, y1, x2, y2)" if box_format is CENTRE_SIZE else "centres and sizes (cx, cy, w, h)"
+        found["format"] = (
+            f"{outside} of {b.shape[0]} target boxes lie mostly outside the {height}x{width} image: are they "
+            f"{other}? Targets are ({layout}) in pixels; nothing is converted")
     return found
 
 
-def inside_area(boxes: Tensor, image: tuple[int, int]) -> Tensor:
-    """[n]: area of each box [n, 4] (cx, cy, w, h) that lies inside the image [0, W] x [0, H]."""
-    cx, cy, w, h = boxes.unbind(-1)
-    inside_w = (torch.clamp(cx + w / 2, max=float(image[1])) - torch.clamp(cx - w / 2, min=0.0)).clamp(min=0)
-    inside_h = (torch.clamp(cy + h / 2, max=float(image[0])) - torch.clamp(cy - h / 2, min=0.0)).clamp(min=0)
+def inside_area(boxes: Tensor, image: tuple[int, int], box_format: BoxFormat = CENTRE_SIZE) -> Tensor:
+    """[n]: area of each box [n, 4] (in ``box_format``) that lies inside the image [0, W] x [0, H]."""
+    x1, y1, x2, y2 = box_format.corners(boxes)
+    inside_w = (torch.clamp(x2, max=float(image[1])) - torch.clamp(x1, min=0.0)).clamp(min=0)
+    inside_h = (torch.clamp(y2, max=float(image[0])) - torch.clamp(y1, min=0.0)).clamp(min=0)
     return inside_w * inside_h
 
 
@@ -227,10 +240,10 @@ class MisreadingWarnings:
     def __init__(self) -> None:
         self.given: set[str] = set()
 
-    def check(self, boxes: Tensor, image: tuple[int, int]) -> None:
+    def check(self, boxes: Tensor, image: tuple[int, int], box_format: BoxFormat = CENTRE_SIZE) -> None:
         if boxes.device.type == "meta":
             return
-        for kind, message in misreadings(boxes, image).items():
+        for kind, message in misreadings(boxes, image, box_format).items():
             if kind not in self.given:
                 self.given.add(kind)
                 warnings.warn(message, TargetWarning, stacklevel=4)

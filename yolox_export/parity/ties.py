@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..config import CANDIDATE_TOPK, IOU_COST_EPS, IOU_COST_WEIGHT, LossConfig
-from ..grid import Grid, decode_boxes
+from ..config import CANDIDATE_TOPK, IOU_COST_WEIGHT, LossConfig
+from ..grid import Grid
 from ..static.assign import candidate_masks, pairwise_iou
 
 EPS32 = 2.0**-23
@@ -56,7 +56,7 @@ def image_ties(raw: Tensor, gt: Tensor, grid: Grid, config: LossConfig, input_ul
     """
     raw = raw.detach().float().unsqueeze(0)
     gt = gt.float().unsqueeze(0)
-    boxes = decode_boxes(raw, grid)
+    boxes = config.box_format.decode(raw, grid)
     in_box, in_centre = candidate_masks(gt[..., 1:5], grid, config)
     usable = torch.isfinite(boxes).all(-1) & torch.isfinite(raw).all(-1)  # [1, A]
     near = (in_box | in_centre) & usable.unsqueeze(1)
@@ -66,13 +66,14 @@ def image_ties(raw: Tensor, gt: Tensor, grid: Grid, config: LossConfig, input_ul
     classes = gt[0, :, 0].long()
     probabilities = (raw[0, :, 5:].sigmoid() * raw[0, :, 4:5].sigmoid()).sqrt()  # [A, C] float32, as the references
     cls, cls_slack = class_cost_with_slack(probabilities, classes, input_ulps)
-    iou_term = IOU_COST_WEIGHT * -torch.log(iou + IOU_COST_EPS)
+    eps = config.iou_cost_eps
+    iou_term = IOU_COST_WEIGHT * -torch.log(iou + eps)
     cost = cls + iou_term + config.outside_cost * (~(in_box & in_centre))[0].double()
     tolerance = 16 * EPS32 * (cls.abs() + iou_term.abs()) + 4 * EPS32 * cost.abs() + cls_slack
     iou_slack = torch.zeros_like(iou)
     if input_ulps:
         iou_slack = iou_perturbation(gt[0, :, 1:5], boxes[0], config, input_ulps, iou)
-        tolerance = tolerance + IOU_COST_WEIGHT * (torch.log(iou + IOU_COST_EPS) - torch.log((iou - iou_slack).clamp(min=0) + IOU_COST_EPS))
+        tolerance = tolerance + IOU_COST_WEIGHT * (torch.log(iou + eps) - torch.log((iou - iou_slack).clamp(min=0) + eps))
     k_range = admissible_ks(iou, candidates, config, iou_slack)
     ambiguous, possible = selection_status(cost, tolerance, candidates, k_range)
     return ImageTies(ambiguous, contested_ties(cost, tolerance, candidates, possible, config.union_candidates), k_range)

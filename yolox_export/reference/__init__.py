@@ -8,11 +8,12 @@ from ..config import MODES, LossConfig
 from .common import ReferenceLoss
 from .fast import FastYoloXLoss
 from .megvii import MegviiYoloXLoss
+from .mmdet import MMDetYoloXLoss
 from .regular import RegularYoloXLoss
 
 #: mode -> the eager reference loss class of that mode.
 REFERENCES: dict[str, type[ReferenceLoss]] = {"regular": RegularYoloXLoss, "fast": FastYoloXLoss,
-                                              "megvii": MegviiYoloXLoss}
+                                              "megvii": MegviiYoloXLoss, "mmdet": MMDetYoloXLoss}
 
 
 def reference_class(mode: str) -> type[ReferenceLoss]:
@@ -27,4 +28,4 @@ def reference_for(config: LossConfig, **options) -> ReferenceLoss:
     return reference_class(config.mode).from_config(config, **options)
 
 
-__all__ = ["REFERENCES", "FastYoloXLoss", "MegviiYoloXLoss", "ReferenceLoss", "RegularYoloXLoss", "reference_class", "reference_for"]
+__all__ = ["REFERENCES", "FastYoloXLoss", "MegviiYoloXLoss", "MMDetYoloXLoss", "ReferenceLoss", "RegularYoloXLoss", "reference_class", "reference_for"]

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..assignment import Assignment
 from ..config import LossConfig
-from ..grid import decode_boxes, flatten_levels, image_size, level_shapes, make_grid
+from ..grid import flatten_levels, image_size, level_shapes, make_grid
 from ..loss_base import YoloXLossModule
 from ..matched_loss import Prepared, padded_assignment_loss
 from ..targets import pad_targets
@@ -52,19 +52,22 @@ def prepare(model_output, targets: Tensor, config: LossConfig, validate: bool,
     predictions = unwrap_model_output(model_output)
     if validate:
         check_predictions(predictions, config.strides, config.num_classes)
-        check_targets(targets, predictions[0].shape[0], config.num_classes, device=predictions[0].device)
+        check_targets(targets, predictions[0].shape[0], config.num_classes, device=predictions[0].device,
+                      box_format=config.box_format)
         if misreadings is not None:
-            misreadings.check(targets[:, 2:6], image_size(level_shapes(predictions), config.strides))
+            misreadings.check(targets[:, 2:6], image_size(level_shapes(predictions), config.strides),
+                              config.box_format)
     raw = flatten_levels(predictions)
     grid = make_grid(level_shapes(predictions), config.strides, device=raw.device, dtype=raw.dtype)
-    return Prepared(raw, decode_boxes(raw, grid), grid), targets
+    return Prepared(raw, config.box_format.decode(raw, grid), grid), targets
 
 
 def assignment_loss(prep: Prepared, targets: Tensor, assignment: Assignment, config: LossConfig,
                     num_fg: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
     """``matched_loss`` over the fg cells of an ``Assignment``, in batch-then-cell order."""
     gt, _ = pad_targets(targets, prep.raw.shape[0], validate=False)  # [B, G, 5]
-    return padded_assignment_loss(prep, gt, assignment, int(targets.shape[0]), config, num_fg)
+    loss, components, _ = padded_assignment_loss(prep, gt, assignment, int(targets.shape[0]), config, num_fg)
+    return loss, components
 
 
 def bce_class_cost(cls_logits: Tensor, obj_logits: Tensor, classes: Tensor, num_classes: int) -> Tensor:

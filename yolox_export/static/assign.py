@@ -4,7 +4,8 @@ targets a chunk at a time under a memory budget (``chunks``; the union of candid
 
 Shape legend: B batch, A cells (all levels, stride order, row-major), G padded targets, C classes, K top-k.
 Every intermediate's shape depends only on input shapes; there is no host synchronisation, no data-dependent
-control flow, no boolean-mask indexing and no [B, G, A, C] tensor. Boxes are (cx, cy, w, h) in pixels. The mode's
+control flow, no boolean-mask indexing and no [B, G, A, C] tensor. Boxes are in pixels, in the mode's box format
+(``config.box_format``: (cx, cy, w, h), or (x1, y1, x2, y2) in mmdet mode). The mode's
 arithmetic comes from its rules (``config.ModeRules``); the selection, the tie rule and the tail are ``select``'s.
 
 Peak working set, measured by ``yolox-export bench`` (forward, B=16, 640x640, C=80): about 6 (regular) to 10 (fast)
@@ -18,8 +19,7 @@ import torch
 from torch import Tensor
 
 from ..assignment import Assignment
-from ..boxes import fast_pairwise_iou, regular_pairwise_iou
-from ..config import IOU_COST_EPS, IOU_COST_WEIGHT, LossConfig
+from ..config import IOU_COST_WEIGHT, LossConfig
 from ..grid import Grid
 from .masks import any_true
 from .chunks import target_spans, targets_of
@@ -30,7 +30,8 @@ def candidate_masks(gt_boxes: Tensor, grid: Grid, config: LossConfig) -> tuple[T
     """(in_box, in_centre), bool [B, G, A], with the mode's own arithmetic (``ModeRules``).
 
     ``x - l > 0`` in the references equals ``x > l`` here: the sign of a rounded IEEE difference is the sign of the
-    exact one. The cell centre and the centre test are written as each reference writes them
+    exact one. The target's centre and corners are read in the mode's box format (``config.box_format``). The cell
+    centre and the centre test are written as each reference writes them
     (``centre_by_parts``, ``reach_from_cell``), since there the roundings differ. A mode without a box test
     (``box_test`` False: megvii) returns its centre test twice (so ``in_box | in_centre`` and ``in_box & in_centre``
     are that test); this dense form of a windowed mode serves the tie analysis, its assignment uses windows.
@@ -41,7 +42,8 @@ def candidate_masks(gt_boxes: Tensor, grid: Grid, config: LossConfig) -> tuple[T
         x_c, y_c = grid.x_shifts * stride + 0.5 * stride, grid.y_shifts * stride + 0.5 * stride  # [A]
     else:
         x_c, y_c = (grid.x_shifts + 0.5) * stride, (grid.y_shifts + 0.5) * stride
-    cx, cy = gt_boxes[..., 0:1], gt_boxes[..., 1:2]  # [B, G, 1]
+    form = config.box_format
+    cx, cy = (c.unsqueeze(-1) for c in form.centre(gt_boxes))  # [B, G, 1]
     reach = config.center_radius * stride  # [A]
     if rules.reach_from_cell:
         in_centre = x_c + reach > cx  # [B, G, A]
@@ -55,11 +57,11 @@ def candidate_masks(gt_boxes: Tensor, grid: Grid, config: LossConfig) -> tuple[T
         in_centre &= cy + reach > y_c
     if not rules.box_test:
         return in_centre, in_centre
-    half_w, half_h = 0.5 * gt_boxes[..., 2:3], 0.5 * gt_boxes[..., 3:4]
-    in_box = x_c > cx - half_w  # [B, G, A]
-    in_box &= cx + half_w > x_c
-    in_box &= y_c > cy - half_h
-    in_box &= cy + half_h > y_c
+    x1, y1, x2, y2 = (c.unsqueeze(-1) for c in form.corners(gt_boxes))  # [B, G, 1]
+    in_box = x_c > x1  # [B, G, A]
+    in_box &= x2 > x_c
+    in_box &= y_c > y1
+    in_box &= y2 > y_c
     return in_box, in_centre
 
 
@@ -67,8 +69,7 @@ def pairwise_iou(gt_boxes: Tensor, boxes: Tensor, config: LossConfig) -> Tensor:
     """IoU [B, G, A] of every target [B, G, 4] with every predicted box [B, A, 4], by the mode's formula."""
     a = gt_boxes.unsqueeze(-2).unbind(-1)  # 4 x [B, G, 1]
     b = boxes.unsqueeze(1).unbind(-1)  # 4 x [B, 1, A]
-    formula = regular_pairwise_iou if config.rules.union_iou else fast_pairwise_iou
-    return formula(*a, *b)
+    return config.pairwise_iou(*a, *b)
 
 
 def sigmoid(x: Tensor) -> Tensor:
@@ -107,7 +108,7 @@ def assign(raw: Tensor, boxes: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tens
 
     raw [B, A, 5 + C] head outputs (objectness and class logits used); boxes [B, A, 4] decoded predictions; usable
     bool [B, A], False for a cell that must never be assigned (a non-finite output or box); gt [B, G, 5] rows
-    (class, cx, cy, w, h) and gt_mask bool [B, G], sanitised (``padding``). ``per_chunk`` targets at a time
+    (class, then the box in the mode's format) and gt_mask bool [B, G], sanitised (``padding``). ``per_chunk`` targets at a time
     (``chunks``; None: all at once); the result does not depend on it.
     """
     spans = target_spans(gt.shape[1], per_chunk)
@@ -148,7 +149,7 @@ def chunk_selection(gt: Tensor, gt_mask: Tensor, boxes: Tensor, usable: Tensor, 
     del near
     ious = pairwise_iou(gt[..., 1:5], boxes, config)  # [B, Gc, A]
     cost = class_cost(parts, gt[..., 0].long())
-    cost += torch.log(ious + IOU_COST_EPS).neg_().mul_(IOU_COST_WEIGHT)
+    cost += torch.log(ious + config.iou_cost_eps).neg_().mul_(IOU_COST_WEIGHT)
     cost += (~strong).to(cost.dtype).mul_(config.outside_cost)
     del strong
     masked_cost = cost.masked_fill_(~candidates, float("inf"))

@@ -16,10 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from ..assignment import Assignment
-from ..boxes import iou_loss, l1_target
 from ..config import MODES, REG_WEIGHT, LossConfig, check_flag
-from ..distributed import synced_num_fg
-from ..grid import Grid, decode_boxes, flatten_levels, image_size, level_shapes, make_grid
+from ..distributed import batch_num_fg
+from ..grid import Grid, flatten_levels, image_size, level_shapes, make_grid
 from ..loss_base import YoloXLossModule
 from ..matched_loss import Prepared, padded_assignment_loss
 from ..targets import check_target_counts, pad_targets
@@ -41,6 +40,7 @@ class StaticOutput:
     assignment: Assignment
     loss: Tensor
     components: Tensor  # [6]: iou, obj, cls, l1, num_fg / num_gts, loss (detached)
+    terms: tuple[Tensor, Tensor, Tensor, Tensor]  # iou, obj, cls, l1 with their gradients; loss = 5 * iou + the rest
     cls_target: Tensor | None = None  # [B, A, C]
     obj_target: Tensor | None = None  # [B, A]
     reg_target: Tensor | None = None  # [B, A, 4]
@@ -97,7 +97,7 @@ def padded_assign(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: 
     is never assigned."""
     with torch.no_grad(), torch.autocast(device_type=raw.device.type, enabled=False):
         raw = raw.detach().float()
-        slots = sanitise_slots(gt.float(), gt_mask, config.num_classes)
+        slots = sanitise_slots(gt.float(), gt_mask, config.num_classes, config.box_format)
         return assign_slots(raw, nonfinite_marks(raw), slots, grid, config, boxes, max_memory_mib)
 
 
@@ -111,7 +111,7 @@ def assign_slots(raw: Tensor, marks: Tensor, slots: Slots, grid: Grid, config: L
     with torch.no_grad(), torch.autocast(device_type=raw.device.type, enabled=False):
         raw = raw.detach().float()
         # the box logits sliced once (a copy in an exported graph)
-        boxes = decode_boxes(raw[..., :4], grid) if boxes is None else boxes.detach().float()  # [B, A, 4]
+        boxes = config.box_format.decode(raw[..., :4], grid) if boxes is None else boxes.detach().float()  # [B, A, 4]
         usable = (marks == 0) & torch.isfinite(boxes).all(-1)  # [B, A]
         batch, cells = usable.shape
         num_targets, levels = slots.gt.shape[1], len(config.strides)
@@ -147,15 +147,13 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
     """
     with torch.autocast(device_type=raw.device.type, enabled=False):
         raw = raw.float()
-        slots = sanitise_slots(gt.float(), gt_mask, config.num_classes)
+        slots = sanitise_slots(gt.float(), gt_mask, config.num_classes, config.box_format)
         gt = slots.gt  # masked and malformed slots are zero rows from here on
         marks = nonfinite_marks(raw)  # [B, A]
         assignment = assign_slots(raw, marks, slots, grid, config, boxes, max_memory_mib, targets_per_chunk)
         fg = assignment.fg_mask
         fg_float = fg.to(raw.dtype)
-        num_fg = fg_float.sum().clamp(min=1.0)
-        if synchronise:
-            num_fg = synced_num_fg(num_fg)
+        num_fg = batch_num_fg(fg_float.sum(), config, synchronise)
         poison = marks.sum() + slots.poison  # 0, or NaN when any output or real target slot is not usable
         if boxes is not None:  # the caller's decoded boxes are outputs too
             poison = poison + nonfinite_marks(boxes).sum()
@@ -163,22 +161,27 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
         box_logits, obj_logits, cls_logits = split_outputs(raw, config.num_classes)
         if packed:  # the references' own loss function on this assignment (eager; boolean indexing synchronises)
             zero = torch.zeros((), dtype=raw.dtype, device=raw.device)
-            decoded = decode_boxes(torch.where(fg.unsqueeze(-1), box_logits, zero), grid)  # [B, A, 4]
+            decoded = config.box_format.decode(torch.where(fg.unsqueeze(-1), box_logits, zero), grid)  # [B, A, 4]
             if boxes is not None:  # the caller's decoded boxes at matched cells; where() passes no gradient elsewhere
                 decoded = torch.where(fg.unsqueeze(-1), boxes.float(), decoded)
-            loss, components = padded_assignment_loss(Prepared(raw, decoded, grid), gt, assignment,
-                                                      int(gt_mask.sum()), config, num_fg if synchronise else None)
+            loss, components, terms = padded_assignment_loss(Prepared(raw, decoded, grid), gt, assignment,
+                                                             int(gt_mask.sum()), config,
+                                                             num_fg if synchronise else None)
             loss = loss + poison
+            terms = tuple(term + poison for term in terms)
             poisoned = torch.tensor(POISONED, device=components.device)  # [6]
             components = torch.where(poisoned, components + poison, components)
         else:
             terms = masked_terms(raw, box_logits, obj_logits, cls_logits, boxes, gt, assignment, num_fg, grid, config)
-            loss_iou, loss_obj, loss_cls, loss_l1 = (term + poison for term in terms)
+            terms = tuple(term + poison for term in terms)
+            loss_iou, loss_obj, loss_cls, loss_l1 = terms
             loss = REG_WEIGHT * loss_iou + loss_obj + loss_cls + loss_l1
             num_gts = gt_mask.sum().to(raw.dtype).clamp(min=1.0)
             components = torch.stack((loss_iou, loss_obj, loss_cls, loss_l1, num_fg / num_gts, loss)).detach()
-        loss = loss + poison_gradients(poison, raw, boxes)
-        out = StaticOutput(assignment, loss, components)
+        gradient_poison = poison_gradients(poison, raw, boxes)
+        loss = loss + gradient_poison
+        terms = (terms[0], terms[1] + gradient_poison, *terms[2:])  # the poison once, on the term every loss has
+        out = StaticOutput(assignment, loss, components, terms)
         if with_targets:
             matched = gt.gather(1, assignment.matched_gt.clamp(min=0).unsqueeze(-1).expand(-1, -1, 5))  # [B, A, 5]
             classes = torch.arange(config.num_classes, device=raw.device, dtype=matched.dtype)
@@ -186,7 +189,8 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
             out.cls_target = (matched[..., :1] == classes).to(raw.dtype) * assignment.matched_iou.unsqueeze(-1) * on
             out.obj_target = fg_float
             out.reg_target = matched[..., 1:5] * on
-            out.l1_target = l1_target(matched[..., 1:5], grid.strides, grid.x_shifts, grid.y_shifts) * on
+            out.l1_target = config.box_format.l1_target(matched[..., 1:5], grid.strides, grid.x_shifts,
+                                                        grid.y_shifts) * on
     return out
 
 
@@ -209,16 +213,17 @@ def masked_terms(raw: Tensor, box_logits: Tensor, obj_logits: Tensor, cls_logits
     cells, valid = matched_cells(fg, matched_capacity(fg.shape[1], gt.shape[1], config.max_dynamic_k))  # [B, F]
     box_at, cls_at = matched_logits(raw, box_logits, cls_logits, cells, valid)  # [B, F, 4], [B, F, C]
     grid_at = Grid(grid.x_shifts[cells], grid.y_shifts[cells], grid.strides[cells])  # the cells' constants [B, F]
-    decoded = decode_boxes(box_at, grid_at)  # [B, F, 4]
+    form = config.box_format
+    decoded = form.decode(box_at, grid_at)  # [B, F, 4]
     if boxes is not None:  # the caller's boxes at the matched cells; where() passes no gradient to unused entries
         decoded = torch.where(valid.unsqueeze(-1), at_cells(boxes.float(), cells), decoded)
     target_index = at_cells(assignment.matched_gt.clamp(min=0), cells)  # [B, F]
     target = gt.gather(1, target_index.unsqueeze(-1).expand(-1, -1, gt.shape[-1]))  # [B, F, 5]
-    loss_iou = total(torch.where(valid, iou_loss(decoded, target[..., 1:5], config.iou_type), zero)) / num_fg
+    loss_iou = total(torch.where(valid, form.iou_loss(decoded, target[..., 1:5], config.iou_type), zero)) / num_fg
     loss_cls = class_bce(cls_at, target[..., 0].long(), at_cells(assignment.matched_iou, cells), valid) / num_fg
     if not config.use_l1:
         return loss_iou, loss_obj, loss_cls, zero
-    l1 = l1_target(target[..., 1:5], grid_at.strides, grid_at.x_shifts, grid_at.y_shifts)  # [B, F, 4]
+    l1 = form.l1_target(target[..., 1:5], grid_at.strides, grid_at.x_shifts, grid_at.y_shifts)  # [B, F, 4]
     return loss_iou, loss_obj, loss_cls, total(torch.where(valid.unsqueeze(-1), (box_at - l1).abs(), zero)) / num_fg
 
 
@@ -316,7 +321,8 @@ class StaticYoloXLoss(YoloXLossModule):
         """The padded entry point: raw [B, A, 5 + C], gt [B, G, 5], gt_mask [B, G], and the levels' (H, W)."""
         if self.validate:
             check_padded(raw, gt, gt_mask, shapes, self.config)
-            self._misreadings.check(gt[..., 1:5][gt_mask], image_size(shapes, self.config.strides))
+            self._misreadings.check(gt[..., 1:5][gt_mask], image_size(shapes, self.config.strides),
+                                    self.config.box_format)
         return self._padded_loss(raw, gt, gt_mask, shapes, with_targets)
 
     def _padded_loss(self, raw: Tensor, gt: Tensor, gt_mask: Tensor, shapes: Sequence[tuple[int, int]],
@@ -332,8 +338,10 @@ class StaticYoloXLoss(YoloXLossModule):
         predictions = unwrap_model_output(model_output)
         if self.validate:
             check_predictions(predictions, self.config.strides, self.config.num_classes)
-            check_targets(targets, predictions[0].shape[0], self.config.num_classes, device=predictions[0].device)
-            self._misreadings.check(targets[:, 2:6], image_size(level_shapes(predictions), self.config.strides))
+            check_targets(targets, predictions[0].shape[0], self.config.num_classes, device=predictions[0].device,
+                          box_format=self.config.box_format)
+            self._misreadings.check(targets[:, 2:6], image_size(level_shapes(predictions), self.config.strides),
+                                    self.config.box_format)
             if self.max_gt is not None:
                 check_target_counts(targets, predictions[0].shape[0], self.max_gt)
         gt, gt_mask = pad_targets(targets, predictions[0].shape[0], self.max_gt, validate=False)

@@ -50,7 +50,7 @@ import torch
 from torch import Tensor
 
 from ..assignment import Assignment
-from ..config import CANDIDATE_TOPK, IOU_COST_EPS, IOU_COST_WEIGHT, LossConfig
+from ..config import CANDIDATE_TOPK, IOU_COST_WEIGHT, LossConfig
 from ..grid import Grid
 from .assign import class_cost, class_cost_parts
 from .chunks import target_spans, targets_of
@@ -236,7 +236,7 @@ def window_selection(in_centre: Tensor, gt_boxes: Tensor, gt_classes: Tensor, gt
     candidates = union.unsqueeze(1) & gt_mask.unsqueeze(-1)  # [B, Gc, M]
     ious = window_iou(gt_boxes, pred)  # [B, Gc, M]
     cost = class_cost(parts, gt_classes)
-    cost += torch.log(ious + IOU_COST_EPS).neg_().mul_(IOU_COST_WEIGHT)
+    cost += torch.log(ious + config.iou_cost_eps).neg_().mul_(IOU_COST_WEIGHT)
     cost += (~in_centre).to(cost.dtype).mul_(config.outside_cost)
     masked_cost = cost.masked_fill_(~candidates, float("inf"))
     ks = dynamic_ks(ious, candidates, config)  # [B, Gc]: the top-10 IoUs over the union
