@@ -308,8 +308,13 @@ class StaticYoloXLoss(YoloXLossModule):
 
     def loss_and_assignment(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor, Assignment]:
         """``forward``'s (loss, components) and the assignment they were computed from, in one pass."""
-        out = self._padded_loss(*self._padded_inputs(model_output, targets))
+        out = self.static_output(model_output, targets)
         return out.loss, out.components, out.assignment
+
+    def static_output(self, model_output, targets: Tensor) -> StaticOutput:
+        """Everything one call computes (``StaticOutput``: the assignment, the loss, its components and its four
+        terms with their gradients), for the same inputs as ``forward``."""
+        return self._padded_loss(*self._padded_inputs(model_output, targets))
 
     def assign(self, model_output, targets: Tensor) -> Assignment:
         raw, gt, gt_mask, shapes = self._padded_inputs(model_output, targets)
