@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from yolox_export.config import MODES
+from yolox_export.config import MODES, LossConfig
+from yolox_export.scenarios import boxes_in_format
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -204,3 +205,16 @@ def main_case(batch=1, dtype=torch.float32, image=0):
 #        cell 4 logits (0, 4) vs (0, 1):    ln2 + softplus(-4)       = 0.693147 + 0.018150   -> 2.326402 / 2 = 1.163201
 MAIN_IOU = (1 - (9 / 23) ** 2) / 2
 MAIN_CLS = (LN2 + bce_logits(1.0, 9 / 23) + LN2 + bce_logits(4.0, 1.0)) / 2
+
+
+def box_format_of(mode):
+    """The name of ``mode``'s box format ("cxcywh", or "xyxy" for mmdet), for ``make_scenario(box_format=...)``."""
+    return LossConfig((8,), 1, mode=mode).box_format.name
+
+
+def for_mode(targets, mode):
+    """Targets written as (cx, cy, w, h) (rows [..., 6] with the box at columns 2:6, or padded rows [..., 5] with it
+    at 1:5) in ``mode``'s box format: unchanged, or as corners for mmdet mode (``scenarios.boxes_in_format``)."""
+    start = 2 if targets.shape[-1] == 6 else 1
+    boxes = boxes_in_format(targets[..., start:start + 4], box_format_of(mode))
+    return torch.cat((targets[..., :start], boxes, targets[..., start + 4:]), dim=-1)

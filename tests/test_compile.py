@@ -12,11 +12,14 @@ from yolox_export import StaticYoloXLoss
 from yolox_export.config import MODES
 from yolox_export.scenarios import make_scenario
 
+from conftest import box_format_of
+
 STRIDES, CLASSES = (8, 16, 32), 5
 
 
-def _batch(seed: int, count: int):
-    s = make_scenario("coco", batch_size=2, image_size=(128, 128), num_classes=CLASSES, strides=STRIDES, seed=seed)
+def _batch(seed: int, count: int, mode: str):
+    s = make_scenario("coco", batch_size=2, image_size=(128, 128), num_classes=CLASSES, strides=STRIDES, seed=seed,
+                      box_format=box_format_of(mode))
     targets = s.targets[:count]
     assert targets.shape[0] == count  # the scenario has at least ``count`` targets
     return s.predictions, targets
@@ -38,7 +41,7 @@ def test_one_compiled_graph_for_changing_target_counts(mode):
     counter = CompileCounter()
     module = StaticYoloXLoss(STRIDES, CLASSES, mode=mode, max_gt=16, validate=False)
     compiled = torch.compile(module, fullgraph=True, backend=counter)
-    predictions, targets = _batch(0, 12)
+    predictions, targets = _batch(0, 12, mode)
     for count in (7, 12, 3):
         compiled(predictions, targets[:count])
     assert counter.frame_count == 1
@@ -50,7 +53,7 @@ def test_compiled_drop_in_forward_is_one_graph_and_equals_eager_for_changing_tar
     module = StaticYoloXLoss(STRIDES, CLASSES, mode=mode, max_gt=16, validate=False)
     compiled = torch.compile(module, fullgraph=True)  # fullgraph: any graph break raises
     for seed, count in ((0, 5), (1, 9), (2, 3)):
-        predictions, targets = _batch(seed, count)
+        predictions, targets = _batch(seed, count, mode)
         got = _loss_and_grads(compiled, predictions, targets)
         want = _loss_and_grads(module, predictions, targets)
         torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=0)

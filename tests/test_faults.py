@@ -9,14 +9,18 @@ from yolox_export import StaticYoloXLoss
 from yolox_export.config import MODES
 from yolox_export.scenarios import make_scenario
 
+from conftest import box_format_of
+
 CLASSES = 3
 FAULTS = ("more targets than max_gt", "class id out of range", "fractional class id", "fractional image index",
           "image index out of range", "NaN class logit", "infinite box logit")
 
 
-def faulty_batch(fault: str):
-    """(predictions, targets, max_gt) of a small COCO-like batch with one fault planted."""
-    scenario = make_scenario("coco", batch_size=2, image_size=(64, 64), num_classes=CLASSES, seed=0)
+def faulty_batch(fault: str, mode: str):
+    """(predictions, targets, max_gt) of a small COCO-like batch (targets in ``mode``'s box format) with one fault
+    planted."""
+    scenario = make_scenario("coco", batch_size=2, image_size=(64, 64), num_classes=CLASSES, seed=0,
+                             box_format=box_format_of(mode))
     predictions = [p.clone() for p in scenario.predictions]
     targets = scenario.targets.clone()
     most = int(torch.bincount(targets[:, 0].long()).max())
@@ -41,7 +45,7 @@ def faulty_batch(fault: str):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("fault", FAULTS)
 def test_sync_free_fault_poisons_loss_components_and_every_gradient(mode, fault):
-    predictions, targets, max_gt = faulty_batch(fault)
+    predictions, targets, max_gt = faulty_batch(fault, mode)
     loss_fn = StaticYoloXLoss((8, 16, 32), CLASSES, mode=mode, max_gt=max_gt, validate=False)
     leaves = [p.requires_grad_() for p in predictions]
     loss, components = loss_fn(leaves, targets)
@@ -54,7 +58,7 @@ def test_sync_free_fault_poisons_loss_components_and_every_gradient(mode, fault)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("fault", FAULTS)
 def test_validating_call_raises_naming_the_fault(mode, fault):
-    predictions, targets, max_gt = faulty_batch(fault)
+    predictions, targets, max_gt = faulty_batch(fault, mode)
     loss_fn = StaticYoloXLoss((8, 16, 32), CLASSES, mode=mode, max_gt=max_gt)
     with pytest.raises(ValueError, match=r"image|class|row|non-finite|targets"):
         loss_fn(predictions, targets)
@@ -65,7 +69,7 @@ def test_valid_batch_gradients_are_untouched_by_the_poison_term(mode):
     """On a valid batch the poison term adds an exact zero: the gradients equal those of the loss terms alone."""
     from yolox_export.static import loss as static_loss
 
-    predictions, targets, max_gt = faulty_batch("none")
+    predictions, targets, max_gt = faulty_batch("none", mode)
     loss_fn = StaticYoloXLoss((8, 16, 32), CLASSES, mode=mode, max_gt=max_gt, validate=False)
     leaves = [p.clone().requires_grad_() for p in predictions]
     grads = torch.autograd.grad(loss_fn(leaves, targets)[0], leaves)

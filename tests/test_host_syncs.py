@@ -13,6 +13,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from yolox_export import StaticYoloXLoss, pad_targets
+
+from conftest import for_mode
 from yolox_export.config import MODES
 
 SYNCING = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique", "bincount")
@@ -61,9 +63,9 @@ def test_pad_targets_with_max_gt_fixed(max_gt):
 @pytest.mark.parametrize("mode", MODES)
 def test_drop_in_forward_and_backward(mode, max_memory_mib):
     module = StaticYoloXLoss(STRIDES, NUM_CLASSES, mode=mode, max_gt=4, validate=False, max_memory_mib=max_memory_mib)
-    predictions = levels()
+    predictions, targets = levels(), for_mode(TARGETS, mode)
     with HostSyncs() as syncs:
-        loss, components = module(predictions, TARGETS)
+        loss, components = module(predictions, targets)
         loss.backward()
     assert syncs.seen == []
     assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in predictions)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from yolox_export import FastYoloXLoss, LossConfig, MegviiYoloXLoss, RegularYoloXLoss, StaticYoloXLoss
-from yolox_export.config import MODES
+from yolox_export.config import MODE_RULES, MODES
 from yolox_export.scenarios import make_scenario
 from yolox_export.reference import REFERENCES, reference_for
 
@@ -25,14 +25,15 @@ def test_constructor_keywords_follow_the_config_field_order(cls):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_from_config_keeps_every_field(mode):
-    config = LossConfig((8, 16), 3, mode=mode, use_l1=True, center_sampling_radius=3.0, iou_type="giou",
+    iou_type = MODE_RULES[mode].iou_types[-1]  # "giou" where the mode has it
+    config = LossConfig((8, 16), 3, mode=mode, use_l1=True, center_sampling_radius=3.0, iou_type=iou_type,
                         dynamic_ks_bias=1.3, sync_num_fgs=mode == "fast", obj_loss_fix=mode == "fast")
     static = StaticYoloXLoss.from_config(config, max_gt=4)
     assert static.config == config and static.max_gt == 4
     reference = reference_for(config, validate=False)
     assert type(reference) is REFERENCES[mode] and not reference.validate
     # a reference keeps the fields its mode reads; the ones it ignores are at their defaults
-    assert reference.config.mode == mode and reference.config.use_l1 and reference.config.iou_type == "giou"
+    assert reference.config.mode == mode and reference.config.use_l1 and reference.config.iou_type == iou_type
 
 
 def test_from_config_rejects_another_mode_and_non_configs():

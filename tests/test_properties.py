@@ -30,7 +30,7 @@ from yolox_export.parity.comparison import static_for
 from yolox_export.reference import reference_for
 from yolox_export.scenarios import _fit_to_targets
 
-from conftest import SHARED_CLASSES, SHARED_IMAGE, SHARED_SHAPES, SHARED_STRIDES, shared_config
+from conftest import SHARED_CLASSES, SHARED_IMAGE, SHARED_SHAPES, SHARED_STRIDES, for_mode, shared_config
 
 # ---------------------------------------------------------------------------------------------------------------
 # settings profiles
@@ -172,8 +172,9 @@ def scenes(draw, grid=None, max_batch: int = 2):
 def check_parity(scene: Scene, mode: str) -> None:
     note(scene.describe())
     config = LossConfig(scene.strides, scene.num_classes, mode=mode)
-    want = reference_for(config).assign(scene.predictions, scene.targets)
-    got = static_for(config).assign(scene.predictions, scene.targets)
+    targets = for_mode(scene.targets, mode)
+    want = reference_for(config).assign(scene.predictions, targets)
+    got = static_for(config).assign(scene.predictions, targets)
     event(f"style: {scene.style}")
     event(f"targets: {'none' if scene.targets.shape[0] == 0 else 'some'}; fg cells: {'none' if not want.fg_mask.any() else 'some'}")
     if torch.equal(want.fg_mask, got.fg_mask) and torch.equal(want.matched_gt, got.matched_gt):
@@ -183,7 +184,7 @@ def check_parity(scene: Scene, mode: str) -> None:
         return
     # a difference: only a tie in SimOTA's own answer may explain it
     event("parity: differences, tie analysis run")
-    report = compare([(scene.predictions, scene.targets)], config, gradients=False)
+    report = compare([(scene.predictions, targets)], config, gradients=False)
     note(str(report))
     note(f"differences: {report.differences}")
     assert report.row("static", "fg_mask").real == 0, str(report)
@@ -219,7 +220,7 @@ def huge_logit_scenes(draw):
 
 def loss_and_gradients(module, scene: Scene):
     leaves = [p.clone().requires_grad_(True) for p in scene.predictions]
-    loss, _, assignment = module.loss_and_assignment(leaves, scene.targets)
+    loss, _, assignment = module.loss_and_assignment(leaves, for_mode(scene.targets, module.config.mode))
     return loss.detach(), torch.autograd.grad(loss, leaves), assignment
 
 
@@ -306,6 +307,7 @@ def test_onnxruntime_equals_eager(exported, case):
     tests/export/test_export_onnx.py); matched IoU and loss components equal where the assignments are."""
     mode, runner = exported
     raw, gt, mask, scene, poisoned = case
+    gt = for_mode(gt, mode)  # the garbage in masked slots stays garbage
     note(f"{mode} {scene.describe()} G={gt.shape[1]} poisoned={poisoned}")
     got = {k: torch.as_tensor(v) for k, v in runner.run({"predictions": raw, "targets": gt, "target_mask": mask}).items()}
     config = shared_config(mode)

@@ -14,6 +14,8 @@ from yolox_export.static.loss import padded_assign
 from yolox_export.static.padding import sanitise_slots
 from yolox_export.static.window import uses_windows, window_assign
 
+from conftest import box_format_of, for_mode
+
 TINY = 1e-6  # MiB: smaller than one target's chunk, so one target per chunk
 
 
@@ -45,7 +47,8 @@ def test_any_budget_gives_the_unchunked_answer_bit_for_bit(mode, max_gt):
     """Crowded (120+ targets per image, many contested cells) and duplicates (identical targets, so the contested
     cells tie across targets, and with one target per chunk every chunk edge falls inside such a tie)."""
     for kind, size in (("crowded", (128, 128)), ("duplicates", (160, 128))):
-        scenario = make_scenario(kind, batch_size=2, image_size=size, num_classes=5, seed=2)
+        scenario = make_scenario(kind, batch_size=2, image_size=size, num_classes=5, seed=2,
+                                 box_format=box_format_of(mode))
         want = _gradients(StaticYoloXLoss(scenario.strides, 5, mode=mode, max_gt=max_gt, max_memory_mib=None),
                           scenario)
         for budget in (TINY, 0.05):
@@ -63,8 +66,9 @@ def test_chunk_edges_inside_a_tie_keep_the_lower_target_index():
     copy (slot 0), with one target per chunk as without chunks."""
     scenario = make_scenario("fitted", batch_size=1, image_size=(64, 64), num_classes=3, seed=0)
     row = scenario.targets[:1]
-    targets = torch.cat((row, row, row))
+    targets_cxcywh = torch.cat((row, row, row))
     for mode in MODES:
+        targets = for_mode(targets_cxcywh, mode)
         got = StaticYoloXLoss(scenario.strides, 3, mode=mode, max_memory_mib=TINY).assign(scenario.predictions, targets)
         want = StaticYoloXLoss(scenario.strides, 3, mode=mode, max_memory_mib=None).assign(scenario.predictions, targets)
         assert torch.equal(got.matched_gt, want.matched_gt)
@@ -108,7 +112,8 @@ def test_chunked_sync_free_call_compiles_to_one_graph(mode):
     from torch._dynamo.testing import CompileCounter
 
     torch._dynamo.reset()
-    scenario = make_scenario("crowded", batch_size=2, image_size=(64, 64), num_classes=3, seed=1)
+    scenario = make_scenario("crowded", batch_size=2, image_size=(64, 64), num_classes=3, seed=1,
+                             box_format=box_format_of(mode))
     module = StaticYoloXLoss(scenario.strides, 3, mode=mode, max_gt=140, validate=False, max_memory_mib=0.27)
     counter = CompileCounter()
     compiled = torch.compile(module, fullgraph=True, backend=counter)

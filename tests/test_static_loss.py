@@ -11,6 +11,8 @@ from yolox_export.grid import flatten_levels, level_shapes, make_grid
 from yolox_export.scenarios import make_scenario
 from yolox_export.static.loss import nonfinite_marks
 
+from conftest import box_format_of
+
 
 def rows_with_specials(seed: int) -> torch.Tensor:
     """[3, 40, 85] outputs: one special value per marked cell at a random column, and huge finite values elsewhere
@@ -55,7 +57,8 @@ def test_validation_only_checks_it_never_changes_the_arithmetic(mode, max_gt, us
     """Same construction but ``validate``: loss, components and gradients bit for bit, on a trained-looking batch
     (predicted boxes near their targets) and a crowded one."""
     for kind in ("fitted", "crowded"):
-        scenario = make_scenario(kind, batch_size=2, image_size=(96, 128), num_classes=5, seed=3)
+        scenario = make_scenario(kind, batch_size=2, image_size=(96, 128), num_classes=5, seed=3,
+                                 box_format=box_format_of(mode))
         if max_gt is not None:
             assert int(torch.bincount(scenario.targets[:, 0].long()).max()) <= max_gt, "the batch must fit max_gt"
         checked, unchecked = (StaticYoloXLoss(scenario.strides, 5, mode=mode, use_l1=use_l1, max_gt=max_gt,

@@ -25,7 +25,7 @@ from yolox_export import LossConfig, PaddedYoloXLoss, StaticYoloXLoss
 from yolox_export.config import MODES
 from yolox_export.static.padding import sanitise_slots, well_formed
 
-from conftest import SHARED_CELLS, SHARED_CLASSES, SHARED_IMAGE, SHARED_SHAPES, SHARED_STRIDES
+from conftest import SHARED_CELLS, SHARED_CLASSES, SHARED_IMAGE, SHARED_SHAPES, SHARED_STRIDES, for_mode
 
 STRIDES = (8, 16)
 IMAGE = (32, 48)  # grids 4x6 and 2x3: 30 cells
@@ -133,6 +133,7 @@ def eager_outputs(mode, raw, gt, mask):
 @given(case=padded_cases())
 def test_masked_garbage_is_zero_padding_eager(mode, case):
     raw, gt, mask, garbage = case
+    gt, garbage = for_mode(gt, mode), for_mode(garbage, mode)
     note(describe(gt, mask, garbage))
     want, got = eager_outputs(mode, raw, gt, mask), eager_outputs(mode, raw, garbage, mask)
     assert torch.isfinite(want["loss"]) and torch.isfinite(want["grad"]).all()
@@ -144,7 +145,7 @@ def test_masked_garbage_is_zero_padding_eager(mode, case):
 def test_nan_in_masked_slot_of_an_image_without_targets(mode):
     # the issue's case: image 1 has no target, its only slot is masked NaN; background gradients stay finite
     raw = torch.randn((2, CELLS, 5 + NUM_CLASSES), generator=torch.Generator().manual_seed(1))
-    gt = torch.tensor([[[1.0, 20.0, 12.0, 10.0, 8.0]], [[math.nan] * 5]])
+    gt = for_mode(torch.tensor([[[1.0, 20.0, 12.0, 10.0, 8.0]], [[math.nan] * 5]]), mode)
     mask = torch.tensor([[True], [False]])
     got = eager_outputs(mode, raw, gt, mask)
     want = eager_outputs(mode, raw, torch.where(mask.unsqueeze(-1), gt, 0.0), mask)
@@ -156,6 +157,8 @@ def test_nan_in_masked_slot_of_an_image_without_targets(mode):
 # a malformed real slot inside the graph
 
 def malformed(num_classes):
+    """{kind: (column, value)} of a slot row. In corners (mmdet mode) the one-target case's box is (13, 7, 27, 17),
+    so the two extent kinds put x2 below x1 and y2 below y1 there."""
     return {
         "class-negative": (0, -1.0), "class-fractional": (0, 1.5), "class-equal-C": (0, float(num_classes)),
         "class-huge": (0, 1e9), "class-nan": (0, math.nan), "cx-nan": (1, math.nan), "cy-inf": (2, -math.inf),
@@ -177,6 +180,7 @@ def one_target_case(cells=CELLS, num_classes=NUM_CLASSES):
 @pytest.mark.parametrize("mode", MODES)
 def test_malformed_real_slot_is_never_assigned_and_the_loss_is_nan(mode, kind):
     raw, gt, mask = one_target_case()
+    gt = for_mode(gt, mode)
     assert eager_outputs(mode, raw, gt, mask)["fg_mask"].any()  # well formed, the target is matched
     column, value = MALFORMED[kind]
     gt[0, 0, column] = value
@@ -206,6 +210,7 @@ def ort_outputs(runner, raw, gt, mask):
 def test_masked_garbage_is_zero_padding_onnxruntime(exported, case):
     mode, runner = exported
     raw, gt, mask, garbage = case
+    gt, garbage = for_mode(gt, mode), for_mode(garbage, mode)
     note(f"{mode} {describe(gt, mask, garbage)}")
     want, got = ort_outputs(runner, raw, gt, mask), ort_outputs(runner, raw, garbage, mask)
     assert set(want) == set(OUTPUT_NAMES)
@@ -216,6 +221,7 @@ def test_masked_garbage_is_zero_padding_onnxruntime(exported, case):
 def test_malformed_real_slots_onnxruntime(exported):
     mode, runner = exported
     raw, gt, mask = one_target_case(ORT_CELLS, ORT_CLASSES)
+    gt = for_mode(gt, mode)
     assert ort_outputs(runner, raw, gt, mask)["fg_mask"].any()
     for kind, (column, value) in malformed(ORT_CLASSES).items():
         bad = gt.clone()
@@ -249,6 +255,7 @@ def test_huge_finite_logits_give_finite_components_onnxruntime(exported, kind):
     # tests/test_properties.py checks against the reference)
     mode, runner = exported
     raw, gt, mask = one_target_case(ORT_CELLS, ORT_CLASSES)
+    gt = for_mode(gt, mode)
     cell, channel, value = HUGE_LOGITS[kind]
     raw[0, cell, channel] = value
     want = StaticYoloXLoss(ORT_STRIDES, ORT_CLASSES, mode=mode, use_l1=True, validate=False).forward_padded(

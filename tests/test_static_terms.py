@@ -16,7 +16,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import onnx_export_answers
+from conftest import box_format_of, onnx_export_answers
 from yolox_export import StaticYoloXLoss
 from yolox_export.config import MODES, LossConfig
 from yolox_export.scenarios import make_scenario
@@ -128,7 +128,8 @@ def gradients(loss_module, predictions, targets):
 def test_default_static_loss_is_the_reference_bit_for_bit(mode, kind, use_l1):
     """Where SimOTA's answer is unique (checked first: these seeded batches have no tie; crowded and fresh batches
     have ties in fast mode, where the loss differs by the tie, as the parity layer explains)."""
-    scenario = make_scenario(kind, batch_size=3, image_size=(128, 160), num_classes=7, seed=11)
+    scenario = make_scenario(kind, batch_size=3, image_size=(128, 160), num_classes=7, seed=11,
+                             box_format=box_format_of(mode))
     config = LossConfig(scenario.strides, 7, mode=mode, use_l1=use_l1)
     static = StaticYoloXLoss.from_config(config)
     assert static.uses_reference_loss
@@ -145,7 +146,8 @@ def test_default_static_loss_is_the_reference_bit_for_bit(mode, kind, use_l1):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_sync_free_static_loss_matches_the_reference_to_rounding(mode):
-    scenario = make_scenario("coco", batch_size=3, image_size=(128, 160), num_classes=7, seed=11)
+    scenario = make_scenario("coco", batch_size=3, image_size=(128, 160), num_classes=7, seed=11,
+                             box_format=box_format_of(mode))
     config = LossConfig(scenario.strides, 7, mode=mode, use_l1=True)
     most = int(torch.bincount(scenario.targets[:, 0].long()).max())
     sync_free = StaticYoloXLoss.from_config(config, max_gt=most + 5, validate=False)  # 5 padding slots at least

@@ -23,6 +23,8 @@ from yolox_export import (FastYoloXLoss, LossConfig, MegviiYoloXLoss, PaddedYolo
                           pad_targets)
 from yolox_export.grid import flatten_levels, level_shapes
 
+from conftest import for_mode
+
 MODES = config_module.MODES
 STRIDES = (8, 16, 32)
 NUM_CLASSES = 3
@@ -63,9 +65,17 @@ ENTRY_POINTS = [f"{m}.{call}" for m in MODULES for call in ("forward", "assign")
 
 
 def call(entry, predictions, t, **kw):
+    """``entry`` on targets ``t`` written as (cx, cy, w, h), given in the module's box format (``for_mode``)."""
     module_name, method = entry.split(".")
     module = MODULES[module_name](**kw)
+    if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dim() == 2 and t.shape[1] == 6:
+        t = for_mode(t, module.config.mode)
     return module(predictions, t) if method == "forward" else module.assign(predictions, t)
+
+
+def mode_of(entry):
+    """The assignment mode of an entry point ("pad_targets" reads (cx, cy, w, h) rows: regular's format)."""
+    return "regular" if entry == "pad_targets" else MODULES[entry.split(".")[0]]().config.mode
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -220,18 +230,47 @@ def test_pad_targets_accepts_any_non_negative_integer_class_id():
 @pytest.mark.parametrize("entry", TARGET_ENTRY_POINTS)
 def test_non_finite_coordinates(entry, column, value):
     t = corrupt(column, value)
-    coords = re.escape(str(t[1, 2:].double().tolist()))
+    coords = re.escape(str(for_mode(t, mode_of(entry))[1, 2:].double().tolist()))
     with pytest.raises(ValueError, match=rf"targets row 1 has non-finite coordinates {coords}"):
         call_with_targets(entry, t)
 
 
+CENTRE_SIZE_ENTRY_POINTS = [e for e in TARGET_ENTRY_POINTS if LossConfig(STRIDES, 1, mode=mode_of(e)).box_format.name
+                            == "cxcywh"]
+CORNER_ENTRY_POINTS = [e for e in TARGET_ENTRY_POINTS if e not in CENTRE_SIZE_ENTRY_POINTS]
+
+
 @pytest.mark.parametrize("w,h", ((0.0, 24.0), (20.0, 0.0), (-3.0, 24.0), (20.0, -0.5), (-0.0, 24.0)))
-@pytest.mark.parametrize("entry", TARGET_ENTRY_POINTS)
+@pytest.mark.parametrize("entry", CENTRE_SIZE_ENTRY_POINTS)
 def test_non_positive_width_or_height(entry, w, h):
     t = corrupt(4, w)
     t[1, 5] = h
     with pytest.raises(ValueError, match=rf"targets row 1 has w, h = {w}, {h}; both must be > 0"):
         call_with_targets(entry, t)
+
+
+@pytest.mark.parametrize("x2,y2", ((15.0, 26.0), (40.0, 13.5), (-1.0, -1.0)))
+@pytest.mark.parametrize("entry", CORNER_ENTRY_POINTS)
+def test_corners_with_x2_below_x1_or_y2_below_y1(entry, x2, y2):
+    # row 1 as corners is (30, 18, 50, 42): x2 = 15 < 30, y2 = 13.5 < 18, or both
+    t = for_mode(targets(), mode_of(entry))
+    t[1, 4], t[1, 5] = x2, y2
+    module_name, method = entry.split(".")
+    module = MODULES[module_name]()
+    with pytest.raises(ValueError, match=rf"targets row 1 has x1, y1, x2, y2 = 30.0, 18.0, {x2}, {y2}; a box needs "
+                                         r"x2 >= x1 and y2 >= y1"):
+        module(levels(), t) if method == "forward" else module.assign(levels(), t)
+
+
+@pytest.mark.parametrize("entry", CORNER_ENTRY_POINTS)
+def test_an_empty_corner_box_is_valid(entry):
+    # mmdetection computes a zero-width box without complaint: x2 == x1 (and y2 == y1) is a box of no area
+    t = for_mode(targets(), mode_of(entry))
+    t[1, 4], t[1, 5] = t[1, 2], t[1, 3]
+    module_name, method = entry.split(".")
+    module = MODULES[module_name]()
+    out = module(levels(), t) if method == "forward" else module.assign(levels(), t)
+    assert torch.isfinite(out[0]).all() if method == "forward" else out.fg_mask.any()
 
 
 @pytest.mark.parametrize("dtype", (torch.int64, torch.int32, torch.bool))
@@ -266,8 +305,9 @@ def crowded_image_1():
 @pytest.mark.parametrize("mode", MODES)
 def test_more_targets_than_max_gt_static(mode, method):
     module = StaticYoloXLoss(STRIDES, NUM_CLASSES, mode=mode, max_gt=2)
+    crowded = for_mode(crowded_image_1(), mode)
     with pytest.raises(ValueError, match=r"image 1 has 3 targets, more than max_gt = 2"):
-        module(levels(), crowded_image_1()) if method == "forward" else module.assign(levels(), crowded_image_1())
+        module(levels(), crowded) if method == "forward" else module.assign(levels(), crowded)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -332,15 +372,15 @@ def test_cuda_predictions_with_cpu_targets(entry):
 @pytest.mark.parametrize("mode", MODES)
 def test_low_precision_static_gives_the_float32_cast_assignment(mode, dtype):
     module = StaticYoloXLoss(STRIDES, NUM_CLASSES, mode=mode)
-    low = levels(dtype=dtype)
-    want = module.assign([p.float() for p in low], targets())
-    got = module.assign(low, targets())
+    low, rows = levels(dtype=dtype), for_mode(targets(), mode)
+    want = module.assign([p.float() for p in low], rows)
+    got = module.assign(low, rows)
     for name in ("fg_mask", "matched_gt", "matched_iou"):
         assert torch.equal(getattr(got, name), getattr(want, name)), name
     assert got.matched_iou.dtype == torch.float32
-    loss, components = module(low, targets())
+    loss, components = module(low, rows)
     assert loss.dtype == torch.float32 and torch.isfinite(components).all()
-    padded = module.forward_padded(flatten_levels(low), *pad_targets(targets(), BATCH), level_shapes(low))
+    padded = module.forward_padded(flatten_levels(low), *pad_targets(rows, BATCH), level_shapes(low))
     assert torch.equal(padded.assignment.fg_mask, want.fg_mask)
     assert torch.equal(padded.assignment.matched_gt, want.matched_gt)
 

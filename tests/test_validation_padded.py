@@ -20,6 +20,8 @@ from yolox_export.grid import flatten_levels, level_shapes
 from yolox_export.integrations.megvii import MegviiLoss
 from yolox_export.reference.megvii import MegviiYoloXLoss
 
+from conftest import for_mode
+
 STRIDES = (8, 16, 32)
 NUM_CLASSES = 3
 IMAGE = (64, 96)  # grids 8x12, 4x6, 2x3
@@ -44,9 +46,10 @@ def targets():
                          [1, 0, 70.0, 40.0, 30.0, 20.0]])
 
 
-def padded(max_gt=3):
-    """raw [2, 126, 8], gt [2, 3, 5], mask [2, 3]: image 0 has slots 1-2 masked, image 1 slot 2."""
-    return (flatten_levels(levels()), *pad_targets(targets(), BATCH, max_gt=max_gt))
+def padded(max_gt=3, mode="regular"):
+    """raw [2, 126, 8], gt [2, 3, 5], mask [2, 3]: image 0 has slots 1-2 masked, image 1 slot 2; the targets in
+    ``mode``'s box format."""
+    return (flatten_levels(levels()), *pad_targets(for_mode(targets(), mode), BATCH, max_gt=max_gt))
 
 
 def static(mode, **kw):
@@ -105,13 +108,23 @@ BAD_SLOTS = {
     "w-zero": (3, 0.0, r"has w, h = 0.0, 24.0; both must be > 0"),
     "h-negative": (4, -2.0, r"has w, h = 20.0, -2.0; both must be > 0"),
 }
+#: The same columns and values in corners (mmdet mode), where image 1 slot 0 is (30, 18, 50, 42).
+CORNER_MESSAGES = {
+    "cx-nan": r"has non-finite coordinates \[nan, 18.0, 50.0, 42.0\]",
+    "cy-inf": r"has non-finite coordinates \[30.0, inf, 50.0, 42.0\]",
+    "w-beyond-float32": r"has non-finite coordinates \[30.0, 18.0, 1e\+39, 42.0\]",
+    "w-zero": r"has x1, y1, x2, y2 = 30.0, 18.0, 0.0, 42.0; a box needs x2 >= x1 and y2 >= y1",
+    "h-negative": r"has x1, y1, x2, y2 = 30.0, 18.0, 50.0, -2.0; a box needs x2 >= x1 and y2 >= y1",
+}
 
 
 @pytest.mark.parametrize("kind", BAD_SLOTS)
 @pytest.mark.parametrize("mode", MODES)
 def test_bad_real_slot_names_image_slot_and_value(mode, kind):
     column, value, message = BAD_SLOTS[kind]
-    raw, gt, mask = padded()
+    if static(mode).config.box_format.name == "xyxy":
+        message = CORNER_MESSAGES.get(kind, message)
+    raw, gt, mask = padded(mode=mode)
     gt = gt.double()  # float64 so that 1e39 is representable in the input (and not in the float32 graph)
     gt[1, 0, column] = value
     with pytest.raises(ValueError, match=r"targets image 1 slot 0 " + message):
@@ -120,7 +133,7 @@ def test_bad_real_slot_names_image_slot_and_value(mode, kind):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_garbage_in_masked_slots_is_not_validated(mode):
-    raw, gt, mask = padded()
+    raw, gt, mask = padded(mode=mode)
     garbage = gt.clone()
     garbage[~mask] = torch.tensor([-1.0, math.nan, math.inf, -5.0, 0.0])
     got = static(mode).forward_padded(raw, garbage, mask, SHAPES)

@@ -75,12 +75,11 @@ class BoxFormat:
             return (width >= 0) & (height >= 0)
         return (width > 0) & (height > 0)
 
-    @property
-    def extent_rule(self) -> str:
-        """``extent_ok`` in words, for error messages."""
+    def extent_error(self, box: list[float]) -> str:
+        """What is wrong with one box (four numbers) that fails ``extent_ok``, for an error message."""
         if self.allows_empty:
-            return "x2 >= x1 and y2 >= y1"
-        return "w and h > 0"
+            return f"x1, y1, x2, y2 = {', '.join(map(str, box))}; a box needs x2 >= x1 and y2 >= y1"
+        return f"w, h = {box[2]}, {box[3]}; both must be > 0"
 
 
 CENTRE_SIZE = BoxFormat("cxcywh", ("cx", "cy", "w", "h"), _centre_size_centre, _centre_size_corners,

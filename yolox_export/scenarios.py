@@ -12,6 +12,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from .box_format import BOX_FORMATS
+
 KINDS = ("random", "fitted", "fresh", "crowded", "sparse", "empty", "duplicates", "border", "oversized", "coco")
 
 
@@ -49,8 +51,8 @@ def make_scenario(kind: str, batch_size: int = 2, image_size: tuple[int, int] = 
     (cx -/+ w / 2, computed once here: these corners are then the targets' truth)."""
     if kind not in KINDS:
         raise ValueError(f"unknown scenario kind {kind!r}; choose from {KINDS}")
-    if box_format not in ("cxcywh", "xyxy"):
-        raise ValueError(f"box_format must be 'cxcywh' or 'xyxy', got {box_format!r}")
+    if box_format not in BOX_FORMATS:
+        raise ValueError(f"box_format must be one of {tuple(BOX_FORMATS)}, got {box_format!r}")
     height, width = image_size
     for s in strides:
         if height % s or width % s:
@@ -59,15 +61,23 @@ def make_scenario(kind: str, batch_size: int = 2, image_size: tuple[int, int] = 
     counts = _counts(kind, batch_size, gen) if targets_per_image is None else [int(targets_per_image)] * batch_size
     targets = _targets(kind, counts, height, width, num_classes, gen)
     predictions = [_level(kind, batch_size, height // s, width // s, s, num_classes, targets, gen) for s in strides]
-    if box_format == "xyxy":
-        targets = corner_targets(targets)
+    targets = in_box_format(targets, box_format)
     return Scenario(kind, seed, (height, width), tuple(strides), num_classes, predictions, targets)
 
 
-def corner_targets(targets: Tensor) -> Tensor:
-    """[N, 6] rows (image, class, cx, cy, w, h) as (image, class, cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)."""
-    centre, half = targets[:, 2:4], targets[:, 4:6] / 2
-    return torch.cat((targets[:, :2], centre - half, centre + half), dim=1)
+def in_box_format(targets: Tensor, box_format: str) -> Tensor:
+    """Generated [N, 6] targets (image, class, cx, cy, w, h) in ``box_format`` (``box_format.BOX_FORMATS``):
+    "cxcywh" as they are, "xyxy" as corners (``boxes_in_format``)."""
+    return torch.cat((targets[:, :2], boxes_in_format(targets[:, 2:6], box_format)), dim=1)
+
+
+def boxes_in_format(boxes: Tensor, box_format: str) -> Tensor:
+    """Generated boxes [..., 4] (cx, cy, w, h) in ``box_format``: as they are ("cxcywh"), or as corners
+    (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2) computed once ("xyxy"; those corners are then the truth)."""
+    if box_format != "xyxy":
+        return boxes
+    centre, half = boxes[..., :2], boxes[..., 2:] / 2
+    return torch.cat((centre - half, centre + half), dim=-1)
 
 
 def _uniform(gen: torch.Generator, n: int, low: float, high: float) -> Tensor:

@@ -174,8 +174,7 @@ def _check_rows(rows: Tensor, name: Callable[[int], str], num_classes: int | Non
     extent = box_format.extent_ok(rows[:, 1:])
     if not bool(extent.all()):
         i = int((~extent).nonzero()[0])
-        box = ", ".join(f"{c} = {v}" for c, v in zip(box_format.columns, rows[i, 1:].tolist()))
-        raise ValueError(f"{name(i)} has {box}; a box needs {box_format.extent_rule}")
+        raise ValueError(f"{name(i)} has {box_format.extent_error(rows[i, 1:].tolist())}")
 
 
 def _check_index_column(values: Tensor, what: str, limit: int | None, limit_name: str,

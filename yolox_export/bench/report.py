@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Sequence
 
 from ..files import write_atomically
-from .subjects import MEASUREMENTS, SUBJECTS
+from .subjects import MEASUREMENTS, REFERENCE_SUBJECTS, SUBJECTS
 from .growth import growth_table, plot_growth
 from .scale import plot_scale, scale_table
-from .targets import DERIVED_METRICS, bga4_bytes, case_key, memory_multiple
+from .targets import DERIVED_METRICS, RATIO_MODES, bga4_bytes, case_key, memory_multiple
 
 
 def _ms(seconds: float | None) -> str:
@@ -49,23 +49,27 @@ def _header(results: dict) -> list[str]:
         "",
         f"Each cell: median of n timed calls after {s['warmup']} warm-up call(s) (at most {s['repeats']}, at least "
         f"min(3, {s['repeats']}), stopping after {s['max_seconds']:g} s); IQR = inclusive quartiles. "
-        "xRegular / xFast / xMegvii = reference median / subject median on the same inputs, device and measurement "
+        f"{' / '.join(_RATIO_COLUMNS)} = reference median / subject median on the same inputs, device and "
+        "measurement "
         "(higher is faster). fwd = assignment + loss forward under no_grad; fwd+bwd = forward and backward. "
         f"Peak extra = {s['memory_method']}; xBGA4 = peak extra / (B·G·A·4 bytes).",
     ]
 
 
-_COLUMNS = ("measurement", "subject", "mode", "median ms", "IQR ms", "min-max ms", "n", "xRegular", "xFast",
-            "xMegvii", "peak extra MiB", "xBGA4")
+#: One ratio column per mode with a reference (``targets.RATIO_MODES``): that reference's median / the row's.
+_RATIO_COLUMNS = tuple(f"x{SUBJECTS[REFERENCE_SUBJECTS[('cpu', mode)]].label.removesuffix('YoloXLoss')}"
+                       for mode in RATIO_MODES)
+_COLUMNS = ("measurement", "subject", "mode", "median ms", "IQR ms", "min-max ms", "n", *_RATIO_COLUMNS,
+            "peak extra MiB", "xBGA4")
 
 
 def _row(r: dict) -> list[str]:
     if r["status"] != "ok":
-        return [r["measurement"], r["label"], r["mode"], f"error: {r['error']}", "", "", "", "", "", "", "", ""]
+        return [r["measurement"], r["label"], r["mode"], f"error: {r['error']}"] + [""] * (len(_COLUMNS) - 4)
     multiple = memory_multiple(r)
     return [r["measurement"], r["label"], r["mode"], _ms(r["median_s"]), f"{_ms(r['q1_s'])}-{_ms(r['q3_s'])}",
-            f"{_ms(r['min_s'])}-{_ms(r['max_s'])}", str(r["n"]), _ratio(r.get("ratio_vs_regular")),
-            _ratio(r.get("ratio_vs_fast")), _ratio(r.get("ratio_vs_megvii")), _mib(r["peak_extra_bytes"]),
+            f"{_ms(r['min_s'])}-{_ms(r['max_s'])}", str(r["n"]),
+            *(_ratio(r.get(f"ratio_vs_{mode}")) for mode in RATIO_MODES), _mib(r["peak_extra_bytes"]),
             "-" if multiple is None else f"{multiple:.1f}"]
 
 

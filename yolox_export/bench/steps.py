@@ -69,9 +69,10 @@ class Step:
     memory_on_first_call: bool = False
 
 
-def make_inputs(case: Case, device: str) -> Inputs:
+def make_inputs(case: Case, device: str, box_format: str = "cxcywh") -> Inputs:
+    """The case's scenario on ``device``, its targets in ``box_format`` (the mode's: ``LossConfig.box_format``)."""
     scenario = make_scenario(case.kind, case.batch, case.image_size, case.num_classes, case.strides, case.seed,
-                             targets_per_image=case.targets_per_image or None)
+                             targets_per_image=case.targets_per_image or None, box_format=box_format)
     digest = hashlib.sha1()
     for tensor in (*scenario.predictions, scenario.targets):
         digest.update(tensor.contiguous().numpy().tobytes())

@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..config import LossConfig
 from .memory import make_meter
 from .settings import Job
 from .steps import STEP_BUILDERS, Inputs, make_inputs, padded_max_gt
@@ -58,7 +59,8 @@ def run_job(job: Job) -> list[dict]:
     importlib.import_module("torch._dynamo")
     torch.set_num_threads(job.threads)
     subject = SUBJECTS[job.subject]
-    inputs = make_inputs(job.case, subject.device)
+    box_format = LossConfig(tuple(job.case.strides), job.case.num_classes, mode=job.mode).box_format.name
+    inputs = make_inputs(job.case, subject.device, box_format)
     shape = {"inputs_sha1": inputs.sha1, "num_targets": int(inputs.targets.shape[0]),
              "max_gt": padded_max_gt(inputs), "cells": job.case.cells}
     if job.onnx_path:

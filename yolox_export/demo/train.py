@@ -37,6 +37,7 @@ from ..config import COMPONENT_NAMES, MODES, LossConfig
 from ..grid import flatten_levels
 from ..parity.comparison import tie_explained_cells
 from ..reference import reference_for
+from ..scenarios import in_box_format
 from ..static import StaticYoloXLoss
 from .data import DataSpec, Dataset, batch_order, make_dataset
 from .model import STRIDES, build_model
@@ -269,6 +270,7 @@ def run_mode(mode: str, settings: DemoSettings, data: Dataset, batches: Sequence
     control_first: int | None = None
     for step, indices in enumerate(batches):
         images, targets = data.batch(indices)
+        targets = in_box_format(targets, config.box_format.name)  # the mode's box format (corners for mmdet)
         order = SIDES if step % 2 == 0 else SIDES[::-1]
         out = {name: sides[name].step(images, targets) for name in order}
         nudged_out = control.step(images, targets)

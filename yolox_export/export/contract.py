@@ -1,7 +1,8 @@
 """The exported graph's interface, one definition for the exporter, the runners, parity and the benchmark.
 
 Inputs: ``predictions`` float32 [B, A, 5 + C] (raw head outputs, levels flattened by :func:`flatten_levels`),
-``targets`` float32 [B, G, 5] (class, cx, cy, w, h in pixels), ``target_mask`` bool [B, G]. Outputs: ``fg_mask``
+``targets`` float32 [B, G, 5] (class, then the box in pixels in the mode's format: cx, cy, w, h, or x1, y1, x2, y2 in
+mmdet mode; the graph's metadata says which: ``box_format``, ``targets_row``), ``target_mask`` bool [B, G]. Outputs: ``fg_mask``
 bool [B, A], ``matched_gt`` int64 [B, A] (-1 background), ``matched_iou`` float32 [B, A], ``loss_components``
 float32 [6] (``COMPONENT_NAMES``); with targets also ``cls_target`` [B, A, C], ``obj_target`` [B, A],
 ``reg_target`` [B, A, 4], ``l1_target`` [B, A, 4]. Shape legend: B batch, A cells, G padded targets, C classes.

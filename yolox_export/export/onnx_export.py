@@ -43,6 +43,8 @@ def metadata(config: LossConfig, preset: Preset, with_targets: bool) -> dict[str
         "strides": ",".join(str(s) for s in config.strides),
         "num_classes": str(config.num_classes),
         "mode": config.mode,
+        "box_format": config.box_format.name,
+        "targets_row": config.box_format.row,
         "center_sampling_radius": repr(config.center_radius),
         "dynamic_ks_bias": repr(config.dynamic_ks_bias),
         "iou_type": config.iou_type,
@@ -57,7 +59,8 @@ def example_inputs(config: LossConfig, num_cells: int, batch: int = 2, max_gt: i
     """Tracing inputs; sizes >= 2 so the exporter keeps the axes symbolic."""
     gen = torch.Generator().manual_seed(0)
     predictions = torch.randn((batch, num_cells, 5 + config.num_classes), generator=gen)
-    targets = torch.tensor([0.0, 64.0, 64.0, 32.0, 32.0]).repeat(batch, max_gt, 1)
+    box = {"cxcywh": [64.0, 64.0, 32.0, 32.0], "xyxy": [48.0, 48.0, 80.0, 80.0]}[config.box_format.name]  # one box
+    targets = torch.tensor([0.0, *box]).repeat(batch, max_gt, 1)
     mask = torch.ones((batch, max_gt), dtype=torch.bool)
     return predictions, targets, mask
 

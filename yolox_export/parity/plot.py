@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
+import torch
+
 from ..assignment import Assignment
 from ..config import LossConfig
 from ..files import atomic_path
@@ -92,11 +94,12 @@ def draw_image(batch: Batch, image: int, reference: Assignment, got: Assignment,
     involved = {d.reference_gt for d in diffs} | {d.subject_gt for d in diffs}
     busy = len(rows) > 30
     strength = lambda t: 1.0 if (t in involved or not busy) else 0.3  # noqa: E731
-    for t, (_, cls, cx, cy, w, h) in enumerate(rows.tolist()):
-        ax.add_patch(Rectangle((cx - w / 2, cy - h / 2), w, h, fill=False, edgecolor=colour(t), linewidth=1.2,
+    corners = torch.stack(config.box_format.corners(rows[:, 2:6]), dim=-1)  # [n, 4] x1, y1, x2, y2
+    for t, (cls, (x1, y1, x2, y2)) in enumerate(zip(rows[:, 1].tolist(), corners.tolist())):
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour(t), linewidth=1.2,
                                alpha=strength(t), zorder=2))
         if t in involved or not busy:
-            ax.text(cx - w / 2, cy - h / 2, f"{t}:{int(cls)}", color=colour(t), fontsize=6, va="bottom", zorder=6,
+            ax.text(x1, y1, f"{t}:{int(cls)}", color=colour(t), fontsize=6, va="bottom", zorder=6,
                     clip_on=True)
 
     ref_gt, sub_gt = reference.matched_gt[image], got.matched_gt[image]

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from ..config import MODES, LossConfig
+from ..box_format import BOX_FORMATS
+from ..config import MODE_RULES, MODES, LossConfig
 from ..files import write_atomically
 from .comparison import SUBJECTS, SubjectRunners, compare
 from .plot import SubjectAssignments, plot_differences
@@ -19,8 +20,8 @@ from .report import ParityReport, group_differences
 from .runtimes import export_graphs, resolve_engines, resolve_onnx
 from ..scenarios import KINDS
 from .suite import (DEFAULT_BATCH_SIZE, DEFAULT_IMAGE_SIZE, DEFAULT_MODES, DEFAULT_NUM_CLASSES, DEFAULT_PLOT_LIMIT,
-                    DEFAULT_SEEDS, DEFAULT_STRIDES, SEED_CAPS, Batch, InputError, build_suite, load_recorded_batches,
-                    suite_seeds)
+                    DEFAULT_SEEDS, DEFAULT_STRIDES, SEED_CAPS, Batch, InputError, build_suite, in_format,
+                    load_recorded_batches, suite_seeds)
 
 
 @dataclass
@@ -101,8 +102,14 @@ def run(options: Options, log: Callable[[str], None] = _quiet,
         except ImportError:
             raise InputError("plotting needs matplotlib (pip install matplotlib)") from None
 
+    formats = {MODE_RULES[mode].box_format for mode in modes}
     if options.recorded:
-        batches, num_classes = load_recorded_batches(options.recorded, options.strides, options.num_classes)
+        if len(formats) > 1:
+            raise InputError(f"recorded targets are in one box format, but modes {modes} take "
+                             f"{' and '.join(formats)} targets; compare them in separate runs")
+        box_format = BOX_FORMATS[formats.pop()]
+        batches, num_classes = load_recorded_batches(options.recorded, options.strides, options.num_classes,
+                                                     box_format)
         description = f"{len(batches)} recorded batch(es)"
     else:
         num_classes = options.num_classes if options.num_classes is not None else DEFAULT_NUM_CLASSES
@@ -139,18 +146,19 @@ def run(options: Options, log: Callable[[str], None] = _quiet,
         for mode in modes:
             start = time.perf_counter()
             runners = SubjectRunners(configs[mode], onnx_paths.get(mode), engine_paths.get(mode))
-            report = compare(batches, configs[mode], subjects, gradients=options.gradients, runners=runners,
+            mode_batches = batches if options.recorded else in_format(batches, configs[mode].box_format)
+            report = compare(mode_batches, configs[mode], subjects, gradients=options.gradients, runners=runners,
                              progress=progress)
             elapsed = time.perf_counter() - start
             result.reports[mode] = report
             log("")
             log(str(report))
-            for line in difference_summary(report, batches):
+            for line in difference_summary(report, mode_batches):
                 log(line)
             log(f"({mode} mode: {elapsed:.1f} s)")
             if options.plot_dir is not None and report.differences:
                 subjects_for = SubjectAssignments(configs[mode], runners=runners)
-                result.plots += plot_differences(report, batches, configs[mode], options.plot_dir,
+                result.plots += plot_differences(report, mode_batches, configs[mode], options.plot_dir,
                                                  subjects_for, limit=options.plot_limit)
     if options.json_path is not None:
         path = Path(options.json_path)

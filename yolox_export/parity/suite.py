@@ -2,7 +2,9 @@
 
 Everything that can be wrong with them (a missing or malformed ``.pt`` file, sizes the generator cannot honour)
 raises :class:`InputError` with a one-line message naming the file or parameter, before any comparison runs.
-Predictions are per-level lists [B, 1, H, W, 5 + C]; targets [N, 6] rows (image_index, class, cx, cy, w, h).
+Predictions are per-level lists [B, 1, H, W, 5 + C]; targets [N, 6] rows (image_index, class, then the box in the
+modes' format: cx, cy, w, h, or x1, y1, x2, y2 for mmdet mode; the built-in suite is generated as (cx, cy, w, h) and
+given to a corner-box mode as corners, ``in_format``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from torch import Tensor
 
 from ..config import MODES
 from ..validation import check_predictions, check_targets, unwrap_model_output
-from ..scenarios import KINDS, HeadBatch, make_scenario
+from ..box_format import CENTRE_SIZE, BoxFormat
+from ..scenarios import KINDS, HeadBatch, in_box_format, make_scenario
 
 DEFAULT_MODES = MODES
 DEFAULT_SEEDS = 2
@@ -107,8 +110,14 @@ def build_suite(kinds: Sequence[str] = KINDS, seeds: int = DEFAULT_SEEDS, batch_
     return batches
 
 
+def in_format(batches: Sequence[Batch], box_format: BoxFormat) -> list[Batch]:
+    """The built-in suite's batches (targets generated as (cx, cy, w, h)) with their targets in ``box_format``:
+    as they are, or as corners computed once (``scenarios.in_box_format``; those corners are then the truth)."""
+    return [Batch(b.label, b.predictions, in_box_format(b.targets, box_format.name)) for b in batches]
+
+
 def load_recorded(path: str | Path, strides: Sequence[int] = DEFAULT_STRIDES,
-                  num_classes: int | None = None) -> Batch:
+                  num_classes: int | None = None, box_format: BoxFormat = CENTRE_SIZE) -> Batch:
     """Load and validate one recorded batch (see :data:`RECORDED_FORMAT`).
 
     ``num_classes`` None infers it from the predictions' last dimension (5 + C). Predictions may also be stored as
@@ -149,7 +158,7 @@ def load_recorded(path: str | Path, strides: Sequence[int] = DEFAULT_STRIDES,
         targets = data["targets"]
         if not isinstance(targets, Tensor):
             raise TypeError(f"'targets' is a {type(targets).__name__}; expected an [N, 6] tensor")
-        check_targets(targets.detach().cpu(), int(first.shape[0]), num_classes)
+        check_targets(targets.detach().cpu(), int(first.shape[0]), num_classes, box_format=box_format)
     except (TypeError, ValueError) as error:
         raise InputError(f"{path}: {error}") from None
     predictions = [p.detach().cpu().float() for p in predictions]
@@ -157,12 +166,13 @@ def load_recorded(path: str | Path, strides: Sequence[int] = DEFAULT_STRIDES,
 
 
 def load_recorded_batches(paths: Sequence[str | Path], strides: Sequence[int] = DEFAULT_STRIDES,
-                          num_classes: int | None = None) -> tuple[list[Batch], int]:
+                          num_classes: int | None = None,
+                          box_format: BoxFormat = CENTRE_SIZE) -> tuple[list[Batch], int]:
     """Every recorded file (see :func:`load_recorded`) and the one class count they share."""
     _check_strides(strides)
     if num_classes is not None and num_classes < 1:
         raise InputError(f"num_classes must be >= 1, got {num_classes}")
-    batches = [load_recorded(p, strides, num_classes) for p in paths]
+    batches = [load_recorded(p, strides, num_classes, box_format) for p in paths]
     counts = sorted({b.num_classes for b in batches})
     if len(counts) > 1:
         raise InputError(f"the recorded files have different class counts {counts}; compare them in separate runs")
