@@ -18,8 +18,10 @@ from .boxes import PAIRWISE_IOU
 
 IOU_TYPES = ("iou", "giou")
 
-#: SimOTA cost weights, fixed in both references.
+#: SimOTA cost weights, fixed in every reference (mmdetection's ``SimOTAAssigner`` defaults: iou_weight 3.0,
+#: cls_weight 1.0).
 IOU_COST_WEIGHT = 3.0
+CLS_COST_WEIGHT = 1.0
 OUTSIDE_COST = 100000.0
 #: Megvii YOLOX's penalty on a cell outside a target's centre region (``float(1e6) * (~geometry_relation)``).
 MEGVII_OUTSIDE_COST = 1000000.0

@@ -1,6 +1,7 @@
 """Target padding: the ragged [N, 6] target list to the padded [B, G, 5] layout the static module takes, and back.
 
-Rows of ``targets`` are (image_index, class, cx, cy, w, h) in pixels. Padded rows are (class, cx, cy, w, h) with a
+Rows of ``targets`` are (image_index, class, cx, cy, w, h) in pixels (or, in mmdet mode, x1, y1, x2, y2 for the
+box: the columns are moved, never converted). Padded rows are (class, cx, cy, w, h) with a
 bool mask [B, G]; within an image, targets keep the order they have in ``targets``, so padded slot g of image b is
 that image's g-th target, the index that ``Assignment.matched_gt`` reports.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .box_format import CENTRE_SIZE, BoxFormat
 from .config import check_flag
 from .validation import check_targets
 
@@ -21,8 +23,11 @@ def per_image_slots(image_index: Tensor, batch_size: int) -> tuple[Tensor, Tenso
     return slots, onehot.sum(0)
 
 
-def pad_targets(targets: Tensor, batch_size: int, max_gt: int | None = None, validate: bool = True) -> tuple[Tensor, Tensor]:
-    """Pad [N, 6] targets to (gt [B, G, 5], gt_mask [B, G]); padding rows are zero with mask False.
+def pad_targets(targets: Tensor, batch_size: int, max_gt: int | None = None, validate: bool = True,
+                box_format: BoxFormat = CENTRE_SIZE) -> tuple[Tensor, Tensor]:
+    """Pad [N, 6] targets to (gt [B, G, 5], gt_mask [B, G]); padding rows are zero with mask False. The box columns
+    are passed through as they are; ``box_format`` (the mode's, ``LossConfig.box_format``) is what ``validate``
+    checks them against.
 
     G is ``max_gt``, or the largest per-image count when None, and never less than 1: a batch without targets gets
     one masked slot per image (the static graph takes G >= 1). With ``max_gt`` fixed no value is read back to the
@@ -36,7 +41,7 @@ def pad_targets(targets: Tensor, batch_size: int, max_gt: int | None = None, val
     if max_gt is not None and (isinstance(max_gt, bool) or not isinstance(max_gt, int) or max_gt < 1):
         raise ValueError(f"max_gt must be an int >= 1 or None, got {max_gt!r}")
     if check_flag("validate", validate):
-        check_targets(targets, batch_size)
+        check_targets(targets, batch_size, box_format=box_format)
     image_index, rows = sorted_into_images(targets, batch_size)
     slots, counts = per_image_slots(image_index, batch_size)
     if max_gt is None:

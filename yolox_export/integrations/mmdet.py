@@ -57,13 +57,10 @@ import torch
 from torch import Tensor, nn
 
 from ..assignment import Assignment
-from ..config import CANDIDATE_TOPK, IOU_COST_WEIGHT, REG_WEIGHT, check_flag
+from ..config import CANDIDATE_TOPK, CLS_COST_WEIGHT, IOU_COST_WEIGHT, REG_WEIGHT, check_flag
 from ..static import StaticYoloXLoss
 from ..static.chunks import DEFAULT_MAX_MEMORY_MIB
 from ..static.loss import poison_gradients
-
-#: ``SimOTAAssigner``'s ``cls_weight``, the only one this project implements.
-CLS_COST_WEIGHT = 1.0
 
 
 def _is_finite_number(value) -> bool:

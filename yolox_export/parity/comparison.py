@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..assignment import Assignment
+from ..box_format import CENTRE_SIZE, BoxFormat
 from ..config import COMPONENT_NAMES, LossConfig
 from ..export.contract import graph_feeds
 from ..export.runners import open_runner
@@ -61,10 +62,12 @@ def eager_outcome(loss_module, predictions: Sequence[Tensor], targets: Tensor, g
     return Outcome(assignment, components, grads)
 
 
-def runtime_outcome(runner, predictions: Sequence[Tensor], targets: Tensor) -> Outcome:
+def runtime_outcome(runner, predictions: Sequence[Tensor], targets: Tensor,
+                    box_format: BoxFormat = CENTRE_SIZE) -> Outcome:
     """The padded graph's outcome through a runner with ``run(feeds) -> dict`` (compiled, onnxruntime, TensorRT),
-    on the feeds of per-level ``predictions`` and [N, 6] ``targets`` (on their device)."""
-    out = runner.run(graph_feeds([p.detach() for p in predictions], targets))
+    on the feeds of per-level ``predictions`` and [N, 6] ``targets`` (on their device; boxes in ``box_format``,
+    the graph's mode's)."""
+    out = runner.run(graph_feeds([p.detach() for p in predictions], targets, box_format=box_format))
     as_tensor = lambda x: torch.as_tensor(x).cpu()  # noqa: E731
     assignment = Assignment(as_tensor(out["fg_mask"]).bool(), as_tensor(out["matched_gt"]).long(),
                             as_tensor(out["matched_iou"]).float())
@@ -108,7 +111,7 @@ def compare(batches: Iterable, config: LossConfig, subjects: Sequence[str] = ("s
             if subject == "static":
                 got = eager_outcome(static, predictions, targets, gradients)
             else:
-                got = runtime_outcome(runner_for(subject, predictions), predictions, targets)
+                got = runtime_outcome(runner_for(subject, predictions), predictions, targets, config.box_format)
             _record(report, subject, index, predictions, targets, config, expected, got, tol)
         report.batches += 1
         if progress is not None and total is not None:
@@ -192,7 +195,7 @@ def tie_explained_cells(differs: Tensor, predictions, targets: Tensor, config: L
         return explained
     raw = flatten_levels([p.detach() for p in predictions])
     grid = make_grid(level_shapes(predictions), config.strides, device=raw.device)
-    gt, mask = pad_targets(targets, raw.shape[0])
+    gt, mask = pad_targets(targets, raw.shape[0], box_format=config.box_format)
     for b in images:
         if bool(mask[b].any()):
             explained[b] = image_ties(raw[b], gt[b][mask[b]], grid, config, input_ulps).explained_cells

@@ -35,7 +35,8 @@ class SubjectAssignments:
         if subject == "static":
             return reference, self.static.assign(batch.predictions, batch.targets)
         runner = self.runners(subject, batch.predictions)
-        return reference, comparison.runtime_outcome(runner, batch.predictions, batch.targets).assignment
+        return reference, comparison.runtime_outcome(runner, batch.predictions, batch.targets,
+                                                      self.config.box_format).assignment
 
 
 def plot_differences(report: ParityReport, batches: Sequence[Batch], config: LossConfig, directory: str | Path,

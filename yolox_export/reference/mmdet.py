@@ -34,14 +34,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..assignment import Assignment
-from ..config import CANDIDATE_TOPK, IOU_COST_WEIGHT, MMDET_IOU_COST_EPS, OUTSIDE_COST, LossConfig
+from ..config import CANDIDATE_TOPK, CLS_COST_WEIGHT, IOU_COST_WEIGHT, MMDET_IOU_COST_EPS, OUTSIDE_COST, LossConfig
 from ..distributed import batch_num_fg
 from ..grid import Grid
 from .common import Prepared, ReferenceLoss
 from .regular import assign_per_image
-
-#: ``SimOTAAssigner``'s default weights: cls_weight 1.0, iou_weight ``IOU_COST_WEIGHT``.
-CLS_COST_WEIGHT = 1.0
 
 
 class MMDetYoloXLoss(ReferenceLoss):
