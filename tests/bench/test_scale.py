@@ -5,6 +5,7 @@ import pytest
 
 from yolox_export import bench
 from yolox_export.bench.scale import plot_scale, scale_table
+from yolox_export.reference import REFERENCES
 
 
 def record(mode, subject, count, measurement, seconds=None, peak_mib=None, error=None):
@@ -28,7 +29,7 @@ def records():
 def test_scale_preset_sweeps_g_with_the_budget_on_and_off():
     settings = bench.make_settings("scale")
     assert settings.targets_per_image == (100, 300, 700, 1000) and settings.batches == (16,)
-    assert {"static", "static-unchunked", "regular", "fast", "megvii"} == set(settings.subjects)
+    assert {"static", "static-unchunked", *REFERENCES} == set(settings.subjects)
     assert dict(bench.SUBJECTS["static-unchunked"].options) == {"max_memory_mib": None}
 
 

@@ -13,7 +13,7 @@ import yolox_export.parity.run as parity_cli
 import yolox_export.parity.runtimes as parity_runtimes
 import yolox_export.parity.suite as parity_suite
 from yolox_export import StaticYoloXLoss
-from yolox_export.config import MODES
+from yolox_export.parity.suite import DEFAULT_MODES
 from yolox_export.parity import ParityReport
 from yolox_export.scenarios import KINDS, make_scenario
 
@@ -29,8 +29,9 @@ SMALL = ["--image-size", "128", "128", "--num-classes", "4"]
 script = load_script("parity")
 
 
-def record(path, kind="fitted", seed=0, image_size=(128, 128), num_classes=4, **changes):
-    s = make_scenario(kind, batch_size=2, image_size=image_size, num_classes=num_classes, seed=seed)
+def record(path, kind="fitted", seed=0, image_size=(128, 128), num_classes=4, box_format="cxcywh", **changes):
+    s = make_scenario(kind, batch_size=2, image_size=image_size, num_classes=num_classes, seed=seed,
+                      box_format=box_format)
     data = {"predictions": s.predictions, "targets": s.targets, **changes}
     data = {k: v for k, v in data.items() if v is not None}
     torch.save(data, path)
@@ -49,10 +50,18 @@ def test_recorded_batch_passes_and_prints_the_table(tmp_path, capsys):
     assert script.main(["--recorded", path]) == 0
     out = capsys.readouterr().out
     assert "1 recorded batch(es), 4 classes" in out  # num_classes inferred from 5 + C
-    for mode in MODES:
+    for mode in DEFAULT_MODES:  # the modes of (cx, cy, w, h) targets
         assert f"parity ({mode} mode, 1 batches)" in out
     assert "needed" in out and "tol" in out and "static       matched_gt" in out
-    assert out.rstrip().endswith(f"overall: PASS ({', '.join(f'{mode} PASS' for mode in MODES)})")
+    assert out.rstrip().endswith(f"overall: PASS ({', '.join(f'{mode} PASS' for mode in DEFAULT_MODES)})")
+
+
+def test_a_recorded_mmdet_batch_is_compared_in_mmdet_mode_alone(tmp_path, capsys):
+    path = record(tmp_path / "step.pt", box_format="xyxy")  # (x1, y1, x2, y2) targets
+    assert script.main(["--recorded", path, "--modes", "mmdet"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("overall: PASS (mmdet PASS)")
+    assert script.main(["--recorded", path, "--modes", "regular", "mmdet"]) == 2
+    assert "recorded targets are in one box format" in capsys.readouterr().err
 
 
 def test_json_holds_a_report_per_mode(tmp_path, capsys):

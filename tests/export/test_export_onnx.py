@@ -18,7 +18,7 @@ from yolox_export.export.trt_compat import find_forbidden_ops
 from yolox_export.grid import flatten_levels
 from yolox_export.scenarios import KINDS, make_scenario
 
-from conftest import SHARED_CLASSES, load_script, shared_config, shared_preset
+from conftest import SHARED_CLASSES, box_format_of, load_script, shared_config, shared_preset
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,7 +54,7 @@ def test_onnxruntime_equals_eager(exported, ort_runner, batch, max_gt, kind):
     runner = ort_runner(path)
     module = PaddedYoloXLoss(shared_config(preset.mode), level_shapes_for(preset), with_targets=True)
     s = make_scenario(kind, batch_size=batch, image_size=preset.image_size, num_classes=SHARED_CLASSES,
-                      seed=100 * batch + KINDS.index(kind))
+                      seed=100 * batch + KINDS.index(kind), box_format=box_format_of(preset.mode))
     raw = flatten_levels(s.predictions)
     gt, mask = pad_targets(s.targets, batch, max_gt)
     got = {k: torch.as_tensor(v) for k, v in runner.run({"predictions": raw, "targets": gt, "target_mask": mask}).items()}

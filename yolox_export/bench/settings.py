@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..config import MODES
+from ..reference import REFERENCES
 from ..scenarios import KINDS
 from .onnx_cache import onnx_key
 from .subjects import SUBJECTS
@@ -86,7 +87,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # issue #22 item 8: peak memory and time against G in every mode, with the memory budget on and off, and the
     # references until one call takes longer than the timeout (their jobs are then stopped: the table says so)
     "scale": dict(kinds=("crowded",), batches=(16,), image_sizes=(640,), num_classes=80, modes=MODES,
-                  subjects=("regular", "fast", "megvii", "mmdet", "static", "static-unchunked"), threads=2, repeats=1,
+                  subjects=(*REFERENCES, "static", "static-unchunked"), threads=2, repeats=1,
                   warmup=0, max_seconds=30.0, isolate=True, timeout=45.0, targets_per_image=(100, 300, 700, 1000)),
     # issue #11 item 5: how the megvii mode's cost grows with G (targets per image) and with the image size
     "growth": dict(kinds=("crowded",), batches=(16,), image_sizes=(320, 640, 1280), num_classes=80,

@@ -16,12 +16,14 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ..config import MODES
-from ..validation import check_predictions, check_targets, unwrap_model_output
 from ..box_format import CENTRE_SIZE, BoxFormat
+from ..config import MODE_RULES, MODES
 from ..scenarios import KINDS, HeadBatch, in_box_format, make_scenario
+from ..validation import check_predictions, check_targets, unwrap_model_output
 
-DEFAULT_MODES = MODES
+#: The modes compared when none are named: those whose targets are (cx, cy, w, h), the format of a recorded file
+#: unless it is one for mmdet mode (corners), which is compared when named (``--modes mmdet``).
+DEFAULT_MODES = tuple(mode for mode in MODES if MODE_RULES[mode].box_format == CENTRE_SIZE.name)
 DEFAULT_SEEDS = 2
 DEFAULT_BATCH_SIZE = 2
 DEFAULT_IMAGE_SIZE = (640, 640)
