@@ -1,5 +1,5 @@
 """Benchmark the static YOLOX assignment + loss against the eager references (RegularYoloXLoss, FastYoloXLoss,
-MegviiYoloXLoss) on seeded inputs.
+MegviiYoloXLoss, MMDetYoloXLoss) on seeded inputs.
 
     yolox-export bench            # the project's target configuration: 2 threads, B=16, 640x640, C=80,
                                   # COCO-like and crowded targets, every mode (several minutes on a CPU)

@@ -92,9 +92,11 @@ def bbox_overlaps(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-6) -> Tensor:
 
 def assign_image(boxes: Tensor, cls_logits: Tensor, obj_logits: Tensor, gt_boxes: Tensor, gt_classes: Tensor,
                  grid: Grid, config: LossConfig) -> tuple[Tensor, Tensor, Tensor]:
-    """``SimOTAAssigner.assign`` for one image with n >= 1 targets: decoded boxes [A, 4], logits [A, C] and
-    [A, 1], targets [n, 4] / [n]. Returns fg [A] bool, and for the fg cells in cell order: the matched target
-    index [n_fg] and its IoU [n_fg]."""
+    """``_get_targets_single`` and ``SimOTAAssigner.assign`` for one image with n >= 1 targets: decoded boxes
+    [A, 4], logits [A, C] and [A, 1], targets [n, 4] / [n]. The scores sqrt(sigmoid(cls) * sigmoid(obj)) are
+    computed for every cell, as mmdetection does before it calls the assigner. Returns fg [A] bool, and for the fg
+    cells in cell order: the matched target index [n_fg] and its IoU [n_fg]."""
+    scores = (cls_logits.float().sigmoid() * obj_logits.float().sigmoid()).sqrt()  # [A, C]
     stride = grid.strides
     priors = torch.stack((grid.x_shifts * stride + stride * 0.5, grid.y_shifts * stride + stride * 0.5), dim=-1)
     in_gts, in_cts = in_gt_and_in_center_info(priors, stride, gt_boxes, config.center_radius)
@@ -108,9 +110,8 @@ def assign_image(boxes: Tensor, cls_logits: Tensor, obj_logits: Tensor, gt_boxes
     ious = bbox_overlaps(valid_boxes, gt_boxes)  # [m, n]
     iou_cost = -torch.log(ious + MMDET_IOU_COST_EPS)
     onehot = F.one_hot(gt_classes.long(), config.num_classes).float().unsqueeze(0).repeat(num_valid, 1, 1)
-    scores = (cls_logits[valid].float().sigmoid() * obj_logits[valid].float().sigmoid()).sqrt()  # [m, C]
-    scores = scores.unsqueeze(1).repeat(1, num_gt, 1)  # [m, n, C]
-    cls_cost = F.binary_cross_entropy(scores, onehot, reduction="none").sum(-1)
+    valid_scores = scores[valid].unsqueeze(1).repeat(1, num_gt, 1)  # [m, n, C]
+    cls_cost = F.binary_cross_entropy(valid_scores, onehot, reduction="none").sum(-1)
     cost = cls_cost * CLS_COST_WEIGHT + iou_cost * IOU_COST_WEIGHT + (~in_boxes_and_centers) * OUTSIDE_COST
     matching = dynamic_k_matching(cost, ious)  # [m, n]
     chosen = matching.any(1)
