@@ -102,9 +102,11 @@ def test_every_subcommands_help_names_every_mode_and_each_options_default(name):
             assert action.help and (shows_defaults or "default" in action.help), (name, action.option_strings)
 
 
-def test_parity_help_says_its_default_is_every_mode():
+def test_parity_help_says_its_default_modes_and_names_every_mode():
     from yolox_export.cli.parity import build_parser
     from yolox_export.config import MODES
+    from yolox_export.parity.suite import DEFAULT_MODES
 
     text = " ".join(build_parser().format_help().split())
-    assert f"(default: {' '.join(MODES)})" in text and "both modes" not in text
+    assert f"(default: {' '.join(DEFAULT_MODES)}, the modes of (cx, cy, w, h) targets" in text
+    assert f"of {', '.join(MODES)}" in text and "both modes" not in text
