@@ -8,7 +8,7 @@ Hand-built heads for the reference tests: one level, stride 8, a 32x32 image -> 
 import dataclasses
 import importlib.util
 import math
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -118,14 +118,13 @@ def load_script(name):
 
 @contextmanager
 def onnx_export_answers(exporting: bool):
-    """Make ``torch.onnx.is_in_onnx_export`` answer ``exporting``: runs a function's export branch eagerly, without
-    exporting, so that a test can compare the two branches value for value."""
-    original = torch.onnx.is_in_onnx_export
-    torch.onnx.is_in_onnx_export = lambda: exporting
-    try:
+    """Run the export-safe forms (``static.export_form.exporting()`` True) when ``exporting``, else the eager ones:
+    a function's export branch eagerly, without exporting, so that a test can compare the two branches value for
+    value."""
+    from yolox_export.static.export_form import export_form
+
+    with export_form() if exporting else nullcontext():
         yield
-    finally:
-        torch.onnx.is_in_onnx_export = original
 
 
 LN2 = math.log(2.0)

@@ -41,8 +41,8 @@ ORT_PADDING_EXAMPLES = 20
 PROFILE = settings(deadline=None, derandomize=True, database=None, print_blob=True,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 GARBAGE = (math.nan, math.inf, -math.inf, -1.0, 0.0, -0.0, -5.0, 1.5, 3.0, 1e9, -1e9, 1e30, -1e30, 3e38, 0.5)
-OUTPUT_NAMES = ("fg_mask", "matched_gt", "matched_iou", "loss_components", "cls_target", "obj_target", "reg_target",
-                "l1_target")
+OUTPUT_NAMES = ("fg_mask", "matched_gt", "matched_iou", "loss_components", "image_loss", "cls_target", "obj_target",
+                "reg_target", "l1_target")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -121,7 +121,8 @@ def eager_outputs(mode, raw, gt, mask):
     out.loss.backward()
     a = out.assignment
     found = {"fg_mask": a.fg_mask, "matched_gt": a.matched_gt, "matched_iou": a.matched_iou, "loss": out.loss.detach(),
-             "components": out.components, "grad": leaf.grad, "cls_target": out.cls_target,
+             "components": out.components, "image_loss": out.image_loss.detach(), "grad": leaf.grad,
+             "cls_target": out.cls_target,
              "obj_target": out.obj_target, "reg_target": out.reg_target, "l1_target": out.l1_target}
     graph = PaddedYoloXLoss(LossConfig(STRIDES, NUM_CLASSES, mode=mode, use_l1=True), SHAPES, with_targets=True)
     found.update({f"graph.{name}": value for name, value in zip(OUTPUT_NAMES, graph(raw, gt, mask))})

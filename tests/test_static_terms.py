@@ -71,7 +71,8 @@ def test_buffer_and_packed_layouts_give_the_same_class_term(seed, batch, cells, 
     ious = torch.rand(batch, cells, generator=gen)
     capacity = int(fg.sum(1).max().clamp(min=1))
     cells, valid = matched_cells(fg, capacity)
-    buffered = class_bce(at_cells(logits, cells), at_cells(matched_classes, cells), at_cells(ious, cells), valid)
+    per_image = class_bce(at_cells(logits, cells), at_cells(matched_classes, cells), at_cells(ious, cells), valid)
+    buffered = per_image.sum()  # [B] -> the term
     images, idx = fg.nonzero(as_tuple=True)  # the references' [n, C] layout, as matched_loss builds it
     target = torch.nn.functional.one_hot(matched_classes[images, idx], classes) * ious[images, idx].unsqueeze(-1)
     packed = torch.nn.functional.binary_cross_entropy_with_logits(logits[images, idx], target, reduction="none").sum()

@@ -3,9 +3,11 @@
     yolox-export export                            # shipped preset yolox_s -> models/yolox_s.onnx
     yolox-export export --preset yolox_nano --mode fast --engine yolox_nano_fast.engine
     yolox-export export --preset my_model.toml --num-classes 20 --output my_model.onnx
+    yolox-export export --mode fast --with-grad     # a training graph: also d loss / d predictions
 
 (``python scripts/export.py`` is the same command.) Without --output the graph is written to ./models/ of the
-current directory, named after the preset and its overrides (plus ``_targets`` with --with-targets).
+current directory, named after the preset and its overrides (plus ``_targets`` with --with-targets, ``_grad`` with
+the gradient).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dynamic max_gt range / TensorRT profile (default: the preset's)")
     parser.add_argument("--engine", help="also build a TensorRT engine at this path (default: none)")
     parser.add_argument("--with-targets", action="store_true", help="add cls/obj/reg/l1 targets to the outputs")
+    parser.add_argument("--with-grad", action="store_true",
+                        help="add the output predictions_grad [B, A, 5 + C], d loss / d predictions computed in the "
+                             "graph (default: the preset's with_grad, false in the shipped presets)")
     parser.add_argument("--no-timing", action="store_true", help="skip the onnxruntime latency measurement")
     parser.add_argument("--targets-per-chunk", type=int_at_least(1), metavar="N",
                         help="assign N targets at a time, the chunks unrolled in the graph; needs a fixed max_gt "
@@ -57,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         preset = with_overrides(load_preset(args.preset), mode=args.mode, num_classes=args.num_classes,
                                 opset=args.opset, batch=args.batch, max_gt=args.max_gt,
+                                with_grad=True if args.with_grad else None,
                                 image_size=tuple(args.image_size) if args.image_size else None)
     except (OSError, ValueError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -74,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --targets-per-chunk needs a fixed max_gt (--max-gt G:G:G), got "
               f"{':'.join(map(str, preset.max_gt))}", file=sys.stderr)
         return 2
-    stem = preset.name + ("_targets" if args.with_targets else "") + (
+    stem = preset.name + ("_targets" if args.with_targets else "") + ("_grad" if preset.with_grad else "") + (
         f"_chunk{args.targets_per_chunk}" if args.targets_per_chunk else "")
     output = Path(args.output) if args.output else default_output_dir() / f"{stem}.onnx"
     problem = output_file_problem(output, "--output", onnx=True) or (

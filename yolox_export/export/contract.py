@@ -2,10 +2,13 @@
 
 Inputs: ``predictions`` float32 [B, A, 5 + C] (raw head outputs, levels flattened by :func:`flatten_levels`),
 ``targets`` float32 [B, G, 5] (class, then the box in pixels in the mode's format: cx, cy, w, h, or x1, y1, x2, y2 in
-mmdet mode; the graph's metadata says which: ``box_format``, ``targets_row``), ``target_mask`` bool [B, G]. Outputs: ``fg_mask``
-bool [B, A], ``matched_gt`` int64 [B, A] (-1 background), ``matched_iou`` float32 [B, A], ``loss_components``
-float32 [6] (``COMPONENT_NAMES``); with targets also ``cls_target`` [B, A, C], ``obj_target`` [B, A],
-``reg_target`` [B, A, 4], ``l1_target`` [B, A, 4]. Shape legend: B batch, A cells, G padded targets, C classes.
+mmdet mode; the graph's metadata says which: ``box_format``, ``targets_row``), ``target_mask`` bool [B, G]. Outputs,
+in this order (``output_names``): ``fg_mask`` bool [B, A], ``matched_gt`` int64 [B, A] (-1 background),
+``matched_iou`` float32 [B, A], ``loss_components`` float32 [6] (``COMPONENT_NAMES``), ``image_loss`` float32 [B]
+(each image's share of the loss: it sums to the loss); with targets also ``cls_target`` [B, A, C], ``obj_target``
+[B, A], ``reg_target`` [B, A, 4], ``l1_target`` [B, A, 4]; with the gradient (``with_grad``) last
+``predictions_grad`` float32 [B, A, 5 + C], d loss / d predictions. Shape legend: B batch, A cells, G padded
+targets, C classes.
 """
 
 from __future__ import annotations
@@ -20,8 +23,15 @@ from ..grid import flatten_levels
 from ..targets import pad_targets
 
 INPUT_NAMES = ("predictions", "targets", "target_mask")
-OUTPUT_NAMES = ("fg_mask", "matched_gt", "matched_iou", "loss_components")
+OUTPUT_NAMES = ("fg_mask", "matched_gt", "matched_iou", "loss_components", "image_loss")
 TARGET_OUTPUT_NAMES = ("cls_target", "obj_target", "reg_target", "l1_target")
+GRAD_OUTPUT_NAMES = ("predictions_grad",)
+
+
+def output_names(with_targets: bool = False, with_grad: bool = False) -> tuple[str, ...]:
+    """The graph's outputs in order: ``OUTPUT_NAMES``, then ``TARGET_OUTPUT_NAMES`` with targets, then
+    ``GRAD_OUTPUT_NAMES`` with the gradient."""
+    return OUTPUT_NAMES + (TARGET_OUTPUT_NAMES if with_targets else ()) + (GRAD_OUTPUT_NAMES if with_grad else ())
 
 
 def check_feeds(feeds: Mapping[str, object], num_cells: int, num_classes: int) -> None:

@@ -18,10 +18,10 @@ import numpy as np
 import onnx
 import torch
 
-from ..config import LossConfig
+from ..config import LossConfig, check_flag
 from ..files import atomic_path
 from ..static import PaddedYoloXLoss
-from .contract import INPUT_NAMES, OUTPUT_NAMES, TARGET_OUTPUT_NAMES
+from .contract import INPUT_NAMES, output_names
 from .presets import Preset
 from .trt_compat import check_tensorrt_compatibility, find_forbidden_ops
 
@@ -35,7 +35,7 @@ def level_shapes_for(preset: Preset) -> list[tuple[int, int]]:
     return [(height // s, width // s) for s in preset.strides]
 
 
-def metadata(config: LossConfig, preset: Preset, with_targets: bool) -> dict[str, str]:
+def metadata(config: LossConfig, preset: Preset, with_targets: bool, with_grad: bool = False) -> dict[str, str]:
     from .. import __version__
 
     return {
@@ -52,6 +52,8 @@ def metadata(config: LossConfig, preset: Preset, with_targets: bool) -> dict[str
         "obj_loss_fix": str(config.obj_loss_fix),
         "image_size": f"{preset.image_size[0]}x{preset.image_size[1]}",
         "with_targets": str(with_targets),
+        "with_grad": str(with_grad),
+        "outputs": ",".join(output_names(with_targets, with_grad)),
     }
 
 
@@ -84,14 +86,20 @@ def quiet_exporter():
 
 
 def export_onnx(preset: Preset, output: str | Path, with_targets: bool = False,
-                config: LossConfig | None = None, targets_per_chunk: int | None = None) -> Path:
+                config: LossConfig | None = None, targets_per_chunk: int | None = None,
+                with_grad: bool | None = None) -> Path:
     """Export the preset's graph to ``output`` and return its path (not yet validated: see ``validate_onnx``).
 
     The graph's batch and G axes are dynamic, and it assigns every target at once (torch.export refuses a loop over
     chunks of a dynamic G). With ``targets_per_chunk`` the preset's max_gt range must be one value (min = opt = max):
     G is then fixed in the graph and the assignment runs in chunks of that many targets, unrolled (the batch stays
-    dynamic); its working set is [B, Gc, X] instead of [B, G, X]."""
+    dynamic); its working set is [B, Gc, X] instead of [B, G, X].
+
+    ``with_grad`` (None: the preset's ``with_grad``) adds the output ``predictions_grad`` [B, A, 5 + C], d loss /
+    d predictions computed in the graph: the module's forward and backward are traced together first
+    (``grad_graph.traced_with_grad``), then exported."""
     config = config or preset_config(preset)
+    with_grad = preset.with_grad if with_grad is None else check_flag("with_grad", with_grad)
     fixed_g = None
     if targets_per_chunk is not None:
         low, _, high = preset.max_gt
@@ -100,14 +108,18 @@ def export_onnx(preset: Preset, output: str | Path, with_targets: bool = False,
                              f"{low}:{preset.max_gt[1]}:{high}: a dynamic G keeps one formulation for every G")
         fixed_g = low
     module = PaddedYoloXLoss(config, level_shapes_for(preset), with_targets=with_targets,
-                             targets_per_chunk=targets_per_chunk).eval()
+                             targets_per_chunk=targets_per_chunk, with_grad=with_grad).eval()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    names = OUTPUT_NAMES + (TARGET_OUTPUT_NAMES if with_targets else ())
     inputs = example_inputs(config, module.num_cells, max_gt=fixed_g or 3)
     with quiet_exporter():
-        model = exported_model(module, inputs, names, preset.opset, fixed_max_gt=fixed_g is not None)
-    meta = metadata(config, preset, with_targets)
+        if with_grad:
+            from .grad_graph import traced_with_grad
+
+            module = traced_with_grad(module, inputs)
+        model = exported_model(module, inputs, output_names(with_targets, with_grad), preset.opset,
+                               fixed_max_gt=fixed_g is not None)
+    meta = metadata(config, preset, with_targets, with_grad)
     if fixed_g is not None:
         meta.update(max_gt=str(fixed_g), targets_per_chunk=str(targets_per_chunk))
     for key, value in meta.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .contract import INPUT_NAMES
+from .contract import INPUT_NAMES, output_names
 from .onnx_export import export_onnx, ort_latency_ms, validate_onnx, Validation
 from .presets import Preset
 
@@ -17,6 +17,7 @@ class ExportReport:
     validation: Validation
     ort_latency_ms: float | None
     engine_path: Path | None = None
+    output_names: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         p = self.preset
@@ -25,6 +26,7 @@ class ExportReport:
             f"preset     {p.name}: {p.image_size[0]}x{p.image_size[1]}, strides {list(p.strides)}, {p.num_classes} classes, "
             f"mode {p.mode}, opset {p.opset}, A = {p.num_anchors}",
             f"dynamic    batch {':'.join(map(str, p.batch))}, max_gt {':'.join(map(str, p.max_gt))}",
+            f"outputs    {', '.join(self.output_names)}",
             "checks     onnx.checker full_check, forbidden ops, TensorRT parser support: "
             + ("all passed" if self.validation.ok else "FAILED"),
         ]
@@ -43,9 +45,10 @@ def default_output_dir() -> Path:
 
 def export_and_validate(preset: Preset, output: str | Path, with_targets: bool = False, engine: str | Path | None = None,
                         time_it: bool = True, targets_per_chunk: int | None = None) -> ExportReport:
-    """Export ``preset`` to ``output`` (``targets_per_chunk``: see ``export_onnx``), validate it, time it under
-    onnxruntime, and build ``engine`` if asked."""
+    """Export ``preset`` to ``output`` (``targets_per_chunk``: see ``export_onnx``; the gradient output when
+    ``preset.with_grad``), validate it, time it under onnxruntime, and build ``engine`` if asked."""
     path = export_onnx(preset, output, with_targets=with_targets, targets_per_chunk=targets_per_chunk)
+    names = output_names(with_targets, preset.with_grad)
     validation = validate_onnx(path)
     latency = ort_latency_ms(path, preset) if (time_it and validation.ok) else None
     engine_path = None
@@ -53,7 +56,7 @@ def export_and_validate(preset: Preset, output: str | Path, with_targets: bool =
         from .tensorrt import build_engine
 
         engine_path = build_engine(path, engine, tensorrt_profiles(preset))
-    return ExportReport(preset, path, validation, latency, engine_path)
+    return ExportReport(preset, path, validation, latency, engine_path, names)
 
 
 def tensorrt_profiles(preset: Preset) -> dict[str, tuple[tuple[int, ...], ...]]:

@@ -37,6 +37,8 @@ OPSET_RANGE = (17, 24)
 Range = tuple[int, int, int]
 
 _KEYS = ("name", "image_size", "strides", "num_classes", "mode", "batch", "max_gt", "opset")
+#: Keys a preset file may leave out, with their defaults.
+_OPTIONAL_KEYS = {"with_grad": False}
 
 
 def _is_int(value: object) -> bool:
@@ -85,6 +87,8 @@ class Preset:
         batch: ``(min, opt, max)`` batch sizes.
         max_gt: ``(min, opt, max)`` padded number of targets per image (the G axis).
         opset: ONNX opset to export with.
+        with_grad: also output ``predictions_grad``, d loss / d predictions computed in the graph (optional key,
+            default False).
 
     Raises:
         ValueError: on construction, naming the field that is invalid.
@@ -98,6 +102,7 @@ class Preset:
     batch: Range
     max_gt: Range
     opset: int
+    with_grad: bool = False
 
     def __post_init__(self) -> None:
         for field in ("image_size", "strides", "batch", "max_gt"):
@@ -121,6 +126,8 @@ class Preset:
         low, high = OPSET_RANGE
         if not _is_int(self.opset) or not low <= self.opset <= high:
             raise ValueError(f"key 'opset': expected an integer in {low}..{high}, got {self.opset!r}")
+        if not isinstance(self.with_grad, bool):
+            raise ValueError(f"key 'with_grad': expected true or false, got {self.with_grad!r}")
 
     def _check_strides(self) -> None:
         strides = self.strides
@@ -157,9 +164,9 @@ def preset_from_mapping(data: Mapping[str, object]) -> Preset:
     missing = [key for key in _KEYS if key not in data]
     if missing:
         raise ValueError(f"missing key(s) {missing}")
-    unknown = sorted(set(data) - set(_KEYS))
+    unknown = sorted(set(data) - set(_KEYS) - set(_OPTIONAL_KEYS))
     if unknown:
-        raise ValueError(f"unknown key(s) {unknown}; expected {list(_KEYS)}")
+        raise ValueError(f"unknown key(s) {unknown}; expected {list(_KEYS)} (optional: {list(_OPTIONAL_KEYS)})")
     return Preset(
         name=data["name"],
         image_size=data["image_size"],
@@ -169,6 +176,7 @@ def preset_from_mapping(data: Mapping[str, object]) -> Preset:
         batch=_range_value(data["batch"], "batch"),
         max_gt=_range_value(data["max_gt"], "max_gt"),
         opset=data["opset"],
+        **{key: data.get(key, default) for key, default in _OPTIONAL_KEYS.items()},
     )
 
 
@@ -204,9 +212,9 @@ def with_overrides(preset: Preset, **overrides: object) -> Preset:
     Raises:
         ValueError: an unknown field, or an invalid value (naming the field).
     """
-    unknown = sorted(set(overrides) - set(_KEYS) - {"name"})
+    unknown = sorted(set(overrides) - set(_KEYS) - set(_OPTIONAL_KEYS) - {"name"})
     if unknown:
-        raise ValueError(f"unknown preset field(s) {unknown}; expected {list(_KEYS)}")
+        raise ValueError(f"unknown preset field(s) {unknown}; expected {list(_KEYS) + list(_OPTIONAL_KEYS)}")
     given = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
     changed = [k for k in _NAMED_FIELDS if k in given and given[k] != getattr(preset, k)]
     name = "_".join([preset.name] + [_NAMED_FIELDS[k](given[k]) for k in changed])

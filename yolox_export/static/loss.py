@@ -20,27 +20,32 @@ from ..config import MODES, REG_WEIGHT, LossConfig, check_flag
 from ..distributed import batch_num_fg
 from ..grid import Grid, flatten_levels, image_size, level_shapes, make_grid
 from ..loss_base import YoloXLossModule
-from ..matched_loss import Prepared, padded_assignment_loss
+from ..matched_loss import Prepared, padded_assignment_terms, terms_loss
 from ..targets import check_target_counts, pad_targets
 from ..validation import check_padded, check_predictions, check_targets, unwrap_model_output
 from .assign import assign
 from .chunks import DEFAULT_MAX_MEMORY_MIB, checked_budget
 from .chunks import targets_per_chunk as chunk_size
+from .export_form import exporting
 from .window import uses_windows, window_assign, window_width
 from .padding import Slots, sanitise_slots
-from .terms import (at_cells, bce_with_logits, class_bce, matched_capacity, matched_cells, matched_logits,
-                    total)
+from .terms import (at_cells, bce_with_logits, class_bce, image_sums, matched_capacity, matched_cells,
+                    matched_logits)
 
 
 @dataclass
 class StaticOutput:
-    """Everything the padded entry point computes. The targets ([B, A, ...], zero on background cells) are only
-    computed when asked for (``with_targets``), else None."""
+    """Everything the padded entry point computes. ``image_loss`` [B] is each image's share of the loss: its IoU,
+    objectness, class and L1 terms, weighted and divided as in the total (by the batch's num_fg, or objectness by
+    B·A with ``obj_loss_fix``), so that its sum is the loss to float32 rounding and permuting the images permutes
+    it; it carries gradients, and it is NaN wherever the loss is. The targets ([B, A, ...], zero on background
+    cells) are only computed when asked for (``with_targets``), else None."""
 
     assignment: Assignment
     loss: Tensor
     components: Tensor  # [6]: iou, obj, cls, l1, num_fg / num_gts, loss (detached)
     terms: tuple[Tensor, Tensor, Tensor, Tensor]  # iou, obj, cls, l1 with their gradients; loss = 5 * iou + the rest
+    image_loss: Tensor  # [B]: each image's share of the loss; sums to ``loss`` to float32 rounding
     cls_target: Tensor | None = None  # [B, A, C]
     obj_target: Tensor | None = None  # [B, A]
     reg_target: Tensor | None = None  # [B, A, 4]
@@ -55,7 +60,7 @@ def nonfinite_marks(raw: Tensor) -> Tensor:
     B=16, 640x640, C=80 on 2 threads. Under ONNX export: x * 0 summed over the row, 0 only when every x is finite by
     IEEE arithmetic alone, whatever a runtime's ReduceMax does with NaN."""
     raw = raw.detach()
-    if torch.onnx.is_in_onnx_export():
+    if exporting():
         return (raw * 0).sum(-1)
     finite = torch.isfinite(raw.amax(-1)) & torch.isfinite(raw.amin(-1))  # [B, A]
     return torch.where(finite, 0.0, float("nan")).to(raw.dtype)
@@ -82,9 +87,10 @@ def poison_gradients(poison: Tensor, *tensors: Tensor) -> Tensor:
     an optimizer, or a mixed-precision scaler that looks at gradients, then never steps on the gradient of a partial
     batch. When ``poison`` is 0 the gradients gain an exact zero. No host synchronisation; the backward adds one
     broadcast scalar per tensor. First-order gradients only: a second derivative (``create_graph=True``) does not
-    see the poison. Under ONNX export (a forward-only graph) it is a plain zero."""
+    see the poison. A forward-only export (nothing requires grad) gets a plain zero; the gradient graph's trace
+    (``export.grad_graph``) records the backward's multiply by ``poison``."""
     tensors = tuple(t for t in tensors if t is not None and t.requires_grad)
-    if not tensors or torch.onnx.is_in_onnx_export():
+    if not tensors:
         return torch.zeros_like(poison)
     return _PoisonGradients.apply(poison.detach(), *tensors)
 
@@ -135,7 +141,7 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
     packed into a [B, F] buffer whose size comes from G (``terms.matched_capacity``), so no [B, A, C] or [B, A, 4]
     loss tensor is built. With
     ``packed`` (eager only: boolean indexing, it synchronises; ``StaticYoloXLoss.uses_reference_loss`` says when)
-    the loss is the references' own (``matched_loss.padded_assignment_loss``) on this assignment instead, so loss
+    the loss is the references' own (``matched_loss.padded_assignment_terms``) on this assignment instead, so loss
     and gradient are theirs bit for bit where the assignment is the same. A non-finite output anywhere makes the loss and its components NaN (those
     cells are also never assigned), and so does a malformed real target slot (``padding``). Box losses read only
     matched cells' box logits, so a background cell's huge logit (whose decoded box overflows) cannot reach the
@@ -164,24 +170,28 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
             decoded = config.box_format.decode(torch.where(fg.unsqueeze(-1), box_logits, zero), grid)  # [B, A, 4]
             if boxes is not None:  # the caller's decoded boxes at matched cells; where() passes no gradient elsewhere
                 decoded = torch.where(fg.unsqueeze(-1), boxes.float(), decoded)
-            loss, components, terms = padded_assignment_loss(Prepared(raw, decoded, grid), gt, assignment,
-                                                             int(gt_mask.sum()), config,
-                                                             num_fg if synchronise else None)
+            matched = padded_assignment_terms(Prepared(raw, decoded, grid), gt, assignment, config,
+                                              num_fg if synchronise else None)
+            loss, components, terms = terms_loss(matched, int(gt_mask.sum()))
             loss = loss + poison
             terms = tuple(term + poison for term in terms)
+            image_loss = matched.image_loss() + poison  # [B]
             poisoned = torch.tensor(POISONED, device=components.device)  # [6]
             components = torch.where(poisoned, components + poison, components)
         else:
-            terms = masked_terms(raw, box_logits, obj_logits, cls_logits, boxes, gt, assignment, num_fg, grid, config)
-            terms = tuple(term + poison for term in terms)
+            sums = masked_terms(raw, box_logits, obj_logits, cls_logits, boxes, gt, grid, assignment, config)
+            obj_divisor = max(fg.numel(), 1) if config.obj_over_all_cells else num_fg
+            divisors = (num_fg, obj_divisor, num_fg, num_fg)
+            terms = tuple(s.sum() / d + poison for s, d in zip(sums, divisors))  # each []
             loss_iou, loss_obj, loss_cls, loss_l1 = terms
             loss = REG_WEIGHT * loss_iou + loss_obj + loss_cls + loss_l1
+            image_loss = sum(w * s / d for w, s, d in zip(TERM_WEIGHTS, sums, divisors)) + poison  # [B]
             num_gts = gt_mask.sum().to(raw.dtype).clamp(min=1.0)
             components = torch.stack((loss_iou, loss_obj, loss_cls, loss_l1, num_fg / num_gts, loss)).detach()
         gradient_poison = poison_gradients(poison, raw, boxes)
         loss = loss + gradient_poison
         terms = (terms[0], terms[1] + gradient_poison, *terms[2:])  # the poison once, on the term every loss has
-        out = StaticOutput(assignment, loss, components, terms)
+        out = StaticOutput(assignment, loss, components, terms, image_loss + gradient_poison)
         if with_targets:
             matched = gt.gather(1, assignment.matched_gt.clamp(min=0).unsqueeze(-1).expand(-1, -1, 5))  # [B, A, 5]
             classes = torch.arange(config.num_classes, device=raw.device, dtype=matched.dtype)
@@ -196,20 +206,22 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
 
 #: The components a non-finite output or malformed real slot makes NaN: every loss term, not num_fg / num_gts.
 POISONED = (True, True, True, True, False, True)
+#: The weights of the (iou, obj, cls, l1) terms in the loss.
+TERM_WEIGHTS = (REG_WEIGHT, 1.0, 1.0, 1.0)
 
 
 def masked_terms(raw: Tensor, box_logits: Tensor, obj_logits: Tensor, cls_logits: Tensor, boxes: Tensor | None,
-                 gt: Tensor, assignment: Assignment, num_fg: Tensor, grid: Grid,
+                 gt: Tensor, grid: Grid, assignment: Assignment,
                  config: LossConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(iou, obj, cls, l1) loss terms, static shapes only: the objectness BCE over every cell, the other three over
-    the matched-cell buffer [B, F] (``terms.matched_cells``; F = ``terms.matched_capacity`` from G), so no
-    [B, A, C] or [B, A, 4] loss tensor is built. raw [B, A, 5 + C] and its logits (``split_outputs``); ``boxes``
-    [B, A, 4] the caller's decoded boxes (Megvii's head) or None (the buffer's box logits are decoded); gt [B, G, 5]
-    the sanitised target rows."""
+    """Each image's sums [B] of the (iou, obj, cls, l1) loss terms, unweighted and not yet divided, static shapes
+    only: the objectness BCE over every cell, the other three over the matched-cell buffer [B, F]
+    (``terms.matched_cells``; F = ``terms.matched_capacity`` from G), so no [B, A, C] or [B, A, 4] loss tensor is
+    built. raw [B, A, 5 + C] and its logits (``split_outputs``); ``boxes`` [B, A, 4] the caller's decoded boxes
+    (Megvii's head) or None (the buffer's box logits are decoded); gt [B, G, 5] the sanitised target rows. The
+    loss's terms are these summed over the batch and divided."""
     fg = assignment.fg_mask
     zero = torch.zeros((), dtype=raw.dtype, device=raw.device)
-    obj_divisor = max(fg.numel(), 1) if config.obj_over_all_cells else num_fg
-    loss_obj = total(bce_with_logits(obj_logits.squeeze(-1), fg.to(obj_logits.dtype))) / obj_divisor
+    sum_obj = image_sums(bce_with_logits(obj_logits.squeeze(-1), fg.to(obj_logits.dtype)))  # [B]
     cells, valid = matched_cells(fg, matched_capacity(fg.shape[1], gt.shape[1], config.max_dynamic_k))  # [B, F]
     box_at, cls_at = matched_logits(raw, box_logits, cls_logits, cells, valid)  # [B, F, 4], [B, F, C]
     grid_at = Grid(grid.x_shifts[cells], grid.y_shifts[cells], grid.strides[cells])  # the cells' constants [B, F]
@@ -219,12 +231,12 @@ def masked_terms(raw: Tensor, box_logits: Tensor, obj_logits: Tensor, cls_logits
         decoded = torch.where(valid.unsqueeze(-1), at_cells(boxes.float(), cells), decoded)
     target_index = at_cells(assignment.matched_gt.clamp(min=0), cells)  # [B, F]
     target = gt.gather(1, target_index.unsqueeze(-1).expand(-1, -1, gt.shape[-1]))  # [B, F, 5]
-    loss_iou = total(torch.where(valid, form.iou_loss(decoded, target[..., 1:5], config.iou_type), zero)) / num_fg
-    loss_cls = class_bce(cls_at, target[..., 0].long(), at_cells(assignment.matched_iou, cells), valid) / num_fg
+    sum_iou = image_sums(torch.where(valid, form.iou_loss(decoded, target[..., 1:5], config.iou_type), zero))  # [B]
+    sum_cls = class_bce(cls_at, target[..., 0].long(), at_cells(assignment.matched_iou, cells), valid)  # [B]
     if not config.use_l1:
-        return loss_iou, loss_obj, loss_cls, zero
+        return sum_iou, sum_obj, sum_cls, torch.zeros_like(sum_obj)
     l1 = form.l1_target(target[..., 1:5], grid_at.strides, grid_at.x_shifts, grid_at.y_shifts)  # [B, F, 4]
-    return loss_iou, loss_obj, loss_cls, total(torch.where(valid.unsqueeze(-1), (box_at - l1).abs(), zero)) / num_fg
+    return sum_iou, sum_obj, sum_cls, image_sums(torch.where(valid.unsqueeze(-1), (box_at - l1).abs(), zero))
 
 
 def split_outputs(raw: Tensor, num_classes: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -233,7 +245,7 @@ def split_outputs(raw: Tensor, num_classes: int) -> tuple[Tensor, Tensor, Tensor
     One ``split`` in eager, so that backward assembles the [B, A, 5 + C] gradient once rather than zero-filling and
     adding one full-size tensor per slice; plain slices under ONNX export, where a split becomes a sequence op that
     TensorRT's parser lacks. The values are the same either way."""
-    if torch.onnx.is_in_onnx_export():
+    if exporting():
         return raw[..., :4], raw[..., 4:5], raw[..., 5:]
     return raw.split((4, 1, num_classes), dim=-1)
 
@@ -356,14 +368,19 @@ class StaticYoloXLoss(YoloXLossModule):
 class PaddedYoloXLoss(nn.Module):
     """The exported graph: fixed levels, inputs (predictions [B, A, 5 + C], targets [B, G, 5], target_mask [B, G]).
 
-    Returns (fg_mask, matched_gt, matched_iou, loss_components) and, with ``with_targets``, also (cls_target,
-    obj_target, reg_target, l1_target). ``max_memory_mib`` as ``StaticYoloXLoss``'s, in eager and compiled calls;
+    Returns (fg_mask, matched_gt, matched_iou, loss_components, image_loss [B]), with ``with_targets`` also
+    (cls_target, obj_target, reg_target, l1_target), and with ``with_grad`` last ``predictions_grad`` [B, A, 5 + C],
+    d loss / d predictions (computed with ``torch.autograd.grad`` inside ``forward``, also under ``torch.no_grad``;
+    the outputs are then detached; exported, it is traced into the graph: ``export.grad_graph``). Without
+    ``with_grad``, ``image_loss`` carries gradients to ``predictions``. ``max_memory_mib`` as
+    ``StaticYoloXLoss``'s, in eager and compiled calls;
     an exported graph's G is symbolic, so it keeps one formulation (every target at once) for every G, unless it is
     exported with G fixed and ``targets_per_chunk`` targets per chunk (``export_onnx``), the chunks then unrolled.
     """
 
     def __init__(self, config: LossConfig, shapes: Sequence[tuple[int, int]], with_targets: bool = False,
-                 max_memory_mib: float | None = DEFAULT_MAX_MEMORY_MIB, targets_per_chunk: int | None = None):
+                 max_memory_mib: float | None = DEFAULT_MAX_MEMORY_MIB, targets_per_chunk: int | None = None,
+                 with_grad: bool = False):
         super().__init__()
         self.config = config
         self.max_memory_mib = checked_budget(max_memory_mib)
@@ -373,6 +390,7 @@ class PaddedYoloXLoss(nn.Module):
         self.targets_per_chunk = targets_per_chunk
         self.shapes = [tuple(s) for s in shapes]
         self.with_targets = check_flag("with_targets", with_targets)
+        self.with_grad = check_flag("with_grad", with_grad)
         grid = make_grid(self.shapes, config.strides)
         self.register_buffer("x_shifts", grid.x_shifts, persistent=False)
         self.register_buffer("y_shifts", grid.y_shifts, persistent=False)
@@ -384,11 +402,20 @@ class PaddedYoloXLoss(nn.Module):
 
     def forward(self, predictions: Tensor, targets: Tensor, target_mask: Tensor):
         grid = Grid(self.x_shifts, self.y_shifts, self.strides, tuple(self.shapes))
-        out = padded_loss(predictions, targets, target_mask, grid, self.config, with_targets=self.with_targets,
-                          max_memory_mib=self.max_memory_mib, targets_per_chunk=self.targets_per_chunk)
+        options = dict(with_targets=self.with_targets, max_memory_mib=self.max_memory_mib,
+                       targets_per_chunk=self.targets_per_chunk)
+        gradient = ()
+        if self.with_grad:
+            with torch.enable_grad():
+                leaf = predictions.detach().requires_grad_(True)
+                out = padded_loss(leaf, targets, target_mask, grid, self.config, **options)
+                gradient = torch.autograd.grad(out.loss, leaf)  # ([B, A, 5 + C],)
+            out.image_loss = out.image_loss.detach()
+        else:
+            out = padded_loss(predictions, targets, target_mask, grid, self.config, **options)
         a = out.assignment
-        outputs = (a.fg_mask, a.matched_gt, a.matched_iou, out.components)
+        outputs = (a.fg_mask, a.matched_gt, a.matched_iou, out.components, out.image_loss)
         if self.with_targets:
             outputs += (out.cls_target, out.obj_target, out.reg_target, out.l1_target)
-        return outputs
+        return outputs + gradient
 

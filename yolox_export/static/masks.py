@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .export_form import exporting
+
 
 def count_true(mask: Tensor, dim: int, keepdim: bool = False) -> Tensor:
     """float32: the number of True entries along ``dim`` (exact below 2^24)."""
@@ -21,6 +23,6 @@ def count_true(mask: Tensor, dim: int, keepdim: bool = False) -> Tensor:
 def any_true(mask: Tensor, dim: int, keepdim: bool = False) -> Tensor:
     """bool: whether any entry along ``dim`` is True; torch's own ``any`` in eager, a float32 max under ONNX export
     (where ``any`` becomes an int64 cast and ReduceMax)."""
-    if torch.onnx.is_in_onnx_export():
+    if exporting():
         return mask.to(torch.float32).amax(dim, keepdim=keepdim) > 0
     return mask.any(dim, keepdim=keepdim)

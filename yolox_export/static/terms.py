@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .export_form import exporting
+
 
 def log1p(y: Tensor) -> Tensor:
     """log(1 + y) to float32 accuracy from Log alone: Kahan's log(u) * y / (u - 1), u = 1 + y.
@@ -36,17 +38,18 @@ def exportable_bce_with_logits(logits: Tensor, target: Tensor) -> Tensor:
 
 def bce_with_logits(logits: Tensor, target: Tensor) -> Tensor:
     """Element-wise BCE with logits: torch's kernel in eager, ``exportable_bce_with_logits`` under ONNX export."""
-    if torch.onnx.is_in_onnx_export():
+    if exporting():
         return exportable_bce_with_logits(logits, target)
     return F.binary_cross_entropy_with_logits(logits, target, reduction="none")
 
 
-def total(values: Tensor) -> Tensor:
-    """Sum of a [B, A, ...] tensor, reduced axis by axis from the last, so that a backend that accumulates a
-    reduction sequentially adds chains of length A rather than B·A·... (shorter chains, smaller float32 error)."""
+def image_sums(values: Tensor) -> Tensor:
+    """[B]: each image's sum of a [B, A, ...] tensor, reduced axis by axis from the last, so that a backend that
+    accumulates a reduction sequentially adds chains of length A rather than A·... (shorter chains, smaller float32
+    error). The loss's terms are the sums of these [B] vectors, so each image's share falls out of the same sums."""
     while values.dim() > 1:
         values = values.sum(-1)
-    return values.sum()
+    return values
 
 
 def matched_capacity(cells: int, slots: int, max_dynamic_k: int) -> int:
@@ -82,6 +85,37 @@ def at_cells(values: Tensor, cells: Tensor) -> Tensor:
     return values.gather(1, index)
 
 
+class _GatherRows(torch.autograd.Function):
+    """``at_cells`` whose backward scatters without a reduction (see ``gather_rows``)."""
+
+    @staticmethod
+    def forward(ctx, values: Tensor, cells: Tensor, valid: Tensor) -> Tensor:
+        ctx.save_for_backward(cells, valid)
+        ctx.cells = values.shape[1]
+        return at_cells(values, cells)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        cells, valid = ctx.saved_tensors
+        spare = ctx.cells
+        destination = torch.where(valid, cells, torch.full_like(cells, spare))  # [B, F]
+        index = destination.unsqueeze(-1).expand(grad.shape)  # [B, F, D]
+        shape = (grad.shape[0], spare + 1, grad.shape[-1])
+        scattered = grad.new_zeros(shape).scatter(1, index, grad)  # [B, A + 1, D]
+        return scattered[:, :spare], None, None
+
+
+def gather_rows(values: Tensor, cells: Tensor, valid: Tensor) -> Tensor:
+    """``at_cells(values, cells)`` for values [B, A, D] at the matched-cell buffer's cells [B, F] (``valid`` [B, F]
+    marks its used entries), with a backward that writes each used entry's gradient row to its cell and every
+    unused entry's to one spare row that is dropped, a scatter without reduction: the used entries of an image are
+    distinct cells (``matched_cells``), so no two writes meet where it matters. Autograd's own backward of a gather
+    is a scatter-add (ONNX ScatterElements with reduction "add"), which TensorRT's parser refuses; this one keeps the
+    gradient graph (``export.grad_graph``) parseable. The two agree because the loss terms mask the unused entries
+    (``torch.where``), so their gradient is zero, which autograd would add to cell 0 and this drops."""
+    return _GatherRows.apply(values, cells, valid)
+
+
 def matched_logits(raw: Tensor, box_logits: Tensor, cls_logits: Tensor, cells: Tensor,
                    valid: Tensor) -> tuple[Tensor, Tensor]:
     """(box [B, F, 4], class [B, F, C]) logits at the buffer's cells, carrying the gradient to ``raw``
@@ -94,8 +128,8 @@ def matched_logits(raw: Tensor, box_logits: Tensor, cls_logits: Tensor, cells: T
     split's pieces ``box_logits`` [B, A, 4] and ``cls_logits`` [B, A, C], so that backward assembles the
     [B, A, 5 + C] gradient once. The values are the same either way.
     """
-    if torch.onnx.is_in_onnx_export():
-        rows = at_cells(raw, cells)  # [B, F, 5 + C]
+    if exporting():
+        rows = gather_rows(raw, cells, valid)  # [B, F, 5 + C]
         box, cls = rows[..., :4], rows[..., 5:]
     else:
         box, cls = at_cells(box_logits, cells), at_cells(cls_logits, cells)
@@ -103,9 +137,10 @@ def matched_logits(raw: Tensor, box_logits: Tensor, cls_logits: Tensor, cells: T
 
 
 def class_bce(logits: Tensor, classes: Tensor, ious: Tensor, valid: Tensor) -> Tensor:
-    """Sum over the buffer's valid entries of sum_c BCE(x_c, one-hot(k) * iou), the references' class term: logits
-    [B, F, C] (``matched_logits``), the matched target's class ``classes`` int64 [B, F] and IoU ``ious`` [B, F]."""
+    """[B]: each image's sum over the buffer's valid entries of sum_c BCE(x_c, one-hot(k) * iou), the references'
+    class term: logits [B, F, C] (``matched_logits``), the matched target's class ``classes`` int64 [B, F] and IoU
+    ``ious`` [B, F]."""
     onehot = classes.unsqueeze(-1) == torch.arange(logits.shape[-1], device=classes.device)  # [B, F, C]
     target = onehot.to(logits.dtype) * ious.unsqueeze(-1)  # [B, F, C]
     term = bce_with_logits(logits, target)
-    return total(torch.where(valid.unsqueeze(-1), term, torch.zeros_like(term)))
+    return image_sums(torch.where(valid.unsqueeze(-1), term, torch.zeros_like(term)))
