@@ -58,6 +58,14 @@ def flatten_levels(predictions: Sequence[Tensor]) -> Tensor:
     return torch.cat([p.reshape(p.shape[0], p.shape[2] * p.shape[3], p.shape[-1]) for p in predictions], dim=1)
 
 
+def unflatten_levels(raw: Tensor, shapes: Sequence[tuple[int, int]]) -> list[Tensor]:
+    """The inverse of ``flatten_levels``: raw [B, A, 5 + C] (or its gradient) split into level maps
+    [B, 1, H, W, 5 + C] of the levels' (H, W)."""
+    sizes = [h * w for h, w in shapes]
+    return [part.reshape(raw.shape[0], 1, h, w, raw.shape[-1])
+            for part, (h, w) in zip(raw.split(sizes, dim=1), shapes)]
+
+
 def decode_boxes(raw: Tensor, grid: Grid) -> Tensor:
     """Box logits [B, A, >=4] to boxes [B, A, 4] (cx, cy, w, h) in pixels, as ``prepare_predictions`` does:
     centre = (logit + cell) * stride, size = exp(logit) * stride."""

@@ -1,5 +1,5 @@
-"""The exported graphs the onnxruntime subjects time, cached by (mode, image size, C, strides) and the digest of
-the code that shapes the graph: a changed module re-exports."""
+"""The exported graphs the onnxruntime subjects time, cached by (mode, image size, C, strides, with the gradient
+or not) and the digest of the code that shapes the graph: a changed module re-exports."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 OPSET = 20
 
 
-def onnx_key(case: Case, mode: str) -> tuple:
-    return (mode, tuple(case.image_size), case.num_classes, tuple(case.strides))
+def onnx_key(case: Case, mode: str, with_grad: bool = False) -> tuple:
+    return (mode, tuple(case.image_size), case.num_classes, tuple(case.strides), with_grad)
 
 
 def source_digest() -> str:
@@ -26,7 +26,8 @@ def source_digest() -> str:
     digest = hashlib.sha1(torch.__version__.encode())
     package = Path(__file__).resolve().parents[1]
     files = sorted((package / "static").glob("*.py")) + [package / name for name in (
-        "boxes.py", "grid.py", "config.py", "targets.py", "export/onnx_export.py", "export/contract.py")]
+        "boxes.py", "grid.py", "config.py", "targets.py", "matched_loss.py", "export/onnx_export.py", "export/contract.py",
+        "export/grad_graph.py")]
     for path in files:
         if path.is_file():
             digest.update(path.read_bytes())
@@ -34,16 +35,19 @@ def source_digest() -> str:
 
 
 def ensure_onnx(key: tuple, cache_dir: Path) -> Path:
-    """The cached export for (mode, image size, C, strides), exported with ``export_onnx`` when missing."""
+    """The cached export for (mode, image size, C, strides, with_grad), exported with ``export_onnx`` when
+    missing."""
     from ..export.onnx_export import export_onnx
     from ..export.presets import Preset
 
-    mode, image_size, num_classes, strides = key
-    name = f"{mode}_{image_size[0]}x{image_size[1]}_c{num_classes}_s{'-'.join(map(str, strides))}_{source_digest()}"
+    mode, image_size, num_classes, strides, with_grad = key
+    name = (f"{mode}_{image_size[0]}x{image_size[1]}_c{num_classes}_s{'-'.join(map(str, strides))}"
+            f"{'_grad' if with_grad else ''}_{source_digest()}")
     path = cache_dir / f"{name}.onnx"
     if path.is_file():
         return path
-    preset = Preset(name, tuple(image_size), tuple(strides), num_classes, mode, (1, 1, 1), (1, 1, 1), OPSET)
+    preset = Preset(name, tuple(image_size), tuple(strides), num_classes, mode, (1, 1, 1), (1, 1, 1), OPSET,
+                    with_grad=with_grad)
     partial = path.with_suffix(f".{os.getpid()}.partial")
     export_onnx(preset, partial)
     partial.replace(path)

@@ -2,8 +2,9 @@
 
 * The runner path (:func:`runner_step`): the padded graph's forward through a ``runners.Runner`` opened with
   ``runners.open_runner``, the same protocol parity uses: torch.compile of the padded module (family
-  ``compile``) and the exported graph under onnxruntime on every execution provider (family ``ort``). The timed
-  call pads the case's inputs into the graph's feeds (``contract.graph_feeds``) and calls ``runner.run(feeds)``.
+  ``compile``) and the exported graph under onnxruntime on every execution provider (family ``ort``; the gradient
+  graph's one call is its ``fwd+bwd``). The timed call pads the case's inputs into the graph's feeds
+  (``contract.graph_feeds``) and calls ``runner.run(feeds)``.
 * Beside the protocol (:data:`BESIDE_THE_PROTOCOL`): what ``run(feeds) -> dict`` does not cover. The references
   and the drop-in ``StaticYoloXLoss`` on per-level predictions and ragged [N, 6] targets, forward or forward +
   backward (:func:`loss_step`), and the padded computation replayed from a CUDA graph, forward or forward +
@@ -148,8 +149,8 @@ def runner_step(job: Job, subject: Subject, inputs: Inputs, measurement: str) ->
     """The padded graph's forward through the subject's runner: each call pads the inputs and runs
     ``runner.run(feeds)``. ``setup_s``: opening the runner, and for torch.compile the first (compiling) call.
     onnxruntime on the CPU has its memory measured on the session's first call (its arena grows then)."""
-    if measurement != "fwd":
-        raise ValueError(f"{subject.name}: a runner computes the forward only, not {measurement!r}")
+    if measurement != ("fwd+bwd" if subject.with_grad else "fwd"):
+        raise ValueError(f"{subject.name}: its runner computes {subject.measurements}, not {measurement!r}")
     start = time.perf_counter()
     runner = open_subject_runner(job, subject, inputs)
 

@@ -1,6 +1,8 @@
 """What the benchmark times: the references of every mode, the static module eager and compiled, the exported
-graph under onnxruntime; CUDA variants where a device exists. Measurements: ``fwd`` (assignment + loss forward
-under ``torch.no_grad``) and ``fwd+bwd`` (forward and backward; eager torch subjects only)."""
+graph under onnxruntime, and the gradient graph (exported ``with_grad``) under onnxruntime; CUDA variants where a
+device exists. Measurements: ``fwd`` (assignment + loss forward under ``torch.no_grad``) and ``fwd+bwd`` (forward
+and backward: eager torch subjects, the CUDA graph, and the gradient graph, whose one call computes the loss and
+d loss / d predictions)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class Subject:
     reference_mode: str | None = None  # the mode a reference implements
     provider: str | None = None  # onnxruntime execution provider
     options: tuple[tuple[str, object], ...] = ()  # constructor keywords of the timed module (eager family)
+    with_grad: bool = False  # ort family: the graph exported with its gradient output
 
     @property
     def per_mode(self) -> bool:
@@ -50,6 +53,8 @@ SUBJECTS: dict[str, Subject] = {s.name: s for s in (
             options=(("max_memory_mib", None),)),
     Subject("static-compile", "StaticYoloXLoss torch.compile", "compile", "cpu", _FWD),
     Subject("ort-cpu", "ONNX graph, onnxruntime CPU", "ort", "cpu", _FWD, provider="CPUExecutionProvider"),
+    Subject("ort-cpu-grad", "ONNX gradient graph, onnxruntime CPU", "ort", "cpu", ("fwd+bwd",),
+            provider="CPUExecutionProvider", with_grad=True),
     *_references("cuda"),
     Subject("static-cuda", "StaticYoloXLoss CUDA eager", "eager", "cuda", _BOTH),
     Subject("static-cudagraph", "StaticYoloXLoss CUDA graph", "cudagraph", "cuda", _BOTH),

@@ -8,6 +8,7 @@ recorded.
     yolox-export parity --subjects static onnxruntime --export --image-size 320 320 --num-classes 20
     yolox-export parity --modes fast --kinds fresh --plot plots/ --json parity.json
     yolox-export parity --subjects static compiled --kinds coco crowded   # the torch.compile'd padded graph too
+    yolox-export parity --export --with-grad --kinds coco crowded     # the exported gradient graph's d loss / d predictions
 
 (``python scripts/parity.py`` is the same command.) Exit code: 0 when every report passes, 1 when one fails, 2 for
 a usage or input error.
@@ -59,10 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"implementations compared with the eager reference, of {', '.join(SUBJECTS)} "
                            "(default: static)")
     what.add_argument("--onnx", nargs="+", metavar="PATH",
-                      help="exported graph(s) for subject onnxruntime, one per mode, matched by their metadata "
+                      help="exported graph(s) for subject onnxruntime, one per mode, matched by their metadata; "
+                           "a graph exported --with-grad has its predictions_grad compared as its gradients "
                            "(implies --subjects onnxruntime; default: none)")
     what.add_argument("--export", action="store_true",
                       help="export a matching graph per mode into a temporary folder (implies --subjects onnxruntime)")
+    what.add_argument("--with-grad", action="store_true",
+                      help="with --export: export the graphs with their predictions_grad output, compared with the "
+                           "reference's autograd as onnxruntime's gradients row (default: forward-only graphs)")
     what.add_argument("--engine", nargs="+", metavar="PATH",
                       help="TensorRT engine(s) for subject tensorrt, one per mode in the order of --modes "
                            "(implies --subjects tensorrt; default: none)")
@@ -93,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.onnx and args.export:
         print("error: give either --onnx or --export, not both", file=sys.stderr)
         return 2
+    if args.with_grad and not args.export:
+        print("error: --with-grad is an option of --export (a file given with --onnx has the gradient output or "
+              "not as it was exported)", file=sys.stderr)
+        return 2
     if "onnxruntime" in subjects and not (args.onnx or args.export):
         print("error: subject onnxruntime needs --onnx PATH (one per mode) or --export", file=sys.stderr)
         return 2
@@ -115,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size or suite.DEFAULT_BATCH_SIZE,
         image_size=tuple(args.image_size) if args.image_size else suite.DEFAULT_IMAGE_SIZE,
         num_classes=args.num_classes, strides=tuple(args.strides or suite.DEFAULT_STRIDES),
-        recorded=args.recorded, onnx=args.onnx, export=args.export, engine=args.engine, json_path=args.json,
+        recorded=args.recorded, onnx=args.onnx, export=args.export, export_grad=args.with_grad, engine=args.engine,
+        json_path=args.json,
         plot_dir=args.plot, plot_limit=args.plot_limit, gradients=not args.no_gradients,
         seed_caps=not seeds_given,
     )

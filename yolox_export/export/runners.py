@@ -1,10 +1,11 @@
 """One protocol for every backend that computes the padded graph's outputs: ``run(feeds) -> dict[str, Tensor]``.
 
-Feeds and outputs are named as in ``contract`` (``INPUT_NAMES``, ``OUTPUT_NAMES`` and, with targets,
-``TARGET_OUTPUT_NAMES``), with the same dtypes for every backend: float32 / bool inputs; bool, int64 and float32
-outputs. Feeds: ``predictions`` [B, A, 5 + C], ``targets`` [B, G, 5], ``target_mask`` [B, G]; outputs
-``fg_mask`` / ``matched_gt`` / ``matched_iou`` [B, A], ``loss_components`` [6]. Shape legend: B batch, A cells,
-G padded targets, C classes.
+Feeds and outputs are named as in ``contract`` (``contract.output_names``: ``OUTPUT_NAMES``, with targets
+``TARGET_OUTPUT_NAMES``, with the gradient ``GRAD_OUTPUT_NAMES``), with the same dtypes for every backend: float32
+/ bool inputs; bool, int64 and float32 outputs. Feeds: ``predictions`` [B, A, 5 + C], ``targets`` [B, G, 5],
+``target_mask`` [B, G]; outputs ``fg_mask`` / ``matched_gt`` / ``matched_iou`` [B, A], ``loss_components`` [6],
+``image_loss`` [B] (and ``predictions_grad`` [B, A, 5 + C] from a graph exported with it). Shape legend: B batch,
+A cells, G padded targets, C classes.
 
 Backends (:data:`BACKENDS`): :class:`EagerRunner` runs ``PaddedYoloXLoss`` in eager torch, :class:`CompiledRunner`
 the same module under ``torch.compile(fullgraph=True)``, ``ort_runtime.OrtRunner`` the ONNX file under onnxruntime
@@ -24,7 +25,7 @@ from torch import Tensor
 
 from ..config import LossConfig, check_flag
 from ..static import PaddedYoloXLoss
-from .contract import INPUT_NAMES, OUTPUT_NAMES, TARGET_OUTPUT_NAMES, check_feeds
+from .contract import INPUT_NAMES, check_feeds, output_names
 
 #: Backends that compute the padded graph's outputs. "eager" and "compiled" need a configuration and the levels'
 #: shapes; "onnxruntime" an ONNX file; "tensorrt" an engine file.
@@ -45,12 +46,13 @@ class EagerRunner:
         shapes: the levels' (H, W), in stride order; they fix A.
         with_targets: also return ``TARGET_OUTPUT_NAMES``.
         device: where the module's grid lives; feeds must be on the same device.
+        with_grad: also return ``predictions_grad`` (autograd inside the module's forward).
     """
 
     def __init__(self, config: LossConfig, shapes: Sequence[tuple[int, int]], with_targets: bool = False,
-                 device: str | torch.device = "cpu"):
-        self.module = PaddedYoloXLoss(config, shapes, with_targets=with_targets).to(device).eval()
-        self.output_names = OUTPUT_NAMES + (TARGET_OUTPUT_NAMES if with_targets else ())
+                 device: str | torch.device = "cpu", with_grad: bool = False):
+        self.module = PaddedYoloXLoss(config, shapes, with_targets=with_targets, with_grad=with_grad).to(device).eval()
+        self.output_names = output_names(with_targets, with_grad)
 
     def _call(self, feeds: Mapping[str, Tensor]):
         return self.module(*self._ordered(feeds))
@@ -100,9 +102,9 @@ def open_runner(backend: str, path: str | Path | None = None, config: LossConfig
 
     "eager" and "compiled" need ``config`` and the levels' ``shapes``; "onnxruntime" an ONNX file ``path``;
     "tensorrt" an engine ``path``. ``options`` go to the runner's constructor: ``with_targets`` and ``device``
-    (eager, compiled), ``dynamic`` and ``compile_backend`` (compiled), ``providers``, ``validate`` and
-    ``session_options`` (onnxruntime: see ``ort_runtime.OrtRunner``). onnxruntime and TensorRT are imported here,
-    not when this module is.
+    (eager, compiled), ``with_grad`` (eager), ``dynamic`` and ``compile_backend`` (compiled), ``providers``,
+    ``validate`` and ``session_options`` (onnxruntime: see ``ort_runtime.OrtRunner``). onnxruntime and TensorRT
+    are imported here, not when this module is.
 
     Raises:
         ValueError: an unknown backend or a missing argument.

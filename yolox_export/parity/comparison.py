@@ -21,9 +21,9 @@ from torch import Tensor
 from ..assignment import Assignment
 from ..box_format import CENTRE_SIZE, BoxFormat
 from ..config import COMPONENT_NAMES, LossConfig
-from ..export.contract import graph_feeds
+from ..export.contract import GRAD_OUTPUT_NAMES, graph_feeds
 from ..export.runners import open_runner
-from ..grid import flatten_levels, level_shapes, make_grid
+from ..grid import flatten_levels, level_shapes, make_grid, unflatten_levels
 from ..reference import reference_for
 from ..static import StaticYoloXLoss
 from ..targets import pad_targets
@@ -66,12 +66,16 @@ def runtime_outcome(runner, predictions: Sequence[Tensor], targets: Tensor,
                     box_format: BoxFormat = CENTRE_SIZE) -> Outcome:
     """The padded graph's outcome through a runner with ``run(feeds) -> dict`` (compiled, onnxruntime, TensorRT),
     on the feeds of per-level ``predictions`` and [N, 6] ``targets`` (on their device; boxes in ``box_format``,
-    the graph's mode's)."""
+    the graph's mode's). A graph exported with the gradient (``predictions_grad`` [B, A, 5 + C]) gives its
+    gradients, split back into the levels' shapes."""
     out = runner.run(graph_feeds([p.detach() for p in predictions], targets, box_format=box_format))
     as_tensor = lambda x: torch.as_tensor(x).cpu()  # noqa: E731
     assignment = Assignment(as_tensor(out["fg_mask"]).bool(), as_tensor(out["matched_gt"]).long(),
                             as_tensor(out["matched_iou"]).float())
-    return Outcome(assignment, as_tensor(out["loss_components"]).float())
+    gradients = None
+    if GRAD_OUTPUT_NAMES[0] in out:
+        gradients = unflatten_levels(as_tensor(out[GRAD_OUTPUT_NAMES[0]]).float(), level_shapes(predictions))
+    return Outcome(assignment, as_tensor(out["loss_components"]).float(), gradients)
 
 
 def compare(batches: Iterable, config: LossConfig, subjects: Sequence[str] = ("static",), onnx_path=None,

@@ -40,6 +40,7 @@ class Options:
     recorded: Sequence[str] | None = None
     onnx: Sequence[str] | None = None
     export: bool = False
+    export_grad: bool = False  #: export with the ``predictions_grad`` output, compared as onnxruntime's gradients
     engine: Sequence[str] | None = None
     json_path: str | None = None
     plot_dir: str | None = None
@@ -131,7 +132,7 @@ def run(options: Options, log: Callable[[str], None] = _quiet,
         engine_paths: dict[str, Path] = {}
         if "onnxruntime" in subjects:
             if options.export:
-                onnx_paths = export_graphs(modes, configs, image_size, tmp, log=log)
+                onnx_paths = export_graphs(modes, configs, image_size, tmp, log=log, with_grad=options.export_grad)
             elif options.onnx:
                 onnx_paths = resolve_onnx(options.onnx, modes, configs, image_size)
             else:

@@ -28,7 +28,8 @@ def expected_metadata(config: LossConfig, image_size: Sequence[int]) -> dict[str
     from ..export.onnx_export import metadata
 
     expected = metadata(config, _preset(config, image_size), with_targets=False)
-    return {k: v for k, v in expected.items() if k not in ("yolox_export.version", "with_targets")}
+    return {k: v for k, v in expected.items() if k not in ("yolox_export.version", "with_targets", "with_grad",
+                                                           "outputs")}
 
 
 def resolve_onnx(paths: Sequence[str | Path], modes: Sequence[str], configs: dict[str, LossConfig],
@@ -67,17 +68,19 @@ def _require_onnxruntime() -> None:
                          "`pip install yolox-export[cpu]`") from None
 
 
-def _preset(config: LossConfig, image_size: Sequence[int]):
+def _preset(config: LossConfig, image_size: Sequence[int], with_grad: bool = False):
     from ..export.presets import Preset
 
     return Preset(name=f"parity_{config.mode}", image_size=tuple(int(x) for x in image_size),
                   strides=tuple(config.strides), num_classes=config.num_classes, mode=config.mode,
-                  batch=(1, 2, 32), max_gt=(1, 32, 1024), opset=20)
+                  batch=(1, 2, 32), max_gt=(1, 32, 1024), opset=20, with_grad=with_grad)
 
 
 def export_graphs(modes: Sequence[str], configs: dict[str, LossConfig], image_size: Sequence[int] | None,
-                  directory: str | Path, log: Callable[[str], None] = lambda line: None) -> dict[str, Path]:
-    """Export one graph per mode into ``directory`` with ``export_onnx`` (exporter chatter silenced)."""
+                  directory: str | Path, log: Callable[[str], None] = lambda line: None,
+                  with_grad: bool = False) -> dict[str, Path]:
+    """Export one graph per mode into ``directory`` with ``export_onnx`` (exporter chatter silenced); with
+    ``with_grad``, graphs with the ``predictions_grad`` output, whose gradients parity then compares."""
     _require_onnxruntime()
     if image_size is None:
         raise InputError("exporting needs batches of one image size (an exported graph has a fixed grid)")
@@ -87,7 +90,7 @@ def export_graphs(modes: Sequence[str], configs: dict[str, LossConfig], image_si
     for mode in modes:
         start = time.perf_counter()
         target = Path(directory) / f"parity_{mode}.onnx"
-        paths[mode] = export_onnx(_preset(configs[mode], image_size), target, config=configs[mode])
+        paths[mode] = export_onnx(_preset(configs[mode], image_size, with_grad), target, config=configs[mode])
         log(f"exported the {mode}-mode graph to {target} in {time.perf_counter() - start:.1f} s")
     return paths
 
