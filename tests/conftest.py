@@ -108,6 +108,40 @@ def shared_export(request, exported_graph):
     return mode, exported_graph(shared_preset(mode), shared_config(mode), with_targets=True)
 
 
+#: The gradient graph (``with_grad``) the onnxruntime gradient tests share (tests/export/test_export_grad.py,
+#: tests/demo/test_demo_graph.py, parity and bench): 64x64, three levels (84 cells), 3 classes, L1 on: the demo's
+#: test settings. Its export costs about 15 s a mode on this CPU, so by default only the first mode of
+#: ``config.MODES`` is exported (``grad_mode``); ``--full`` exports and tests every mode.
+GRAD_IMAGE = (64, 64)
+GRAD_CLASSES = 3
+GRAD_SHAPES = [(GRAD_IMAGE[0] // s, GRAD_IMAGE[1] // s) for s in SHARED_STRIDES]
+
+
+def grad_preset(mode):
+    from yolox_export.export.presets import Preset
+
+    return Preset(name=f"grad_{mode}", image_size=GRAD_IMAGE, strides=SHARED_STRIDES, num_classes=GRAD_CLASSES,
+                  mode=mode, batch=(1, 2, 8), max_gt=(1, 8, 256), opset=20, with_grad=True)
+
+
+def grad_config(mode):
+    from yolox_export import LossConfig
+
+    return LossConfig(SHARED_STRIDES, GRAD_CLASSES, mode=mode, use_l1=True)
+
+
+def pytest_generate_tests(metafunc):
+    if "grad_mode" in metafunc.fixturenames:
+        modes = MODES if metafunc.config.getoption("--full") else MODES[:1]
+        metafunc.parametrize("grad_mode", modes, scope="module")
+
+
+@pytest.fixture(scope="module")
+def grad_export(exported_graph, grad_mode):
+    """(mode, path) of the shared gradient graph (``grad_preset``, ``grad_config``, no targets)."""
+    return grad_mode, exported_graph(grad_preset(grad_mode), grad_config(grad_mode))
+
+
 def load_script(name):
     """``scripts/<name>.py`` loaded as a module (its ``build_parser`` and ``main``)."""
     spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "scripts" / f"{name}.py")

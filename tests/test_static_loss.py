@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from conftest import onnx_export_answers
+from conftest import LN2, MAIN_CLS, MAIN_IOU, TOL, main_case, onnx_export_answers
 from yolox_export import StaticYoloXLoss, pad_targets
 from yolox_export.config import MODES
 from yolox_export.grid import flatten_levels, level_shapes, make_grid
@@ -96,3 +96,90 @@ def test_megvii_adapter_validation_only_checks(use_l1):
     assert torch.equal(loss, loss_u) and torch.equal(grad, grad_u)
     for p, p_u in zip(parts, parts_u):
         assert torch.equal(torch.as_tensor(p), torch.as_tensor(p_u))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# image_loss: each image's share of the loss
+
+
+@pytest.mark.parametrize("max_gt", [None, 4])  # the references' packed loss, and the graph's matched-cell buffer
+# the modes conftest.main_case is worked out for; obj_loss_fix is fast mode's option
+@pytest.mark.parametrize("mode,obj_loss_fix", [("regular", False), ("fast", False), ("fast", True)])
+def test_image_loss_hand_worked(mode, max_gt, obj_loss_fix):
+    # main_case in a batch of two, the target in image 0; both images carry the same predictions, so each has 16
+    # objectness terms of ln2 (every objectness logit 0). num_fg = 2 (image 0's cells 0 and 4).
+    #   image 0: 5 * iou + 16 ln2 / d + cls;  image 1 (no target): 16 ln2 / d;  d = num_fg = 2, or B·A = 32 with
+    #   fast's obj_loss_fix
+    p, t = main_case(batch=2, image=0)
+    static = StaticYoloXLoss([8], 2, mode=mode, max_gt=max_gt, obj_loss_fix=obj_loss_fix)
+    out = static.forward_padded(flatten_levels([p]), *pad_targets(t, 2, max_gt), level_shapes([p]))
+    obj = 16 * LN2 / (32 if obj_loss_fix else 2)
+    expected = torch.tensor([5 * MAIN_IOU + obj + MAIN_CLS, obj])
+    torch.testing.assert_close(out.image_loss, expected, **TOL[torch.float32])
+    torch.testing.assert_close(out.image_loss.sum(), out.loss, **TOL[torch.float32])
+
+
+def image_loss_of(mode, scenario, max_gt, **options):
+    static = StaticYoloXLoss(scenario.strides, 5, mode=mode, max_gt=max_gt, validate=False, **options)
+    raw = flatten_levels(scenario.predictions).requires_grad_()
+    gt, mask = pad_targets(scenario.targets, scenario.batch_size, max_gt)
+    return static.forward_padded(raw, gt, mask, level_shapes(scenario.predictions)), raw, gt, mask
+
+
+@pytest.mark.parametrize("max_gt", [None, 40])
+@pytest.mark.parametrize("mode", MODES)
+def test_image_loss_sums_to_the_loss_and_follows_a_permutation_of_the_images(mode, max_gt):
+    scenario = make_scenario("coco", batch_size=4, image_size=(96, 128), num_classes=5, seed=2)
+    options = dict(use_l1=True, obj_loss_fix=True) if mode == "fast" else dict(use_l1=True)
+    out, raw, gt, mask = image_loss_of(mode, scenario, max_gt, **options)
+    assert out.image_loss.shape == (4,)
+    torch.testing.assert_close(out.image_loss.sum(), out.loss, rtol=1e-6, atol=0)  # float32, ~B additions apart
+    order = torch.tensor([2, 0, 3, 1])
+    static = StaticYoloXLoss(scenario.strides, 5, mode=mode, max_gt=max_gt, validate=False, **options)
+    permuted = static.forward_padded(raw.detach()[order], gt[order], mask[order], level_shapes(scenario.predictions))
+    torch.testing.assert_close(permuted.image_loss, out.image_loss[order], rtol=1e-6, atol=0)
+    (grad,) = torch.autograd.grad(out.image_loss[1], raw)  # an image's share depends on that image's outputs alone
+    assert grad[1].abs().sum() > 0 and not grad[[0, 2, 3]].any()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_packed_and_buffered_image_losses_agree(mode):
+    scenario = make_scenario("crowded", batch_size=2, image_size=(96, 128), num_classes=5, seed=1)
+    packed, buffered = (image_loss_of(mode, scenario, max_gt, use_l1=True)[0] for max_gt in (None, 200))
+    assert torch.equal(packed.assignment.matched_gt, buffered.assignment.matched_gt)
+    torch.testing.assert_close(packed.image_loss, buffered.image_loss, **TOL[torch.float32])
+
+
+@pytest.mark.parametrize("max_gt", [None, 40])
+@pytest.mark.parametrize("mode", MODES)
+def test_a_non_finite_output_makes_every_image_loss_nan(mode, max_gt):
+    scenario = make_scenario("coco", batch_size=3, image_size=(96, 128), num_classes=5, seed=2)
+    scenario.predictions[1][2, 0, 1, 1, 6] = float("nan")  # one class logit of image 2
+    out = image_loss_of(mode, scenario, max_gt)[0]
+    assert out.image_loss.isnan().all() and out.loss.isnan()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PaddedYoloXLoss(with_grad=True): d loss / d predictions as an output
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_padded_module_gradient_output_is_autograd_of_its_loss(mode):
+    from yolox_export import LossConfig, PaddedYoloXLoss
+
+    scenario = make_scenario("coco", batch_size=2, image_size=(64, 96), num_classes=5, seed=4)
+    raw = flatten_levels(scenario.predictions)
+    gt, mask = pad_targets(scenario.targets, 2)
+    shapes = level_shapes(scenario.predictions)
+    leaf = raw.clone().requires_grad_()
+    # the drop-in with G fixed runs the same padded loss (the graph's matched-cell buffer)
+    want = StaticYoloXLoss(scenario.strides, 5, mode=mode, use_l1=True, max_gt=gt.shape[1]).forward_padded(
+        leaf, gt, mask, shapes)
+    (want_grad,) = torch.autograd.grad(want.loss, leaf)
+    with torch.no_grad():  # the gradient output needs no grad mode from the caller
+        outputs = PaddedYoloXLoss(LossConfig(scenario.strides, 5, mode=mode, use_l1=True), shapes,
+                                  with_grad=True)(raw, gt, mask)
+    fg_mask, matched_gt, matched_iou, components, image_loss, grad = outputs
+    assert torch.equal(matched_gt, want.assignment.matched_gt) and torch.equal(components, want.components)
+    assert torch.equal(image_loss, want.image_loss.detach()) and not image_loss.requires_grad
+    assert torch.equal(grad, want_grad)
