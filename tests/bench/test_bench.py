@@ -162,3 +162,31 @@ def test_megvii_targets_are_data():
         ("coco", "static", "fwd+bwd", "ratio_vs_megvii", 3.0), ("coco", "ort-cpu", "fwd", "predictions_multiple", 1.0)}
     # predictions of B=2, A=10, C=3: 2 * 10 * 8 * 4 = 640 bytes
     assert predictions_multiple({"peak_extra_bytes": 320, "cells": 10, "case": {"batch": 2, "num_classes": 3}}) == 0.5
+
+
+def test_the_gradient_graph_subject_times_forward_and_gradient_in_one_call(grad_export):
+    from conftest import GRAD_CLASSES, GRAD_IMAGE
+    from yolox_export.bench.settings import Case, Job
+    from yolox_export.bench.steps import make_inputs, runner_step
+
+    mode, path = grad_export
+    subject = bench.SUBJECTS["ort-cpu-grad"]
+    assert subject.family == "ort" and subject.with_grad and subject.measurements == ("fwd+bwd",)
+    case = Case("coco", 2, GRAD_IMAGE, GRAD_CLASSES)
+    job = Job(case, subject.name, mode, threads=1, repeats=1, warmup=0, max_seconds=1.0, onnx_path=str(path))
+    inputs = make_inputs(case, "cpu")
+    step = runner_step(job, subject, inputs, "fwd+bwd")
+    out = step.call()
+    assert out["predictions_grad"].shape == (2, case.cells, 5 + GRAD_CLASSES) and step.loss(out) > 0
+    with pytest.raises(ValueError, match="fwd"):
+        runner_step(job, subject, inputs, "fwd")
+
+
+def test_onnx_keys_cover_the_gradient_graph_only_for_its_subject():
+    from yolox_export.bench.run import onnx_keys
+    from yolox_export.bench.settings import make_settings
+
+    forward = make_settings("quick", subjects=("ort-cpu",), modes=("fast",), kinds=("coco",))
+    both = make_settings("quick", subjects=("ort-cpu", "ort-cpu-grad"), modes=("fast",), kinds=("coco",))
+    assert [key[-1] for key in onnx_keys(forward)] == [False]
+    assert [key[-1] for key in onnx_keys(both)] == [False, True]

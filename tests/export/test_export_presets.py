@@ -127,3 +127,22 @@ def test_parse_range(text, expected):
 def test_parse_range_rejects(text):
     with pytest.raises(ValueError):
         parse_range(text)
+
+
+def test_with_grad_is_an_optional_key(tmp_path):
+    from yolox_export.export.presets import with_overrides
+
+    assert load_preset(_write(tmp_path, GOOD)).with_grad is False  # left out: no gradient output
+    preset = load_preset(_write(tmp_path, GOOD + "with_grad = true\n", "grad.toml"))
+    assert preset.with_grad is True
+    with pytest.raises(ValueError, match="'with_grad'"):
+        load_preset(_write(tmp_path, GOOD + 'with_grad = "yes"\n', "bad.toml"))
+    assert with_overrides(load_preset(_write(tmp_path, GOOD)), with_grad=True).with_grad is True
+
+
+def test_output_names_follow_the_contract_order():
+    from yolox_export.export.contract import GRAD_OUTPUT_NAMES, OUTPUT_NAMES, TARGET_OUTPUT_NAMES, output_names
+
+    assert OUTPUT_NAMES[-1] == "image_loss" and GRAD_OUTPUT_NAMES == ("predictions_grad",)
+    assert output_names() == OUTPUT_NAMES
+    assert output_names(with_targets=True, with_grad=True) == OUTPUT_NAMES + TARGET_OUTPUT_NAMES + GRAD_OUTPUT_NAMES

@@ -127,7 +127,7 @@ def _first_text(entry: dict) -> str:
     return f"{first['step']} ({why})"
 
 
-def _window_mean(values: Sequence[float], start: int) -> float:
+def window_mean(values: Sequence[float], start: int) -> float:
     part = values[start:start + WINDOW] if start >= 0 else values[start:]
     return sum(part) / len(part)
 
@@ -161,7 +161,7 @@ def format_table(data: dict) -> str:
     for mode, e in data["modes"].items():
         gaps = e["max_relative_gap"]
         lines.append(_row((
-            mode, f"{_window_mean(e['reference'], 0):.3f} -> {_window_mean(e['reference'], -WINDOW):.3f}",
+            mode, f"{window_mean(e['reference'], 0):.3f} -> {window_mean(e['reference'], -WINDOW):.3f}",
             f"{gaps['same_input']:.2g}", _same_input_text(e), f"{gaps['static']:.2g}", f"{gaps['control']:.2g}",
             _first_text(e), _step_text(e["control_first_assignment_difference"]),
             f"{_weight_text(e['weight_gap']['static'])}/{_weight_text(e['weight_gap']['control'])}",
