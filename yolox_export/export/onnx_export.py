@@ -116,7 +116,8 @@ def export_onnx(preset: Preset, output: str | Path, with_targets: bool = False,
         if with_grad:
             from .grad_graph import traced_with_grad
 
-            module = traced_with_grad(module, inputs)
+            target_axes = (0,) if fixed_g is not None else (0, 1)  # the axes exported_model keeps dynamic
+            module = traced_with_grad(module, inputs, [(0,), target_axes, target_axes])
         model = exported_model(module, inputs, output_names(with_targets, with_grad), preset.opset,
                                fixed_max_gt=fixed_g is not None)
     meta = metadata(config, preset, with_targets, with_grad)
