@@ -4,14 +4,14 @@
 import pytest
 import torch
 
-from conftest import LN2, MAIN_CLS, MAIN_IOU, TOL, main_case, onnx_export_answers
-from yolox_export import StaticYoloXLoss, pad_targets
+from conftest import onnx_export_answers
+from yolox_export import LossConfig, StaticYoloXLoss, pad_targets
 from yolox_export.config import MODES
 from yolox_export.grid import flatten_levels, level_shapes, make_grid
 from yolox_export.scenarios import make_scenario
 from yolox_export.static.loss import nonfinite_marks
 
-from conftest import box_format_of
+from conftest import LN2, MAIN_CLS, MAIN_IOU, TOL, box_format_of, main_case
 
 
 def rows_with_specials(seed: int) -> torch.Tensor:
@@ -122,14 +122,15 @@ def test_image_loss_hand_worked(mode, max_gt, obj_loss_fix):
 def image_loss_of(mode, scenario, max_gt, **options):
     static = StaticYoloXLoss(scenario.strides, 5, mode=mode, max_gt=max_gt, validate=False, **options)
     raw = flatten_levels(scenario.predictions).requires_grad_()
-    gt, mask = pad_targets(scenario.targets, scenario.batch_size, max_gt)
+    gt, mask = pad_targets(scenario.targets, scenario.batch_size, max_gt, box_format=static.config.box_format)
     return static.forward_padded(raw, gt, mask, level_shapes(scenario.predictions)), raw, gt, mask
 
 
 @pytest.mark.parametrize("max_gt", [None, 40])
 @pytest.mark.parametrize("mode", MODES)
 def test_image_loss_sums_to_the_loss_and_follows_a_permutation_of_the_images(mode, max_gt):
-    scenario = make_scenario("coco", batch_size=4, image_size=(96, 128), num_classes=5, seed=2)
+    scenario = make_scenario("coco", batch_size=4, image_size=(96, 128), num_classes=5, seed=2,
+                             box_format=box_format_of(mode))
     options = dict(use_l1=True, obj_loss_fix=True) if mode == "fast" else dict(use_l1=True)
     out, raw, gt, mask = image_loss_of(mode, scenario, max_gt, **options)
     assert out.image_loss.shape == (4,)
@@ -144,7 +145,8 @@ def test_image_loss_sums_to_the_loss_and_follows_a_permutation_of_the_images(mod
 
 @pytest.mark.parametrize("mode", MODES)
 def test_packed_and_buffered_image_losses_agree(mode):
-    scenario = make_scenario("crowded", batch_size=2, image_size=(96, 128), num_classes=5, seed=1)
+    scenario = make_scenario("crowded", batch_size=2, image_size=(96, 128), num_classes=5, seed=1,
+                             box_format=box_format_of(mode))
     packed, buffered = (image_loss_of(mode, scenario, max_gt, use_l1=True)[0] for max_gt in (None, 200))
     assert torch.equal(packed.assignment.matched_gt, buffered.assignment.matched_gt)
     torch.testing.assert_close(packed.image_loss, buffered.image_loss, **TOL[torch.float32])
@@ -153,7 +155,8 @@ def test_packed_and_buffered_image_losses_agree(mode):
 @pytest.mark.parametrize("max_gt", [None, 40])
 @pytest.mark.parametrize("mode", MODES)
 def test_a_non_finite_output_makes_every_image_loss_nan(mode, max_gt):
-    scenario = make_scenario("coco", batch_size=3, image_size=(96, 128), num_classes=5, seed=2)
+    scenario = make_scenario("coco", batch_size=3, image_size=(96, 128), num_classes=5, seed=2,
+                             box_format=box_format_of(mode))
     scenario.predictions[1][2, 0, 1, 1, 6] = float("nan")  # one class logit of image 2
     out = image_loss_of(mode, scenario, max_gt)[0]
     assert out.image_loss.isnan().all() and out.loss.isnan()
@@ -165,11 +168,12 @@ def test_a_non_finite_output_makes_every_image_loss_nan(mode, max_gt):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_padded_module_gradient_output_is_autograd_of_its_loss(mode):
-    from yolox_export import LossConfig, PaddedYoloXLoss
+    from yolox_export import PaddedYoloXLoss
 
-    scenario = make_scenario("coco", batch_size=2, image_size=(64, 96), num_classes=5, seed=4)
+    scenario = make_scenario("coco", batch_size=2, image_size=(64, 96), num_classes=5, seed=4,
+                             box_format=box_format_of(mode))
     raw = flatten_levels(scenario.predictions)
-    gt, mask = pad_targets(scenario.targets, 2)
+    gt, mask = pad_targets(scenario.targets, 2, box_format=LossConfig((8,), 1, mode=mode).box_format)
     shapes = level_shapes(scenario.predictions)
     leaf = raw.clone().requires_grad_()
     # the drop-in with G fixed runs the same padded loss (the graph's matched-cell buffer)

@@ -165,7 +165,7 @@ def test_megvii_targets_are_data():
 
 
 def test_the_gradient_graph_subject_times_forward_and_gradient_in_one_call(grad_export):
-    from conftest import GRAD_CLASSES, GRAD_IMAGE
+    from conftest import GRAD_CLASSES, GRAD_IMAGE, box_format_of
     from yolox_export.bench.settings import Case, Job
     from yolox_export.bench.steps import make_inputs, runner_step
 
@@ -174,7 +174,7 @@ def test_the_gradient_graph_subject_times_forward_and_gradient_in_one_call(grad_
     assert subject.family == "ort" and subject.with_grad and subject.measurements == ("fwd+bwd",)
     case = Case("coco", 2, GRAD_IMAGE, GRAD_CLASSES)
     job = Job(case, subject.name, mode, threads=1, repeats=1, warmup=0, max_seconds=1.0, onnx_path=str(path))
-    inputs = make_inputs(case, "cpu")
+    inputs = make_inputs(case, "cpu", box_format_of(mode))
     step = runner_step(job, subject, inputs, "fwd+bwd")
     out = step.call()
     assert out["predictions_grad"].shape == (2, case.cells, 5 + GRAD_CLASSES) and step.loss(out) > 0

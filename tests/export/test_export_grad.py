@@ -18,7 +18,7 @@ from yolox_export.export.runners import EagerRunner
 from yolox_export.grid import flatten_levels
 from yolox_export.scenarios import KINDS, make_scenario
 
-from conftest import GRAD_CLASSES, GRAD_IMAGE, GRAD_SHAPES, grad_config
+from conftest import GRAD_CLASSES, GRAD_IMAGE, GRAD_SHAPES, box_format_of, grad_config
 
 GRAD_TOL = dict(rtol=1e-5, atol=1e-6)
 CELLS = sum(h * w for h, w in GRAD_SHAPES)
@@ -30,8 +30,9 @@ def graph(grad_export, ort_runner):
     return mode, path, ort_runner(path), EagerRunner(grad_config(mode), GRAD_SHAPES, with_grad=True)
 
 
-def feeds_of(kind, batch, seed, extra_slots=0):
-    s = make_scenario(kind, batch_size=batch, image_size=GRAD_IMAGE, num_classes=GRAD_CLASSES, seed=seed)
+def feeds_of(mode, kind, batch, seed, extra_slots=0):
+    s = make_scenario(kind, batch_size=batch, image_size=GRAD_IMAGE, num_classes=GRAD_CLASSES, seed=seed,
+                      box_format=box_format_of(mode))
     gt, mask = pad_targets(s.targets, batch)
     gt = torch.cat((gt, torch.zeros(batch, extra_slots, 5)), 1)  # masked padding slots beyond the largest count
     mask = torch.cat((mask, torch.zeros(batch, extra_slots, dtype=torch.bool)), 1)
@@ -60,8 +61,8 @@ def test_metadata_and_outputs(graph):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("batch,extra_slots", ((2, 0), (3, 4)))
 def test_onnxruntime_equals_eager_autograd(graph, kind, batch, extra_slots):
-    _, _, runner, eager = graph
-    feeds = feeds_of(kind, batch, seed=10 * batch + KINDS.index(kind), extra_slots=extra_slots)
+    mode, _, runner, eager = graph
+    feeds = feeds_of(mode, kind, batch, seed=10 * batch + KINDS.index(kind), extra_slots=extra_slots)
     got, want = runner.run(feeds), eager.run(feeds)
     assert list(got) == list(want)
     assert torch.equal(got["fg_mask"], want["fg_mask"]) and torch.equal(got["matched_gt"], want["matched_gt"]), kind
@@ -72,8 +73,8 @@ def test_onnxruntime_equals_eager_autograd(graph, kind, batch, extra_slots):
 
 
 def test_image_loss_follows_a_permutation_of_the_images(graph):
-    _, _, runner, _ = graph
-    feeds = feeds_of("coco", 4, seed=5)
+    mode, _, runner, _ = graph
+    feeds = feeds_of(mode, "coco", 4, seed=5)
     order = torch.tensor([3, 1, 0, 2])
     got = runner.run(feeds)
     permuted = runner.run({name: value[order] for name, value in feeds.items()})
@@ -84,18 +85,19 @@ def test_image_loss_follows_a_permutation_of_the_images(graph):
 @pytest.mark.parametrize("bad", ("nan prediction", "inf prediction", "class out of range", "negative width",
                                  "more targets than G"))
 def test_bad_input_makes_the_whole_gradient_nan(graph, bad):
-    _, _, runner, eager = graph
-    feeds = feeds_of("coco", 2, seed=7)
+    mode, _, runner, eager = graph
+    feeds = feeds_of(mode, "coco", 2, seed=7)
     if bad == "nan prediction":
         feeds["predictions"][1, 5, 7] = float("nan")
     elif bad == "inf prediction":
         feeds["predictions"][0, 0, 2] = float("inf")
     elif bad in ("class out of range", "negative width"):
-        column, value = (0, float(GRAD_CLASSES)) if bad == "class out of range" else (3, -4.0)
+        column, value = (0, float(GRAD_CLASSES)) if bad == "class out of range" else (3, -4.0)  # w, or x2 < x1
         feeds["targets"][0, 0, column] = value
         assert feeds["target_mask"][0, 0]
     else:  # pad_targets without validation marks the image's last slot as a real slot of NaN
-        s = make_scenario("crowded", batch_size=2, image_size=GRAD_IMAGE, num_classes=GRAD_CLASSES, seed=7)
+        s = make_scenario("crowded", batch_size=2, image_size=GRAD_IMAGE, num_classes=GRAD_CLASSES, seed=7,
+                          box_format=box_format_of(mode))
         gt, mask = pad_targets(s.targets, 2, max_gt=2, validate=False)
         feeds = {"predictions": flatten_levels(s.predictions), "targets": gt, "target_mask": mask}
     for out in (runner.run(feeds), eager.run(feeds)):

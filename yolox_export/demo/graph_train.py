@@ -36,6 +36,7 @@ from ..export.contract import GRAD_OUTPUT_NAMES, graph_feeds
 from ..grid import flatten_levels
 from ..parity.comparison import RUNTIME_ULPS, TOLERANCES, tie_explained_cells
 from ..reference import reference_for
+from ..scenarios import in_box_format
 from .data import Dataset, batch_order, make_dataset
 from .model import STRIDES, build_model
 from .train import Curve, DemoSettings, Progress, differing_cells, weight_gap
@@ -137,6 +138,7 @@ def run_graph_mode(mode: str, settings: DemoSettings, data: Dataset, batches: Se
     run = GraphRun(mode, Curve(), Curve())
     for step, indices in enumerate(batches):
         images, targets = data.batch(indices)
+        targets = in_box_format(targets, config.box_format.name)  # the mode's box format (corners for mmdet)
 
         start = time.perf_counter()  # eager: the reference loss, autograd to the outputs, then to the weights
         eager_opt.zero_grad(set_to_none=True)
@@ -150,7 +152,7 @@ def run_graph_mode(mode: str, settings: DemoSettings, data: Dataset, batches: Se
         _record(run.eager, components, start, loss_start, loss_end)
 
         detached = [o.detach() for o in outputs]  # the graph on the eager run's own predictions
-        same = runner.run(graph_feeds(detached, targets))
+        same = runner.run(graph_feeds(detached, targets, box_format=config.box_format))
         loss_gap, grad_gap = gradient_gaps(same, loss.detach(), flatten_levels(list(grads)))
         cells = differing_cells(assignment, _assignment(same))
         run.loss_gap.append(loss_gap)
@@ -163,7 +165,7 @@ def run_graph_mode(mode: str, settings: DemoSettings, data: Dataset, batches: Se
         graph_opt.zero_grad(set_to_none=True)
         outputs = graph_model(images)
         loss_start = time.perf_counter()
-        out = runner.run(graph_feeds([o.detach() for o in outputs], targets))
+        out = runner.run(graph_feeds([o.detach() for o in outputs], targets, box_format=config.box_format))
         loss_end = time.perf_counter()
         flatten_levels(outputs).backward(out[GRAD_OUTPUT_NAMES[0]])  # [B, A, 5 + C]
         graph_opt.step()
