@@ -31,15 +31,15 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..config import COMPONENT_NAMES, MODES
+from ..config import COMPONENT_NAMES
 from ..export.contract import GRAD_OUTPUT_NAMES, graph_feeds
 from ..grid import flatten_levels
 from ..parity.comparison import RUNTIME_ULPS, TOLERANCES, tie_explained_cells
 from ..reference import reference_for
 from ..scenarios import in_box_format
-from .data import Dataset, batch_order, make_dataset
-from .model import STRIDES, build_model
-from .train import Curve, DemoSettings, Progress, differing_cells, weight_gap
+from .data import Dataset
+from .model import STRIDES
+from .train import Curve, DemoSettings, Progress, differing_cells, shared_inputs, weight_gap
 
 _LOSS = COMPONENT_NAMES.index("Loss")
 #: Largest same-input gaps that count as float32 rounding: the parity layer's tolerances (loss relative; gradient
@@ -188,14 +188,8 @@ def run_graph_demo(settings: DemoSettings = DemoSettings(), modes: Sequence[str]
     """Every mode of ``modes`` (default: all of ``config.MODES``) on one data set, batch order and initial model.
     ``onnx_paths`` gives a mode's gradient graph (exported for these settings); the others are exported into
     ``export_dir`` (a temporary folder, removed at the end, when None)."""
-    modes = tuple(MODES if modes is None else modes)
-    unknown = [m for m in modes if m not in MODES]
-    if unknown or not modes:
-        raise ValueError(f"modes must be a non-empty selection of {MODES}, got {list(modes)}")
     start = time.perf_counter()
-    data = make_dataset(settings.data_spec, settings.dataset_size, settings.seed)
-    batches = batch_order(settings.dataset_size, settings.batch_size, settings.steps, settings.seed)
-    initial = build_model(settings.num_classes, settings.seed, width=settings.width)
+    modes, data, batches, initial = shared_inputs(settings, modes)
     paths = {mode: str(path) for mode, path in (onnx_paths or {}).items()}
     export_seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="yolox_train_graph_") as tmp:

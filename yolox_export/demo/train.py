@@ -306,17 +306,24 @@ def analyse_difference(step: int, same_input: Tensor, cross_run: Tensor, referen
                            int((cross_run & ties_either).sum()), prediction_drift(reference_outputs, static_outputs))
 
 
-def run_demo(settings: DemoSettings = DemoSettings(), modes: Sequence[str] | None = None,
-             progress: Progress | None = None) -> DemoResult:
-    """Every mode in ``modes`` (default: all of ``config.MODES``) on one data set, batch order and initial model."""
+def shared_inputs(settings: DemoSettings, modes: Sequence[str] | None
+                  ) -> tuple[tuple[str, ...], Dataset, list[Tensor], nn.Module]:
+    """What every mode of a run shares: the checked ``modes`` (default: all of ``config.MODES``; ValueError for an
+    unknown one or none), the data set, the batch order and the initial model."""
     modes = tuple(MODES if modes is None else modes)
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise ValueError(f"modes must be a non-empty selection of {MODES}, got {list(modes)}")
-    start = time.perf_counter()
     data = make_dataset(settings.data_spec, settings.dataset_size, settings.seed)
     batches = batch_order(settings.dataset_size, settings.batch_size, settings.steps, settings.seed)
-    initial = build_model(settings.num_classes, settings.seed, width=settings.width)
+    return modes, data, batches, build_model(settings.num_classes, settings.seed, width=settings.width)
+
+
+def run_demo(settings: DemoSettings = DemoSettings(), modes: Sequence[str] | None = None,
+             progress: Progress | None = None) -> DemoResult:
+    """Every mode in ``modes`` (default: all of ``config.MODES``) on one data set, batch order and initial model."""
+    start = time.perf_counter()
+    modes, data, batches, initial = shared_inputs(settings, modes)
     runs = {mode: run_mode(mode, settings, data, batches, initial, progress) for mode in modes}
     counts = [sum(len(data.targets[i]) for i in b.tolist()) for b in batches]
     return DemoResult(settings, runs, counts, time.perf_counter() - start)
