@@ -29,7 +29,7 @@ from .chunks import targets_per_chunk as chunk_size
 from .export_form import exporting
 from .window import uses_windows, window_assign, window_width
 from .padding import Slots, sanitise_slots
-from .terms import (at_cells, bce_with_logits, class_bce, image_sums, matched_capacity, matched_cells,
+from .terms import (at_cells, bce_with_logits, class_bce, columns, image_sums, matched_capacity, matched_cells,
                     matched_logits)
 
 
@@ -244,9 +244,10 @@ def split_outputs(raw: Tensor, num_classes: int) -> tuple[Tensor, Tensor, Tensor
 
     One ``split`` in eager, so that backward assembles the [B, A, 5 + C] gradient once rather than zero-filling and
     adding one full-size tensor per slice; plain slices under ONNX export, where a split becomes a sequence op that
-    TensorRT's parser lacks. The values are the same either way."""
+    TensorRT's parser lacks (``terms.columns``: their backward pads). The values are the same either way."""
     if exporting():
-        return raw[..., :4], raw[..., 4:5], raw[..., 5:]
+        width = raw.shape[-1]
+        return columns(raw, 0, 4), columns(raw, 4, 5), columns(raw, 5, width)
     return raw.split((4, 1, num_classes), dim=-1)
 
 
