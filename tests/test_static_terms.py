@@ -24,8 +24,8 @@ from yolox_export.reference import reference_for
 from yolox_export.static.loss import padded_assign
 from yolox_export.static.padding import sanitise_slots
 from yolox_export.grid import flatten_levels, level_shapes, make_grid
-from yolox_export.static.terms import (at_cells, bce_with_logits, class_bce, exportable_bce_with_logits,
-                                       matched_capacity, matched_cells, matched_logits)
+from yolox_export.static.terms import (at_cells, bce_with_logits, class_bce, columns, exportable_bce_with_logits,
+                                       gather_rows, matched_capacity, matched_cells, matched_logits)
 from yolox_export.targets import pad_targets
 
 PROFILE = settings(deadline=None, derandomize=True, database=None, max_examples=60,
@@ -158,3 +158,30 @@ def test_sync_free_static_loss_matches_the_reference_to_rounding(mode):
     torch.testing.assert_close(components, ref_components, rtol=1e-6, atol=1e-6)
     for g, ref in zip(grads, ref_grads):
         torch.testing.assert_close(g, ref, rtol=1e-5, atol=1e-9)
+
+
+def test_columns_and_their_padded_gradient_are_the_slice_and_its_gradient():
+    values = torch.arange(24.0).reshape(2, 3, 4).requires_grad_()
+    piece = columns(values, 1, 3)  # [2, 3, 2]
+    torch.testing.assert_close(piece, values[..., 1:3], rtol=0, atol=0)
+    weights = torch.arange(12.0).reshape(2, 3, 2)
+    (got,) = torch.autograd.grad((piece * weights).sum(), values)
+    (want,) = torch.autograd.grad((values[..., 1:3] * weights).sum(), values)
+    assert torch.equal(got, want) and not got[..., [0, 3]].any()
+
+
+@PROFILE
+@given(st.integers(0, 2**31 - 1), st.integers(1, 3), st.integers(1, 30), st.floats(0.0, 1.0))
+def test_gather_rows_gradient_is_autograds_where_unused_entries_pass_none(seed, batch, cells, density):
+    # the buffer's terms mask its unused entries (torch.where), so their gradient is zero: dropping it (gather_rows'
+    # backward, a scatter without reduction) and adding it to cell 0 (autograd's scatter-add) agree
+    gen = torch.Generator().manual_seed(seed)
+    values = torch.randn(batch, cells, 4, generator=gen).requires_grad_()
+    fg = torch.rand(batch, cells, generator=gen) < density
+    index, valid = matched_cells(fg, cells)
+    weights = torch.randn(batch, cells, 4, generator=gen)
+    grads = []
+    for rows in (gather_rows(values, index, valid), at_cells(values, index)):
+        term = torch.where(valid.unsqueeze(-1), rows * weights, torch.zeros_like(rows)).sum()
+        grads.append(torch.autograd.grad(term, values)[0])
+    assert torch.equal(grads[0], grads[1])
