@@ -228,3 +228,9 @@ def test_export_on_the_fly_runs_onnxruntime(tmp_path, capsys):
     assert "exported the fast-mode graph" in out and "onnxruntime  matched_gt" in out
     rows = json.loads((tmp_path / "r.json").read_text())["reports"]["fast"]["rows"]
     assert {r["subject"] for r in rows} == {"static", "onnxruntime"}
+
+
+def test_with_grad_needs_export(tmp_path, capsys):
+    path = record(tmp_path / "step.pt")
+    assert script.main(["--recorded", path, "--with-grad"]) == 2
+    assert "--with-grad is an option of --export" in one_error_line(capsys.readouterr().err)
