@@ -132,14 +132,18 @@ def grad_config(mode):
     return LossConfig(SHARED_STRIDES, GRAD_CLASSES, mode=mode, use_l1=True)
 
 
-GRAD_EXPORT_SKIP = "exports the gradient graph to ONNX (about 15 s a mode): runs under --full"
+#: The modes whose padded module the compiled-runner tests compile by default (AOT autograd with symbolic B and G,
+#: about 5 s a mode): the windowed form (megvii) and the dense form (mmdet, with corner boxes); every mode under
+#: --full. Regular and fast run the same dense code, and every mode's drop-in is compiled by tests/test_compile.py.
+COMPILED_MODES = ("megvii", "mmdet")
 
 
 def pytest_generate_tests(metafunc):
     if "grad_mode" in metafunc.fixturenames:
         full = metafunc.config.getoption("--full")
-        modes = MODES if full else [pytest.param(MODES[0], marks=pytest.mark.skip(reason=GRAD_EXPORT_SKIP))]
-        metafunc.parametrize("grad_mode", modes, scope="module")
+        metafunc.parametrize("grad_mode", MODES if full else MODES[:1], scope="module")
+    if "compiled_mode" in metafunc.fixturenames:  # the compiled runner: see COMPILED_MODES
+        metafunc.parametrize("compiled_mode", MODES if metafunc.config.getoption("--full") else COMPILED_MODES)
     if "trace_mode" in metafunc.fixturenames:  # the gradient graph's trace: first mode, every mode under --full
         metafunc.parametrize("trace_mode", MODES if metafunc.config.getoption("--full") else MODES[:1],
                              scope="module")

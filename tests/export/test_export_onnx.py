@@ -78,14 +78,6 @@ def test_a_planted_nonzero_is_caught(tmp_path):
     assert not validate_onnx(path).ok
 
 
-def test_script_exports_the_default_preset(tmp_path, capsys):
-    export_script = load_script("export")
-
-    out = tmp_path / "yolox_s.onnx"
-    assert export_script.main(["--output", str(out), "--no-timing"]) == 0
-    assert out.exists() and "all passed" in capsys.readouterr().out
-
-
 @pytest.mark.parametrize("argv", (["--preset", "missing.toml"], ["--engine", "x.engine", "--output", "unused.onnx"]))
 def test_script_stops_with_exit_code_2(argv, capsys):
     export_script = load_script("export")

@@ -1,5 +1,5 @@
 """The runner protocol (``export.runners``): ``CompiledRunner`` (torch.compile of the padded module, fullgraph) gives
-EagerRunner's outputs in every mode, with one graph for changing B and G; ``open_runner`` knows every backend and
+EagerRunner's outputs (in conftest's ``COMPILED_MODES``, every mode under --full), with one graph for changing B and G; ``open_runner`` knows every backend and
 names what is missing. onnxruntime's runner is tested in test_export_ort_runtime.py and against the exported graph
 in test_export_onnx.py."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from yolox_export.config import MODES, LossConfig
+from yolox_export.config import LossConfig
 from yolox_export.export.contract import OUTPUT_NAMES, graph_feeds, output_names
 from yolox_export.export.runners import BACKENDS, CompiledRunner, EagerRunner, Runner, open_runner
 from yolox_export.grid import level_shapes
@@ -44,8 +44,8 @@ def _assert_same_outputs(got: dict, want: dict) -> None:
 COMPILE_BACKEND = "aot_eager"
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_compiled_runner_equals_eager_runner(mode):
+def test_compiled_runner_equals_eager_runner(compiled_mode):
+    mode = compiled_mode
     torch._dynamo.reset()
     shapes, batches = _batches(mode)
     config = LossConfig(STRIDES, CLASSES, mode=mode)
@@ -56,11 +56,11 @@ def test_compiled_runner_equals_eager_runner(mode):
         _assert_same_outputs(compiled.run(feeds), eager.run(feeds))
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_compiled_runner_is_one_graph_for_changing_batch_and_targets(mode):
+def test_compiled_runner_is_one_graph_for_changing_batch_and_targets(compiled_mode):
     """B = 2, G = 10, then B = 3, G = 8, then the first again: one frame (B and G marked dynamic)."""
     from torch._dynamo.testing import CompileCounter
 
+    mode = compiled_mode
     torch._dynamo.reset()
     counter = CompileCounter()
     shapes, batches = _batches(mode)
