@@ -16,7 +16,7 @@ import torch
 
 from yolox_export import FastYoloXLoss, LossConfig, PaddedYoloXLoss, RegularYoloXLoss, StaticYoloXLoss, pad_targets
 from yolox_export.config import MODES
-from yolox_export.grid import flatten_levels, level_shapes
+from yolox_export.grid import flatten_levels
 from yolox_export.integrations.megvii import MegviiLoss
 from yolox_export.reference.megvii import MegviiYoloXLoss
 
