@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..assignment import Assignment
+from ..boxes import mmdet_pairwise_iou
 from ..config import CANDIDATE_TOPK, CLS_COST_WEIGHT, IOU_COST_WEIGHT, MMDET_IOU_COST_EPS, OUTSIDE_COST, LossConfig
 from ..distributed import batch_num_fg
 from ..grid import Grid
@@ -78,16 +79,10 @@ def in_gt_and_in_center_info(priors: Tensor, strides: Tensor, gt_boxes: Tensor,
     return in_gts, centre_deltas.min(dim=1).values > 0
 
 
-def bbox_overlaps(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-6) -> Tensor:
-    """[m, n] IoU of corner boxes [m, 4] against [n, 4], as mmdetection's ``bbox_overlaps`` (mode "iou")."""
-    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
-    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
-    lt = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])  # [m, n, 2]
-    rb = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    overlap = wh[..., 0] * wh[..., 1]
-    union = area1[:, None] + area2[None, :] - overlap
-    return overlap / torch.max(union, union.new_tensor([eps]))
+def bbox_overlaps(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """[m, n] IoU of the cells' corner boxes [m, 4] against the targets [n, 4], as mmdetection's ``bbox_overlaps``
+    (mode "iou"): ``boxes.mmdet_pairwise_iou``, the formula the static module uses, broadcast [1, n] x [m, 1]."""
+    return mmdet_pairwise_iou(*boxes2.unsqueeze(0).unbind(-1), *boxes1.unsqueeze(1).unbind(-1))
 
 
 def assign_image(boxes: Tensor, cls_logits: Tensor, obj_logits: Tensor, gt_boxes: Tensor, gt_classes: Tensor,
