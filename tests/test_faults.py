@@ -67,19 +67,19 @@ def test_validating_call_raises_naming_the_fault(mode, fault):
 @pytest.mark.parametrize("mode", MODES)
 def test_valid_batch_gradients_are_untouched_by_the_poison_term(mode):
     """On a valid batch the poison term adds an exact zero: the gradients equal those of the loss terms alone."""
-    from yolox_export.static import loss as static_loss
+    from yolox_export.static import padded as static_padded
 
     predictions, targets, max_gt = faulty_batch("none", mode)
     loss_fn = StaticYoloXLoss((8, 16, 32), CLASSES, mode=mode, max_gt=max_gt, validate=False)
     leaves = [p.clone().requires_grad_() for p in predictions]
     grads = torch.autograd.grad(loss_fn(leaves, targets)[0], leaves)
-    original = static_loss.poison_gradients
-    static_loss.poison_gradients = lambda poison, *tensors: torch.zeros_like(poison)
+    original = static_padded.poison_gradients
+    static_padded.poison_gradients = lambda poison, *tensors: torch.zeros_like(poison)
     try:
         leaves = [p.clone().requires_grad_() for p in predictions]
         want = torch.autograd.grad(loss_fn(leaves, targets)[0], leaves)
     finally:
-        static_loss.poison_gradients = original
+        static_padded.poison_gradients = original
     for g, w in zip(grads, want):
         assert torch.equal(g, w)
 

@@ -8,10 +8,10 @@ from yolox_export import LossConfig, StaticYoloXLoss, pad_targets
 from yolox_export.config import MODES
 from yolox_export.grid import decode_boxes, flatten_levels, level_shapes, make_grid
 from yolox_export.scenarios import make_scenario
-from yolox_export.static.assign import assign
-from yolox_export.static.chunks import WHOLE, checked_budget, target_spans, targets_per_chunk
-from yolox_export.static.loss import padded_assign
-from yolox_export.static.padding import sanitise_slots
+from yolox_export.static.assign import dense_assign
+from yolox_export.static.chunks import WHOLE, Chunking, checked_budget, target_spans, targets_per_chunk
+from yolox_export.static import padded_assign
+from yolox_export.static.sanitise import sanitise_slots
 from yolox_export.static.window import uses_windows, window_assign
 
 from conftest import box_format_of, for_mode
@@ -87,7 +87,7 @@ def test_megvii_dense_and_windowed_forms_are_the_same_assignment(kind):
     boxes = decode_boxes(raw[..., :4], grid)
     usable = torch.isfinite(raw).all(-1) & torch.isfinite(boxes).all(-1)
     for per_chunk in (None, 1, 3):
-        dense = assign(raw, boxes, usable, slots.gt, slots.mask, grid, config, per_chunk)
+        dense = dense_assign(raw, boxes, usable, slots.gt, slots.mask, grid, config, per_chunk)
         windows = window_assign(raw, boxes, usable, slots.gt, slots.mask, grid, config, per_chunk)
         for field in ("fg_mask", "matched_gt", "matched_iou"):
             assert torch.equal(getattr(dense, field), getattr(windows, field)), (per_chunk, field)
@@ -103,7 +103,7 @@ def test_padded_assign_takes_the_budget():
     gt, mask = pad_targets(scenario.targets, 1)
     grid = make_grid(level_shapes(scenario.predictions), scenario.strides)
     config = LossConfig(scenario.strides, 3, mode="fast")
-    got = padded_assign(raw, gt, mask, grid, config, max_memory_mib=TINY)
+    got = padded_assign(raw, gt, mask, grid, config, chunking=Chunking(TINY))
     assert torch.equal(got.matched_gt, padded_assign(raw, gt, mask, grid, config).matched_gt)
 
 

@@ -9,7 +9,7 @@ from yolox_export import LossConfig, StaticYoloXLoss, pad_targets
 from yolox_export.config import MODES
 from yolox_export.grid import flatten_levels, level_shapes, make_grid
 from yolox_export.scenarios import make_scenario
-from yolox_export.static.loss import nonfinite_marks
+from yolox_export.static.padded import masked_loss, nonfinite_marks, reference_loss
 
 from conftest import LN2, MAIN_CLS, MAIN_IOU, TOL, box_format_of, main_case
 
@@ -63,7 +63,7 @@ def test_validation_only_checks_it_never_changes_the_arithmetic(mode, max_gt, us
             assert int(torch.bincount(scenario.targets[:, 0].long()).max()) <= max_gt, "the batch must fit max_gt"
         checked, unchecked = (StaticYoloXLoss(scenario.strides, 5, mode=mode, use_l1=use_l1, max_gt=max_gt,
                                               validate=v) for v in (True, False))
-        assert checked.uses_reference_loss == unchecked.uses_reference_loss == (max_gt is None)
+        assert checked.loss_form is unchecked.loss_form is (reference_loss if max_gt is None else masked_loss)
         loss, components, grads = loss_and_gradients(checked, scenario.predictions, scenario.targets)
         loss_u, components_u, grads_u = loss_and_gradients(unchecked, scenario.predictions, scenario.targets)
         assert torch.equal(loss, loss_u) and torch.equal(components, components_u), kind

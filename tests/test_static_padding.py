@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from yolox_export import LossConfig, PaddedYoloXLoss, StaticYoloXLoss
 from yolox_export.config import MODES
-from yolox_export.static.padding import sanitise_slots, well_formed
+from yolox_export.static.sanitise import sanitise_slots, well_formed
 
 from conftest import SHARED_CELLS, SHARED_CLASSES, SHARED_IMAGE, SHARED_SHAPES, SHARED_STRIDES, for_mode
 

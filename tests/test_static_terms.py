@@ -21,11 +21,13 @@ from yolox_export import StaticYoloXLoss
 from yolox_export.config import MODES, LossConfig
 from yolox_export.scenarios import make_scenario
 from yolox_export.reference import reference_for
-from yolox_export.static.loss import padded_assign
-from yolox_export.static.padding import sanitise_slots
+from yolox_export.static import padded_assign
+from yolox_export.static.sanitise import sanitise_slots
+from yolox_export.static.padded import masked_loss, reference_loss
 from yolox_export.grid import flatten_levels, level_shapes, make_grid
-from yolox_export.static.terms import (at_cells, bce_with_logits, class_bce, columns, exportable_bce_with_logits,
-                                       gather_rows, matched_capacity, matched_cells, matched_logits)
+from yolox_export.static.bce import bce_with_logits, class_bce, exportable_bce_with_logits
+from yolox_export.static.buffer import at_cells, gather_rows, matched_capacity, matched_cells, matched_logits
+from yolox_export.static.export_form import columns
 from yolox_export.targets import pad_targets
 
 PROFILE = settings(deadline=None, derandomize=True, database=None, max_examples=60,
@@ -133,7 +135,7 @@ def test_default_static_loss_is_the_reference_bit_for_bit(mode, kind, use_l1):
                              box_format=box_format_of(mode))
     config = LossConfig(scenario.strides, 7, mode=mode, use_l1=use_l1)
     static = StaticYoloXLoss.from_config(config)
-    assert static.uses_reference_loss
+    assert static.loss_form is reference_loss
     ref_assignment = reference_for(config).assign(scenario.predictions, scenario.targets)
     assignment = static.assign(scenario.predictions, scenario.targets)
     assert torch.equal(assignment.fg_mask, ref_assignment.fg_mask)
@@ -152,7 +154,7 @@ def test_sync_free_static_loss_matches_the_reference_to_rounding(mode):
     config = LossConfig(scenario.strides, 7, mode=mode, use_l1=True)
     most = int(torch.bincount(scenario.targets[:, 0].long()).max())
     sync_free = StaticYoloXLoss.from_config(config, max_gt=most + 5, validate=False)  # 5 padding slots at least
-    assert not sync_free.uses_reference_loss
+    assert sync_free.loss_form is masked_loss
     ref_loss, ref_components, ref_grads = gradients(reference_for(config), scenario.predictions, scenario.targets)
     loss, components, grads = gradients(sync_free, scenario.predictions, scenario.targets)
     torch.testing.assert_close(components, ref_components, rtol=1e-6, atol=1e-6)

@@ -256,7 +256,7 @@ def test_torch_compile_fullgraph_runs():
 
 def test_a_grid_without_level_shapes_is_refused():
     from yolox_export.grid import Grid
-    from yolox_export.static.loss import padded_assign
+    from yolox_export.static import padded_assign
 
     s = make_scenario("coco", batch_size=1, image_size=(320, 320), num_classes=3, seed=0)
     grid = make_grid(level_shapes(s.predictions), s.strides)
@@ -301,7 +301,7 @@ def test_decoded_boxes_given_are_the_boxes_decoded_from_the_logits(mode):
     """Every mode takes the caller's decoded boxes (Megvii's head hands them over): given the boxes its own decode
     gives, the assignment and the loss are those of decoding the logits."""
     from yolox_export.grid import decode_boxes
-    from yolox_export.static.loss import padded_loss
+    from yolox_export.static import padded_loss
 
     s = make_scenario("coco", batch_size=2, image_size=(64, 64), num_classes=3, seed=0)
     raw = flatten_levels(s.predictions)

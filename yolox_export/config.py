@@ -6,15 +6,15 @@ apart. Defaults are those of super-gradients' ``YoloXDetectionLoss`` / ``YoloXFa
 
 from __future__ import annotations
 
-import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from torch import Tensor
 
 from .box_format import BOX_FORMATS
 from .boxes import PAIRWISE_IOU
+from .validation import check_positive
 
 IOU_TYPES = ("iou", "giou")
 
@@ -66,7 +66,7 @@ class ModeRules:
     * ``union_candidates``: every target is scored on the image's union of candidates and a contested cell goes to
       the argmin over all the image's targets (True), or each target keeps its own candidates and a contested cell
       goes to the cheapest of the targets that selected it (False).
-    * ``ks_bias``: the dynamic k is scaled by ``dynamic_ks_bias`` before truncation (fast).
+    * ``biased_k``: the dynamic k is scaled by ``dynamic_ks_bias`` before truncation (fast; ``LossConfig.ks_bias``).
     * ``windowed``: the static assignment runs on each target's window of cells (``static.window``; possible because
       the centre-only candidates lie in a 3x3 block per level) rather than densely over [B, G, A].
     * ``loss_options``: ``obj_loss_fix`` and ``sync_num_fgs`` act (fast); elsewhere they are ignored, as in the
@@ -85,7 +85,7 @@ class ModeRules:
     iou_types: tuple[str, ...]
     outside_cost: float
     union_candidates: bool
-    ks_bias: bool
+    biased_k: bool
     windowed: bool
     loss_options: bool
     positives_over_ranks: bool
@@ -110,19 +110,19 @@ PAIRWISE_IOU_NAMES = tuple(PAIRWISE_IOU)
 MODE_RULES = {
     "regular": ModeRules(box_format="cxcywh", box_test=True, centre_by_parts=True, reach_from_cell=False,
                          fixed_radius=None, pairwise_iou="regular", iou_cost_eps=IOU_COST_EPS, iou_types=IOU_TYPES,
-                         outside_cost=OUTSIDE_COST, union_candidates=True, ks_bias=False, windowed=False,
+                         outside_cost=OUTSIDE_COST, union_candidates=True, biased_k=False, windowed=False,
                          loss_options=False, positives_over_ranks=False),
     "fast": ModeRules(box_format="cxcywh", box_test=True, centre_by_parts=False, reach_from_cell=True,
                       fixed_radius=FAST_CENTER_RADIUS, pairwise_iou="fast", iou_cost_eps=IOU_COST_EPS,
-                      iou_types=IOU_TYPES, outside_cost=OUTSIDE_COST, union_candidates=False, ks_bias=True,
+                      iou_types=IOU_TYPES, outside_cost=OUTSIDE_COST, union_candidates=False, biased_k=True,
                       windowed=False, loss_options=True, positives_over_ranks=False),
     "megvii": ModeRules(box_format="cxcywh", box_test=False, centre_by_parts=False, reach_from_cell=False,
                         fixed_radius=MEGVII_CENTER_RADIUS, pairwise_iou="fast", iou_cost_eps=IOU_COST_EPS,
                         iou_types=IOU_TYPES, outside_cost=MEGVII_OUTSIDE_COST, union_candidates=True,
-                        ks_bias=False, windowed=True, loss_options=False, positives_over_ranks=False),
+                        biased_k=False, windowed=True, loss_options=False, positives_over_ranks=False),
     "mmdet": ModeRules(box_format="xyxy", box_test=True, centre_by_parts=True, reach_from_cell=False,
                        fixed_radius=None, pairwise_iou="mmdet", iou_cost_eps=MMDET_IOU_COST_EPS, iou_types=("iou",),
-                       outside_cost=OUTSIDE_COST, union_candidates=True, ks_bias=False, windowed=False,
+                       outside_cost=OUTSIDE_COST, union_candidates=True, biased_k=False, windowed=False,
                        loss_options=False, positives_over_ranks=True),
 }
 MODES = tuple(MODE_RULES)
@@ -150,6 +150,7 @@ class LossConfig:
     dynamic_ks_bias: float = 1.1
     sync_num_fgs: bool = False
     obj_loss_fix: bool = False
+    rules: ModeRules = field(init=False, repr=False, compare=False)  # MODE_RULES[mode], set from ``mode``
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "strides", _checked_strides(self.strides))
@@ -159,18 +160,13 @@ class LossConfig:
             raise ValueError(f"num_classes must be an int >= 1, got {self.num_classes!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        # the mode's rules (``MODE_RULES``), an attribute rather than a field: read on every call of the assignment
+        object.__setattr__(self, "rules", MODE_RULES[self.mode])
         if self.iou_type not in self.rules.iou_types:
             raise ValueError(f"iou_type must be one of {self.rules.iou_types} in {self.mode} mode, got "
                              f"{self.iou_type!r}")
-        if not _is_positive_finite(self.center_sampling_radius):
-            raise ValueError(f"center_sampling_radius must be a finite number > 0, got {self.center_sampling_radius!r}")
-        if not _is_positive_finite(self.dynamic_ks_bias):
-            raise ValueError(f"dynamic_ks_bias must be a finite number > 0, got {self.dynamic_ks_bias!r}")
-
-    @property
-    def rules(self) -> ModeRules:
-        """The mode's rules (``MODE_RULES``)."""
-        return MODE_RULES[self.mode]
+        check_positive("center_sampling_radius", self.center_sampling_radius)
+        check_positive("dynamic_ks_bias", self.dynamic_ks_bias)
 
     @property
     def center_radius(self) -> float:
@@ -207,7 +203,7 @@ class LossConfig:
     @property
     def ks_bias(self) -> float | None:
         """The factor on the top-10 IoU sum before the dynamic k is truncated (fast: ``dynamic_ks_bias``), or None."""
-        return float(self.dynamic_ks_bias) if self.rules.ks_bias else None
+        return float(self.dynamic_ks_bias) if self.rules.biased_k else None
 
     @property
     def obj_over_all_cells(self) -> bool:
@@ -253,7 +249,3 @@ def _checked_strides(strides: Sequence[int]) -> tuple[int, ...]:
         if isinstance(s, bool) or not isinstance(s, int) or s <= 0:
             raise ValueError(f"strides must be positive ints, got {strides!r}")
     return values
-
-
-def _is_positive_finite(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0

@@ -34,11 +34,11 @@ def reduce_mean(value: Tensor) -> Tensor:
     return share
 
 
-def batch_num_fg(count: Tensor, config: LossConfig, synchronise: bool) -> Tensor:
+def batch_num_fg(count: Tensor, config: LossConfig) -> Tensor:
     """The loss's divisor from the batch's matched-cell count (a float tensor): max(count, 1), averaged over the
-    ranks when ``synchronise`` (``config.averages_num_fg``): mmdet averages the raw count and clamps afterwards
-    (``ModeRules.positives_over_ranks``), fast clamps first."""
-    if not synchronise:
+    ranks where the mode does so (``config.averages_num_fg``) and a default process group is initialised: mmdet
+    averages the raw count and clamps afterwards (``ModeRules.positives_over_ranks``), fast clamps first."""
+    if not (config.averages_num_fg and _initialised()):
         return count.clamp(min=1.0)
     if config.rules.positives_over_ranks:
         return reduce_mean(count).clamp(min=1.0)

@@ -1,11 +1,12 @@
 """The YOLOX loss over a list of matched cells, in the references' formulation and layout; the one definition that
-the eager references and the static module with ``max_gt=None`` (``StaticYoloXLoss.uses_reference_loss``) both call.
+the eager references and the static module's reference form (``static.padded.reference_loss``, with ``max_gt=None``)
+both call.
 
 The loss follows super-gradients: num_fg = max(matched cells in the batch, 1); IoU loss x 5.0 on matched cells;
 objectness BCE over every cell; class BCE against one-hot x matched IoU; optional L1 on the raw box logits; each
 divided by num_fg (objectness by the number of cells with ``obj_loss_fix``). The matched cells are taken in
 batch-then-cell order as [n, ...] tensors (boolean indexing: eager only, a data-dependent shape); the static graph's
-own form of the same terms is ``static.terms``.
+own form of the same terms is ``static.padded.masked_loss``.
 
 Shape legend: B batch, A cells, G padded targets, C classes, n matched cells of the batch.
 """
@@ -70,7 +71,9 @@ class MatchedTerms:
 
 def matched_terms(prep: Prepared, img_ids: Tensor, cell_ids: Tensor, gt_boxes: Tensor, gt_classes: Tensor,
                   ious: Tensor, config: LossConfig, num_fg: Tensor | float | None = None) -> MatchedTerms:
-    """The element-wise terms over the matched cells (``matched_loss``'s arguments)."""
+    """The element-wise terms over the matched cells: ``img_ids``, ``cell_ids`` [n] locate them; ``gt_boxes``
+    [n, 4], ``gt_classes`` [n] and ``ious`` [n] are their targets. ``num_fg`` overrides max(n, 1) (a count averaged
+    over ranks)."""
     if num_fg is None:
         num_fg = max(int(img_ids.shape[0]), 1)
     batch, cells = prep.raw.shape[:2]
@@ -89,20 +92,10 @@ def matched_terms(prep: Prepared, img_ids: Tensor, cell_ids: Tensor, gt_boxes: T
     return MatchedTerms(iou, obj, cls, l1, img_ids, num_fg, obj_divisor)
 
 
-def matched_loss(prep: Prepared, img_ids: Tensor, cell_ids: Tensor, gt_boxes: Tensor, gt_classes: Tensor,
-                 ious: Tensor, num_gts: int, config: LossConfig,
-                 num_fg: Tensor | float | None = None) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor, Tensor]]:
-    """Loss, detached components [iou, obj, cls, l1, num_fg / num_gts, loss] and the four terms (iou, obj, cls,
-    l1; each normalised, with its gradient; loss = 5 * iou + obj + cls + l1) over the matched cells.
-
-    ``img_ids``, ``cell_ids`` [n] locate the matched cells; ``gt_boxes`` [n, 4], ``gt_classes`` [n], ``ious`` [n]
-    are their targets. ``num_fg`` overrides max(n, 1) (fast's synchronised count).
-    """
-    return terms_loss(matched_terms(prep, img_ids, cell_ids, gt_boxes, gt_classes, ious, config, num_fg), num_gts)
-
-
 def terms_loss(terms: MatchedTerms, num_gts: int) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor, Tensor]]:
-    """Loss, detached components and the four normalised terms of ``matched_terms`` (``matched_loss``)."""
+    """Loss, detached components [iou, obj, cls, l1, num_fg / num_gts, loss] and the four normalised terms (iou,
+    obj, cls, l1; each with its gradient; loss = 5 * iou + obj + cls + l1) of ``matched_terms``; ``num_gts`` is the
+    number of real targets."""
     num_fg = terms.num_fg
     loss_iou = terms.iou.sum() / num_fg
     loss_obj = terms.obj.sum() / terms.obj_divisor
@@ -129,6 +122,6 @@ def padded_assignment_terms(prep: Prepared, gt: Tensor, assignment: Assignment, 
 
 def padded_assignment_loss(prep: Prepared, gt: Tensor, assignment: Assignment, num_gts: int, config: LossConfig,
                            num_fg: Tensor | float | None = None) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
-    """``matched_loss`` over the fg cells of an ``Assignment`` against padded targets gt [B, G, 5] (class and box in
+    """``terms_loss`` over the fg cells of an ``Assignment`` against padded targets gt [B, G, 5] (class and box in
     the mode's format), in batch-then-cell order; ``num_gts`` is the number of real targets."""
     return terms_loss(padded_assignment_terms(prep, gt, assignment, config, num_fg), num_gts)

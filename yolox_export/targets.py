@@ -38,8 +38,7 @@ def pad_targets(targets: Tensor, batch_size: int, max_gt: int | None = None, val
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
         raise ValueError(f"batch_size must be an int >= 0, got {batch_size!r}")
-    if max_gt is not None and (isinstance(max_gt, bool) or not isinstance(max_gt, int) or max_gt < 1):
-        raise ValueError(f"max_gt must be an int >= 1 or None, got {max_gt!r}")
+    checked_max_gt(max_gt)
     if check_flag("validate", validate):
         check_targets(targets, batch_size, box_format=box_format)
     image_index, rows = sorted_into_images(targets, batch_size)
@@ -49,6 +48,13 @@ def pad_targets(targets: Tensor, batch_size: int, max_gt: int | None = None, val
     elif validate:
         check_counts(counts, max_gt)
     return scatter_slots(rows, image_index, slots, counts, max_gt)
+
+
+def checked_max_gt(max_gt):
+    """``max_gt`` if it is an int >= 1 or None; ValueError otherwise."""
+    if max_gt is not None and (isinstance(max_gt, bool) or not isinstance(max_gt, int) or max_gt < 1):
+        raise ValueError(f"max_gt must be an int >= 1 or None, got {max_gt!r}")
+    return max_gt
 
 
 def sorted_into_images(targets: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:

@@ -8,16 +8,49 @@ Shape legend: B batch, A cells, G padded target slots, C classes; boxes in pixel
 
 from __future__ import annotations
 
+import math
 import warnings
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from .box_format import CENTRE_SIZE, BoxFormat
-from .config import LossConfig
+
+if TYPE_CHECKING:
+    from .config import LossConfig
 
 FLOAT_HINT = "convert them with `.float()`"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# numbers and tensors
+
+
+def is_finite_number(value) -> bool:
+    """A real Python number (not a bool) that is finite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_positive(name: str, value) -> float:
+    """``value`` as a float if it is a finite number > 0; ValueError naming ``name`` otherwise."""
+    if not (is_finite_number(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def first_nonfinite(values: Tensor) -> tuple[int, ...] | None:
+    """The index of the first non-finite element of ``values`` (row-major), or None when every element is finite:
+    one read-only reduction when all is finite (a NaN or inf anywhere makes the sum non-finite); a meta tensor has
+    no values and passes."""
+    values = values.detach()
+    if values.device.type == "meta" or bool(torch.isfinite(values.sum())):
+        return None
+    bad = ~torch.isfinite(values)  # the sum overflowed, or something is non-finite: find it
+    if not bool(bad.any()):
+        return None
+    return tuple(int(i) for i in bad.nonzero()[0])
 
 
 def unwrap_model_output(model_output) -> list[Tensor]:
@@ -56,13 +89,8 @@ def check_predictions(predictions: Sequence[Tensor], strides: Sequence[int], num
             raise ValueError(f"prediction level {level} is on {p.device}; level 0 is on {predictions[0].device}")
     check_grids([(int(p.shape[2]), int(p.shape[3])) for p in predictions], strides, "prediction level")
     for level, p in enumerate(predictions):
-        if p.device.type == "meta":  # no values to inspect: shapes, dtypes and devices are all that can be checked
-            continue
-        if bool(torch.isfinite(p.detach().sum())):  # one pass: a NaN or inf anywhere makes the sum non-finite
-            continue
-        bad = ~torch.isfinite(p)  # the sum overflowed or something is non-finite: find it
-        if bool(bad.any()):
-            index = tuple(int(i) for i in bad.nonzero()[0])
+        index = first_nonfinite(p)
+        if index is not None:
             raise ValueError(f"prediction level {level} has a non-finite value {p[index].item()} at index {index}")
 
 
@@ -100,7 +128,8 @@ def check_level_shapes(shapes: Sequence[tuple[int, int]], strides: Sequence[int]
     check_grids([tuple(s) for s in shapes], strides, "level")
 
 
-def check_padded(raw: Tensor, gt: Tensor, gt_mask: Tensor, shapes: Sequence[tuple[int, int]], config: LossConfig) -> None:
+def check_padded(raw: Tensor, gt: Tensor, gt_mask: Tensor, shapes: Sequence[tuple[int, int]],
+                 config: "LossConfig") -> None:
     """The padded entry point's inputs: level shapes vs strides, raw [B, A, 5 + C], gt [B, G >= 1, 5], bool mask
     [B, G], and every real slot (mask True) as ``check_padded_targets`` says; masked slots are never read."""
     check_level_shapes(shapes, config.strides)
@@ -128,7 +157,7 @@ def check_padded_targets(gt: Tensor, gt_mask: Tensor, num_classes: int, box_form
         return
     image, slot = gt_mask.detach().cpu().nonzero(as_tuple=True)
     rows = gt.detach().cpu()[image, slot].double()  # [n, 5]
-    _check_rows(rows, lambda i: f"targets image {int(image[i])} slot {int(slot[i])}", num_classes, box_format)
+    check_rows(rows, lambda i: f"targets image {int(image[i])} slot {int(slot[i])}", num_classes, box_format)
 
 
 def check_targets(targets: Tensor, batch_size: int, num_classes: int | None = None, device=None,
@@ -153,40 +182,62 @@ def check_targets(targets: Tensor, batch_size: int, num_classes: int | None = No
     if targets.shape[0] == 0 or targets.device.type == "meta":
         return
     t = targets.detach().double().cpu()
-    _check_index_column(t[:, 0], "image index", batch_size, "batch size", _row_name)
-    _check_rows(t[:, 1:], _row_name, num_classes, box_format)
+    check_index_column(t[:, 0], GENERIC.image_index, batch_size, "batch size", _row_name)
+    check_rows(t[:, 1:], _row_name, num_classes, box_format)
 
 
 def _row_name(row: int) -> str:
     return f"targets row {row}"
 
 
-def _check_rows(rows: Tensor, name: Callable[[int], str], num_classes: int | None,
-                box_format: BoxFormat = CENTRE_SIZE) -> None:
-    """Rows [n, 5] (class and the box in ``box_format``), float64: class id, then finite coordinates (finite in
-    float32, the precision the losses run in), then the extent the format allows; ``name(i)`` says where row i came
-    from."""
-    _check_index_column(rows[:, 0], "class id", num_classes, "num_classes", name)
+@dataclass(frozen=True)
+class Wording:
+    """How a framework's error messages name the parts of a target row: the message templates of ``check_rows``
+    and ``check_index_column``, filled with ``where`` (the row, in the user's own layout), ``value`` (the value as
+    passed, in float64), ``allowed``, ``box`` and ``extent``."""
+
+    image_index: str = "{where} has image index {value}; it must be {allowed}"
+    class_id: str = "{where} has class id {value}; it must be {allowed}"
+    nonfinite: str = "{where} has non-finite coordinates {box}"
+    extent: str = "{where} has {extent}"
+
+
+#: This library's own wording (targets [N, 6], padded slots, Megvii's labels).
+GENERIC = Wording()
+#: mmdetection's: its ground truths have labels and (x1, y1, x2, y2) bboxes.
+MMDET_WORDING = Wording(image_index="{where}: image index {value}; it must be {allowed}",
+                        class_id="{where}: label {value} is not a class id: it must be {allowed}",
+                        nonfinite="{where}: box {box} is not finite in float32", extent="{where}: box {extent}")
+
+
+def check_rows(rows: Tensor, where: Callable[[int], str], num_classes: int | None,
+               box_format: BoxFormat = CENTRE_SIZE, wording: Wording = GENERIC) -> None:
+    """Rows [n, 5] (class and the box in ``box_format``), float64 (the values as passed): a class id, then finite
+    coordinates (finite in float32, the precision the losses run in), then the extent the format allows.
+    ``where(i)`` names row i in the user's own layout; ``wording`` phrases the message. The first bad row raises
+    ValueError."""
+    check_index_column(rows[:, 0], wording.class_id, num_classes, "num_classes", where)
     finite = torch.isfinite(rows[:, 1:].float()).all(dim=1)
     if not bool(finite.all()):
         i = int((~finite).nonzero()[0])
-        raise ValueError(f"{name(i)} has non-finite coordinates {rows[i, 1:].tolist()}")
+        raise ValueError(wording.nonfinite.format(where=where(i), box=rows[i, 1:].tolist()))
     extent = box_format.extent_ok(rows[:, 1:])
     if not bool(extent.all()):
         i = int((~extent).nonzero()[0])
-        raise ValueError(f"{name(i)} has {box_format.extent_error(rows[i, 1:].tolist())}")
+        raise ValueError(wording.extent.format(where=where(i), extent=box_format.extent_error(rows[i, 1:].tolist())))
 
 
-def _check_index_column(values: Tensor, what: str, limit: int | None, limit_name: str,
-                        name: Callable[[int], str]) -> None:
-    """Integers in [0, limit), or integers >= 0 when ``limit`` is None; names the first bad row and its value."""
+def check_index_column(values: Tensor, message: str, limit: int | None, limit_name: str,
+                       where: Callable[[int], str]) -> None:
+    """Whole numbers in [0, limit), or >= 0 when ``limit`` is None; the first bad row raises ValueError with
+    ``message`` (a ``Wording`` template) naming it and its value."""
     bad = ~torch.isfinite(values) | (values != torch.floor(values)) | (values < 0)
     if limit is not None:
         bad |= values >= limit
     if bool(bad.any()):
         i = int(bad.nonzero()[0])
         allowed = f"an integer in [0, {limit}) ({limit_name} = {limit})" if limit is not None else "an integer >= 0"
-        raise ValueError(f"{name(i)} has {what} {values[i].item()}; it must be {allowed}")
+        raise ValueError(message.format(where=where(i), value=values[i].item(), allowed=allowed))
 
 
 # ---------------------------------------------------------------------------------------------------------------

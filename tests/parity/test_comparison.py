@@ -1,11 +1,10 @@
 """The parity report: a planted semantic bug is a real mismatch, pure ties are explained, JSON round-trips, and the
 printed table shows tolerances and the tolerance each output would have needed."""
 
-from unittest import mock
+import dataclasses
 
 import pytest
 
-import yolox_export.static.select as static_select
 from yolox_export import LossConfig, StaticYoloXLoss
 from yolox_export.parity import TOLERANCES, ParityReport, compare
 from yolox_export.scenarios import make_scenario
@@ -13,26 +12,14 @@ from yolox_export.scenarios import make_scenario
 STRIDES = (8, 16, 32)
 
 
-def selectors_only(config):
-    """Planted bug: a contested cell goes to the cheapest of the targets that selected it, in regular mode too
-    (regular SimOTA lets every target of the image contend)."""
-    return False
+class PlantedStatic(StaticYoloXLoss):
+    """A regular-mode StaticYoloXLoss whose config's rules are planted wrong: each target keeps its own candidates and
+    a contested cell goes to the cheapest of the targets that selected it (``union_candidates=False``), where
+    regular SimOTA ranks the image's union and lets every target of the image contend."""
 
-
-class PatchedStatic(StaticYoloXLoss):
-    """A StaticYoloXLoss whose contender rule is ``rule``; nothing else changes."""
-
-    def __init__(self, *args, rule, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.rule = rule
-
-    def loss_and_assignment(self, model_output, targets):
-        with mock.patch.object(static_select, "everyone_contends", self.rule):
-            return super().loss_and_assignment(model_output, targets)
-
-    def assign(self, model_output, targets):
-        with mock.patch.object(static_select, "everyone_contends", self.rule):
-            return super().assign(model_output, targets)
+        object.__setattr__(self.config, "rules", dataclasses.replace(self.config.rules, union_candidates=False))
 
 
 def crowded_batches():
@@ -43,7 +30,7 @@ def crowded_batches():
 @pytest.fixture(scope="module")
 def planted_report():
     config = LossConfig(STRIDES, 4, mode="regular")
-    planted = PatchedStatic(STRIDES, 4, mode="regular", rule=selectors_only)
+    planted = PlantedStatic(STRIDES, 4, mode="regular")
     return compare(crowded_batches(), config, static_module=planted)
 
 

@@ -43,9 +43,9 @@ from torch import Tensor, nn
 
 from ..config import REG_WEIGHT, LossConfig, check_flag
 from ..grid import Grid, make_grid
-from ..static.chunks import DEFAULT_MAX_MEMORY_MIB, checked_budget
-from ..static.loss import padded_loss
-from ..validation import check_targets
+from ..static import padded_loss
+from ..static.chunks import DEFAULT_MAX_MEMORY_MIB, Chunking
+from ..validation import check_rows, first_nonfinite
 
 
 class MegviiLoss(nn.Module):
@@ -60,7 +60,7 @@ class MegviiLoss(nn.Module):
                                  use_l1=check_flag("use_l1", use_l1))
         self.use_l1 = use_l1
         self.validate = check_flag("validate", validate)
-        self.max_memory_mib = checked_budget(max_memory_mib)
+        self.chunking = Chunking(max_memory_mib)
         self._grids: dict[tuple, Grid] = {}
 
     def get_losses(self, imgs, x_shifts: Sequence[Tensor], y_shifts: Sequence[Tensor],
@@ -81,7 +81,7 @@ class MegviiLoss(nn.Module):
         else:
             box_logits = outputs.new_zeros((*outputs.shape[:2], 4))  # unused without L1
         raw = torch.cat((box_logits, outputs[..., 4:]), -1)  # [B, A, 5 + C]
-        out = padded_loss(raw, gt, gt_mask, grid, config, boxes=outputs[..., :4], max_memory_mib=self.max_memory_mib)
+        out = padded_loss(raw, gt, gt_mask, grid, config, boxes=outputs[..., :4], chunking=self.chunking)
         iou, obj, cls, l1, fg_ratio, _ = out.components
         return out.loss, REG_WEIGHT * iou, obj, cls, (l1 if config.use_l1 else 0.0), float(fg_ratio)
 
@@ -133,13 +133,12 @@ def check_outputs(outputs: Tensor, labels: Tensor, config: LossConfig) -> None:
 def check_finite_outputs(outputs: Tensor) -> None:
     """ValueError naming the first image and cell of outputs [B, A, 5 + C] with a non-finite decoded box,
     objectness or class output (one read-only pass when all is finite)."""
-    values = outputs.detach()
-    if bool(torch.isfinite(values.amax(-1)).all() & torch.isfinite(values.amin(-1)).all()):
+    index = first_nonfinite(outputs)
+    if index is None:
         return
-    bad = ~torch.isfinite(values)  # [B, A, 5 + C]
-    image, cell, column = (int(i) for i in bad.nonzero()[0])
+    image, cell, column = index
     part = "decoded box" if column < 4 else ("objectness" if column == 4 else f"class {column - 5}")
-    raise ValueError(f"outputs of image {image}, cell {cell}: non-finite {part} output {values[image, cell, column].item()}"
+    raise ValueError(f"outputs of image {image}, cell {cell}: non-finite {part} output {outputs[index].item()}"
                      " (validate=False skips this check; the loss and its gradient are then NaN)")
 
 
@@ -158,9 +157,9 @@ def labels_to_padded(labels: Tensor, num_classes: int, validate: bool = True) ->
         raise ValueError(f"labels of image {image}: row {row + 1} is a real target after the all-zero row {row}; "
                          "real rows must come first and padding rows be all zero (Megvii's count would miss it)")
     if validate and bool(real.any()):
-        image, _ = real.nonzero(as_tuple=True)
-        rows = torch.cat((image.unsqueeze(1).to(labels.dtype), labels[real]), 1)
-        check_targets(rows.float(), labels.shape[0], num_classes, device=labels.device)
+        image, row = real.detach().cpu().nonzero(as_tuple=True)
+        check_rows(labels.detach().cpu()[image, row].double(), lambda i: f"labels[{int(image[i])}, {int(row[i])}] (image {int(image[i])}, row {int(row[i])})",
+                   num_classes)
     count = max(int(real.sum(1).max()) if real.numel() else 0, 1)  # G >= 1: one masked slot for "no targets"
     gt, mask = labels.float()[:, :count], real[:, :count]
     if gt.shape[1] < count:  # no label rows at all

@@ -49,7 +49,6 @@ turns it on after the model is built).
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -57,14 +56,15 @@ import torch
 from torch import Tensor, nn
 
 from ..assignment import Assignment
-from ..config import CANDIDATE_TOPK, CLS_COST_WEIGHT, IOU_COST_WEIGHT, REG_WEIGHT, check_flag
-from ..static import StaticYoloXLoss
-from ..static.chunks import DEFAULT_MAX_MEMORY_MIB
-from ..static.loss import poison_gradients
-
-
-def _is_finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+from ..box_format import CORNERS
+from ..config import CANDIDATE_TOPK, CLS_COST_WEIGHT, IOU_COST_WEIGHT, REG_WEIGHT, LossConfig, check_flag
+from ..grid import flatten_levels, image_size, level_shapes, make_grid
+from ..static import padded_assign, padded_loss
+from ..static.chunks import DEFAULT_MAX_MEMORY_MIB, Chunking
+from ..static.padded import loss_form_for, poison_gradients
+from ..targets import check_target_counts, checked_max_gt, pad_targets
+from ..validation import (MMDET_WORDING, MisreadingWarnings, check_index_column, check_positive, check_rows,
+                          first_nonfinite, is_finite_number)
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class LossWeights:
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if not _is_finite_number(value):
+            if not is_finite_number(value):
                 raise ValueError(f"loss weight {field.name} must be a finite number, got {value!r}")
 
 
@@ -98,12 +98,13 @@ class MMDetLoss(nn.Module):
                  max_memory_mib: float | None = DEFAULT_MAX_MEMORY_MIB, loss_weights: LossWeights = LossWeights(),
                  l1_key: str = "loss_l1"):
         super().__init__()
-        if not _is_finite_number(center_radius) or center_radius <= 0:
-            raise ValueError(f"center_radius must be a finite number > 0, got {center_radius!r}")
-        self.static = StaticYoloXLoss(tuple(strides), num_classes, mode="mmdet", use_l1=check_flag("use_l1", use_l1),
-                                      center_sampling_radius=center_radius, max_gt=max_gt, validate=validate,
-                                      max_memory_mib=max_memory_mib)
+        self.config = LossConfig(tuple(strides), num_classes, mode="mmdet", use_l1=check_flag("use_l1", use_l1),
+                                 center_sampling_radius=check_positive("center_radius", center_radius))
+        self.max_gt = checked_max_gt(max_gt)
+        self.validate = check_flag("validate", validate)
+        self.chunking = Chunking(max_memory_mib)
         self.use_l1 = use_l1
+        self._misreadings = MisreadingWarnings()
         if not isinstance(loss_weights, LossWeights):
             raise TypeError(f"loss_weights must be a LossWeights, got {type(loss_weights).__name__}")
         self.loss_weights = loss_weights
@@ -113,15 +114,11 @@ class MMDetLoss(nn.Module):
 
     @property
     def num_classes(self) -> int:
-        return self.static.config.num_classes
+        return self.config.num_classes
 
     @property
     def strides(self) -> tuple[int, ...]:
-        return self.static.config.strides
-
-    @property
-    def validate(self) -> bool:
-        return self.static.validate
+        return self.config.strides
 
     def forward(self, cls_scores, bbox_preds, objectnesses, batch_gt_instances, batch_img_metas,
                 batch_gt_instances_ignore=None) -> dict[str, Tensor]:
@@ -134,17 +131,17 @@ class MMDetLoss(nn.Module):
         """mmdetection's ``YOLOXHead.loss_by_feat``: the loss dict (see the module docstring)."""
         batch = batch_size_of(batch_img_metas)
         check_ignore_list(batch_gt_instances_ignore, batch)
-        levels = head_levels(cls_scores, bbox_preds, objectnesses, self.num_classes, self.strides, batch,
-                             self.validate)
-        targets = gt_targets(batch_gt_instances, batch, self.num_classes, levels[0].device, self.validate)
-        iou, obj, cls, l1 = self._static().static_output(levels, targets).terms
+        config = self._config()
+        raw, gt, gt_mask, grid = self._padded_inputs(cls_scores, bbox_preds, objectnesses, batch_gt_instances, batch)
+        iou, obj, cls, l1 = padded_loss(raw, gt, gt_mask, grid, config, chunking=self.chunking,
+                                        loss_form=loss_form_for(self.max_gt)).terms
         # exact zeros whose gradient reaches every level, as mmdetection's sum() * 0 without positives
         zero = torch.zeros((), dtype=obj.dtype, device=obj.device)
         cls_zero, box_zero = poison_gradients(zero, *cls_scores), poison_gradients(zero, *bbox_preds)
         weights = self.loss_weights
         losses = {"loss_cls": weights.cls * (cls + cls_zero), "loss_bbox": weights.bbox * (iou + box_zero),
                   "loss_obj": weights.obj * obj}
-        if self.static.config.use_l1:
+        if config.use_l1:
             losses[self.l1_key] = weights.l1 * (l1 + box_zero)
         return losses
 
@@ -152,18 +149,30 @@ class MMDetLoss(nn.Module):
                batch_gt_instances) -> Assignment:
         """The [B, A] ``Assignment`` that ``loss_by_feat`` computes for these inputs, cells in its order (levels in
         stride order, each row-major); B is the predictions' batch."""
-        levels = head_levels(cls_scores, bbox_preds, objectnesses, self.num_classes, self.strides, None,
-                             self.validate)
-        targets = gt_targets(batch_gt_instances, int(levels[0].shape[0]), self.num_classes, levels[0].device,
-                             self.validate)
-        return self._static().assign(levels, targets)
+        raw, gt, gt_mask, grid = self._padded_inputs(cls_scores, bbox_preds, objectnesses, batch_gt_instances, None)
+        return padded_assign(raw, gt, gt_mask, grid, self.config, chunking=self.chunking)
 
-    def _static(self) -> StaticYoloXLoss:
-        """The static module, its ``use_l1`` following this module's."""
+    def _config(self) -> LossConfig:
+        """The config, its ``use_l1`` following this module's."""
         use_l1 = check_flag("use_l1", self.use_l1)
-        if self.static.config.use_l1 != use_l1:
-            self.static.config = dataclasses.replace(self.static.config, use_l1=use_l1)
-        return self.static
+        if self.config.use_l1 != use_l1:
+            self.config = dataclasses.replace(self.config, use_l1=use_l1)
+        return self.config
+
+    def _padded_inputs(self, cls_scores, bbox_preds, objectnesses, batch_gt_instances, batch: int | None):
+        """(raw [B, A, 5 + C], gt [B, G, 5], gt_mask [B, G], grid) from mmdetection's inputs, validated (the
+        structure always, the values with ``validate``). ``batch`` is the expected B (None: the head outputs')."""
+        levels = head_levels(cls_scores, bbox_preds, objectnesses, self.num_classes, self.strides, batch,
+                             self.validate)
+        raw, shapes = flatten_levels(levels), level_shapes(levels)
+        batch = raw.shape[0]
+        targets = gt_targets(batch_gt_instances, batch, self.num_classes, raw.device, self.validate)
+        if self.validate:
+            self._misreadings.check(targets[:, 2:6], image_size(shapes, self.strides), self.config.box_format)
+            if self.max_gt is not None:
+                check_target_counts(targets, batch, self.max_gt)
+        gt, gt_mask = pad_targets(targets, batch, self.max_gt, validate=False)
+        return raw, gt, gt_mask, make_grid(shapes, self.strides, device=raw.device)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -243,14 +252,12 @@ def check_output(output, name: str, level: int, channels: int, batch: int, first
 def check_finite(output: Tensor, name: str, level: int) -> None:
     """ValueError naming the image, channel and cell of the first non-finite value of output [B, K, H, W] (one
     read-only reduction when all is finite)."""
-    if output.device.type == "meta" or bool(torch.isfinite(output.detach().sum())):
-        return
-    bad = ~torch.isfinite(output.detach())
-    if bool(bad.any()):
-        image, channel, row, column = (int(i) for i in bad.nonzero()[0])
-        value = output[image, channel, row, column].item()
-        raise ValueError(f"{name}[{level}] of image {image}: non-finite value {value} at channel {channel}, row "
-                         f"{row}, column {column} (validate=False skips this check; the loss is then NaN)")
+    index = first_nonfinite(output)
+    if index is not None:
+        image, channel, row, column = index
+        raise ValueError(f"{name}[{level}] of image {image}: non-finite value {output[index].item()} at channel "
+                         f"{channel}, row {row}, column {column} (validate=False skips this check; the loss is then "
+                         "NaN)")
 
 
 def gt_targets(batch_gt_instances, batch: int, num_classes: int, device, validate: bool = True) -> Tensor:
@@ -267,15 +274,15 @@ def gt_targets(batch_gt_instances, batch: int, num_classes: int, device, validat
     blocks, owners = [], []
     for image, instances in enumerate(batch_gt_instances):
         boxes, labels = instance_fields(instances, image)
-        index = torch.full((labels.shape[0], 1), float(image), device=device)
-        blocks.append(torch.cat((index, labels.to(device, torch.float32).unsqueeze(1),
-                                 boxes.to(device, torch.float32)), dim=1))  # [n, 6]
+        index = torch.full((labels.shape[0], 1), float(image), dtype=torch.float64, device=device)
+        blocks.append(torch.cat((index, labels.to(device, torch.float64).unsqueeze(1),
+                                 boxes.to(device, torch.float64)), dim=1))  # [n, 6], the values as passed
         owners += [(image, k) for k in range(labels.shape[0])]
-    targets = torch.cat(blocks) if blocks else torch.zeros((0, 6), device=device)
-    if validate:
-        check_rows(targets, num_classes,
-                   lambda i: f"batch_gt_instances[{owners[i][0]}] (image {owners[i][0]}), instance {owners[i][1]}")
-    return targets
+    targets = torch.cat(blocks) if blocks else torch.zeros((0, 6), dtype=torch.float64, device=device)
+    if validate and targets.device.type != "meta":
+        check_rows(targets[:, 1:].detach().cpu(), lambda i: f"batch_gt_instances[{owners[i][0]}] (image "
+                   f"{owners[i][0]}), instance {owners[i][1]}", num_classes, CORNERS, MMDET_WORDING)
+    return targets.float()
 
 
 def instance_fields(instances, image: int) -> tuple[Tensor, Tensor]:
@@ -308,42 +315,13 @@ def tensor_targets(rows: Tensor, batch: int, num_classes: int, device, validate:
                          f"got shape {tuple(rows.shape)}")
     if rows.is_complex() or rows.dtype == torch.bool:
         raise TypeError(f"batch_gt_instances must hold real numbers, got {rows.dtype}")
-    targets = rows.to(device, torch.float32)
-    if validate and targets.shape[0] and targets.device.type != "meta":
-        index = targets[:, 0].detach().cpu()
-        bad = ~torch.isfinite(index) | (index != torch.floor(index)) | (index < 0) | (index >= batch)
-        if bool(bad.any()):
-            i = int(bad.nonzero()[0])
-            raise ValueError(f"batch_gt_instances row {i}: image index {index[i].item()}; it must be a whole number "
-                             f"in [0, {batch}) (the batch has {batch} images)")
-        check_rows(targets, num_classes, lambda i: f"batch_gt_instances row {i} (image {int(index[i])})")
-    return targets
-
-
-def check_rows(targets: Tensor, num_classes: int, where) -> None:
-    """Rows [N, 6] (image, label, x1, y1, x2, y2): a whole label in [0, C), finite coordinates, x2 >= x1 and
-    y2 >= y1 (mmdetection computes a zero-width box without complaint); ``where(i)`` names row i. The first bad row
-    raises ValueError, naming its first problem."""
-    if targets.shape[0] == 0 or targets.device.type == "meta":
-        return
-    rows = targets.detach().cpu().double()
-    labels, boxes = rows[:, 1], rows[:, 2:]
-    bad_label = ~torch.isfinite(labels) | (labels != torch.floor(labels)) | (labels < 0) | (labels >= num_classes)
-    bad_box = ~torch.isfinite(boxes).all(1)
-    bad_x, bad_y = boxes[:, 2] < boxes[:, 0], boxes[:, 3] < boxes[:, 1]
-    bad = bad_label | bad_box | bad_x | bad_y
-    if not bool(bad.any()):
-        return
-    i = int(bad.nonzero()[0])
-    box = ", ".join(f"{name} = {value}" for name, value in zip(("x1", "y1", "x2", "y2"), boxes[i].tolist()))
-    if bool(bad_label[i]):
-        problem = (f"label {labels[i].item()} is not a class id: it must be a whole number in [0, {num_classes}) "
-                   f"(num_classes = {num_classes})")
-    elif bool(bad_box[i]):
-        problem = f"box ({box}) is not finite in float32"
-    else:
-        problem = f"box ({box}) has {'x2 < x1' if bool(bad_x[i]) else 'y2 < y1'}; a box needs x2 >= x1 and y2 >= y1"
-    raise ValueError(f"{where(i)}: {problem}")
+    if validate and rows.shape[0] and rows.device.type != "meta":
+        given = rows.detach().cpu().double()  # the values as passed
+        check_index_column(given[:, 0], MMDET_WORDING.image_index, batch, "batch size",
+                           lambda i: f"batch_gt_instances row {i}")
+        check_rows(given[:, 1:], lambda i: f"batch_gt_instances row {i} (image {int(given[i, 0])})", num_classes,
+                   CORNERS, MMDET_WORDING)
+    return rows.to(device, torch.float32)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -474,11 +452,11 @@ def loss_weight(config, where: str, expected: str) -> float:
             raise ValueError(f"{where}.{setting} is {given!r}; the drop-in implements {value!r} only")
     if name == "CrossEntropyLoss":
         ignore = setting_of(config, "ignore_index", name)  # acts only where a target equals it: targets are in [0, 1]
-        if ignore is not None and (not _is_finite_number(ignore) or 0 <= ignore <= 1):
+        if ignore is not None and (not is_finite_number(ignore) or 0 <= ignore <= 1):
             raise ValueError(f"{where}.ignore_index is {ignore!r}; the drop-in implements None (or an index outside "
                              "[0, 1], which no YOLOX target equals)")
     weight = setting_of(config, "loss_weight", name)
-    if not _is_finite_number(weight):
+    if not is_finite_number(weight):
         raise ValueError(f"{where}.loss_weight must be a finite number, got {weight!r}")
     return float(weight)
 
@@ -508,7 +486,7 @@ def assigner_radius(head) -> float:
     if dtype is not None:
         raise ValueError(f"{where}.iou_calculator.dtype is {dtype!r}; the drop-in computes IoUs in float32 (None)")
     radius = setting_of(assigner, "center_radius", name)
-    if not _is_finite_number(radius) or radius <= 0:
+    if not is_finite_number(radius) or radius <= 0:
         raise ValueError(f"{where}.center_radius must be a finite number > 0, got {radius!r}")
     return float(radius)
 
@@ -545,7 +523,7 @@ def square_strides(strides, where: str) -> tuple[int, ...]:
         pair = tuple(stride) if isinstance(stride, Sequence) else (stride, stride)
         if len(pair) != 2 or pair[0] != pair[1]:
             raise ValueError(f"{where}[{level}] is {stride!r}; the drop-in implements square strides (s, s) only")
-        if not _is_finite_number(pair[0]) or pair[0] != int(pair[0]) or pair[0] < 1:
+        if not is_finite_number(pair[0]) or pair[0] != int(pair[0]) or pair[0] < 1:
             raise ValueError(f"{where}[{level}] is {stride!r}; a stride must be a whole number >= 1")
         values.append(int(pair[0]))
     return tuple(values)

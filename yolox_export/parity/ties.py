@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..config import CANDIDATE_TOPK, IOU_COST_WEIGHT, LossConfig
 from ..grid import Grid
-from ..static.assign import candidate_masks, pairwise_iou
+from ..static.cost import candidate_masks, pairwise_iou
 
 EPS32 = 2.0**-23
 

@@ -59,7 +59,7 @@ class MMDetYoloXLoss(ReferenceLoss):
 
     def _num_fg(self, assignment: Assignment, prep: Prepared) -> Tensor:
         count = torch.tensor(float(assignment.fg_mask.sum()), device=prep.raw.device)  # num_pos
-        return batch_num_fg(count, self.config, synchronise=True)  # max(reduce_mean(num_pos), 1)
+        return batch_num_fg(count, self.config)  # max(reduce_mean(num_pos), 1)
 
 
 def in_gt_and_in_center_info(priors: Tensor, strides: Tensor, gt_boxes: Tensor,

@@ -15,6 +15,7 @@ The budget bounds that working set only. What does not grow with G stays outside
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from torch import Tensor
 
@@ -45,6 +46,31 @@ def targets_per_chunk(max_memory_mib: float | None, batch: int, width: int) -> i
     per_target = max(batch * width * BYTES_PER_TARGET_CELL, 1)
     return max(1, int(max_memory_mib * 2**20) // per_target)
 
+
+@dataclass(frozen=True)
+class Chunking:
+    """How the assignment takes its targets, fixed once where a module is built: chunks whose [B, Gc, X] working set
+    fits ``max_memory_mib`` MiB (None: unchunked), or, when given, ``targets_per_chunk`` targets per chunk (a fixed
+    Gc: needs a static G, as an export with G fixed has). Both are checked here."""
+
+    max_memory_mib: float | None = DEFAULT_MAX_MEMORY_MIB
+    targets_per_chunk: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "max_memory_mib", checked_budget(self.max_memory_mib))
+        per_chunk = self.targets_per_chunk
+        if per_chunk is not None and (isinstance(per_chunk, bool) or not isinstance(per_chunk, int) or per_chunk < 1):
+            raise ValueError(f"targets_per_chunk must be an int >= 1 or None, got {per_chunk!r}")
+
+    def per_chunk(self, batch, width) -> int | None:
+        """Gc for [B, Gc, X] tensors of ``batch`` images and ``width`` ranked cells (``targets_per_chunk``)."""
+        if self.targets_per_chunk is not None:
+            return self.targets_per_chunk
+        return targets_per_chunk(self.max_memory_mib, batch, width)
+
+
+#: Every target at once.
+UNCHUNKED = Chunking(max_memory_mib=None)
 
 #: The span of every target at once.
 WHOLE = (0, None)

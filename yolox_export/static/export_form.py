@@ -1,4 +1,4 @@
-"""The one switch between the static graph's eager form and its export-safe form.
+"""The one switch between the static graph's eager form and its export-safe form, and the export-safe slices.
 
 Some functions of the static loss have two forms with the same values: the eager one (torch's own kernels, fewer
 copies) and one that exports to ONNX ops that every runtime and TensorRT's parser read alike (a BCE written out, a
@@ -17,6 +17,8 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 _depth = 0
 
@@ -35,3 +37,36 @@ def export_form() -> Iterator[None]:
         yield
     finally:
         _depth -= 1
+
+
+class _Columns(torch.autograd.Function):
+    """``values[..., start:stop]`` whose backward pads (see ``columns``)."""
+
+    @staticmethod
+    def forward(ctx, values: Tensor, start: int, stop: int) -> Tensor:
+        ctx.pads = (start, values.shape[-1] - stop)
+        return values[..., start:stop]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return F.pad(grad, ctx.pads), None, None
+
+
+def columns(values: Tensor, start: int, stop: int) -> Tensor:
+    """``values[..., start:stop]`` (a copy), with a backward that pads the slice's gradient with zeros on the last
+    axis (one Pad in the gradient graph, ``export.grad_graph``). Autograd's own backward of a slice is a
+    ``slice_scatter``, which the ONNX exporter writes as a Transpose of the whole [B, A, 5 + C] gradient, a
+    ScatterND and a Transpose back (what that costs: docs/training-graph.md)."""
+    return _Columns.apply(values, start, stop)
+
+
+def split_outputs(raw: Tensor, num_classes: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(box [B, A, 4], objectness [B, A, 1], class [B, A, C]) logits of raw [B, A, 5 + C].
+
+    One ``split`` in eager, so that backward assembles the [B, A, 5 + C] gradient once rather than zero-filling and
+    adding one full-size tensor per slice; plain slices under ONNX export, where a split becomes a sequence op that
+    TensorRT's parser lacks (``columns``: their backward pads). The values are the same either way."""
+    if exporting():
+        width = raw.shape[-1]
+        return columns(raw, 0, 4), columns(raw, 4, 5), columns(raw, 5, width)
+    return raw.split((4, 1, num_classes), dim=-1)

@@ -107,12 +107,6 @@ def first_argmin(values: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     return best.squeeze(dim), first
 
 
-def everyone_contends(config: LossConfig) -> bool:
-    """Whether every target of the image contends for a cell that several targets selected (regular, megvii: the
-    originals' argmin over all targets), rather than only the targets that selected it (fast)."""
-    return config.union_candidates
-
-
 class Contest:
     """The contested-cell argmin and the ``Assignment`` over X, fed target chunk by target chunk (``add``), exactly.
 
@@ -131,7 +125,7 @@ class Contest:
         zero = torch.zeros((batch, width), dtype=torch.long, device=device)
         self.count = torch.zeros((batch, width), device=device)  # float32 counts (masks.count_true)
         self.selectors = [inf, zero, torch.zeros_like(inf)]  # (min cost, target, IoU) over the selecting targets
-        self.everyone = [inf.clone(), zero.clone(), torch.zeros_like(inf)] if everyone_contends(config) else None
+        self.everyone = [inf.clone(), zero.clone(), torch.zeros_like(inf)] if config.union_candidates else None
 
     def add(self, offset: int, masked_cost: Tensor, selected: Tensor, ious: Tensor) -> None:
         """One chunk of targets (indices ``offset`` on): masked_cost [B, Gc, X] (inf off the candidates; spent),

@@ -36,12 +36,6 @@ symbolic and keeps the windows). The targets are taken in chunks under a memory 
 two reductions over targets carried across them. The class cost gathers
 [B, M, C] logits (smaller than [B, A, C] while M < A), so it needs none of the [B, A, C] log passes of the dense
 modes' class cost; the class, IoU and L1 loss terms read the matched cells only, in every mode (``terms``).
-
-Measured by ``yolox-export bench`` (CPU, 2 threads, B=16, 640x640, C=80, one run, 2026-12-02; the README's table):
-eager forward COCO-like (G=12) 86 ms (MegviiYoloXLoss: 112 ms), peak +57 MiB; the exported graph under onnxruntime
-63 ms, torch.compile 38 ms; crowded (G=196) eager forward 1.1 s, graph 0.64 s (reference 8.0 s). At G=12 the time
-goes to the per-cell passes every mode shares (the non-finite scan, the objectness BCE, the backward's gradient);
-the window work is small.
 """
 
 from __future__ import annotations
@@ -52,11 +46,11 @@ from torch import Tensor
 from ..assignment import Assignment
 from ..config import CANDIDATE_TOPK, IOU_COST_WEIGHT, LossConfig
 from ..grid import Grid
-from .assign import class_cost, class_cost_parts
+from .buffer import at_cells
 from .chunks import target_spans, targets_of
+from .cost import class_cost, class_cost_parts
 from .masks import any_true
 from .select import Contest, dynamic_ks, select_cheapest
-from .terms import at_cells
 
 #: Window offsets per level, row-major: (dy, dx) in {-1, 0, 1}^2.
 OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))

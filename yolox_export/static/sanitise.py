@@ -1,4 +1,5 @@
-"""The padded target contract, enforced at the entry of the static computation.
+"""Sanitising padded target slots: the padded target contract, enforced at the entry of the static computation.
+(Padding the ragged [N, 6] targets into slots is ``targets.pad_targets``.)
 
 Shape legend: B batch, G padded target slots. A slot is a row (class, then the box in the mode's format: cx, cy, w, h
 or x1, y1, x2, y2), pixels, of gt [B, G, 5] with a bool gt_mask [B, G].
@@ -26,12 +27,10 @@ from ..box_format import CENTRE_SIZE, BoxFormat
 @dataclass
 class Slots:
     """The sanitised targets: ``gt`` [B, G, 5] (zero rows where ``mask`` is False), ``mask`` bool [B, G] (the real,
-    well-formed slots), ``classes`` int64 [B, G] (from ``gt``, so always in [0, C)) and ``poison`` (a float scalar,
-    0, or NaN when a real slot is malformed)."""
+    well-formed slots) and ``poison`` (a float scalar, 0, or NaN when a real slot is malformed)."""
 
     gt: Tensor
     mask: Tensor
-    classes: Tensor
     poison: Tensor
 
 
@@ -50,4 +49,4 @@ def sanitise_slots(gt: Tensor, gt_mask: Tensor, num_classes: int, box_format: Bo
     clean = torch.where(mask.unsqueeze(-1), gt, torch.zeros((), dtype=gt.dtype, device=gt.device))  # [B, G, 5]
     nan = torch.full((), float("nan"), dtype=gt.dtype, device=gt.device)
     poison = torch.where(gt_mask & ~ok, nan, torch.zeros_like(nan)).sum()
-    return Slots(clean, mask, clean[..., 0].long(), poison)
+    return Slots(clean, mask, poison)

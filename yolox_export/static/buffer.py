@@ -1,55 +1,17 @@
-"""The loss's element-wise terms and the compaction of matched cells, shared by every mode of the static loss.
+"""The matched-cell buffer: each image's matched cells packed into [B, F] in static shapes, and the outputs at them.
 
 Shape legend: B batch, A cells, G padded targets, C classes, F matched-cell buffer (``matched_capacity``).
 
-These are the static graph's form of the loss terms (the synchronising drop-in calls the references' own
-``matched_loss`` instead). Eager (and ``torch.compile``) evaluation uses torch's own
-``binary_cross_entropy_with_logits``, the function the references call; under ONNX export the same BCE is written
-out with a Log-only log1p (ONNX has no Log1p; the exporter's log(1 + e) loses ~1e-5 relative on background logits
-near -4.6). Against the references' [n, C] layout, the matched-cell buffer gives the same terms to float32
-rounding (summation order, and an element's last bit now and then where CPU kernels switch between vector and
-scalar code at a tensor's end).
+The static loss reads the class, box and L1 terms at the matched cells only, so no [B, A, C] or [B, A, 4] loss
+tensor is built; the buffer's size comes from G, never from the data.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .export_form import exporting
-
-
-def log1p(y: Tensor) -> Tensor:
-    """log(1 + y) to float32 accuracy from Log alone: Kahan's log(u) * y / (u - 1), u = 1 + y.
-
-    The correction y / (u - 1) is within rounding of 1 and is held constant for autograd, so the gradient is
-    ratio / u = 1 / (1 + y) to float32 accuracy instead of differentiating rounding noise."""
-    u = 1.0 + y
-    shifted = u - 1.0
-    ratio = (y / torch.where(shifted == 0, torch.ones_like(shifted), shifted)).detach()
-    return torch.where(shifted == 0, y, torch.log(u) * ratio)
-
-
-def exportable_bce_with_logits(logits: Tensor, target: Tensor) -> Tensor:
-    """Element-wise BCE with logits as torch computes it, max(x, 0) - x * z + log1p(exp(-|x|)), from ONNX ops."""
-    return logits.clamp(min=0) - logits * target + log1p(torch.exp(-logits.abs()))
-
-
-def bce_with_logits(logits: Tensor, target: Tensor) -> Tensor:
-    """Element-wise BCE with logits: torch's kernel in eager, ``exportable_bce_with_logits`` under ONNX export."""
-    if exporting():
-        return exportable_bce_with_logits(logits, target)
-    return F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-
-
-def image_sums(values: Tensor) -> Tensor:
-    """[B]: each image's sum of a [B, A, ...] tensor, reduced axis by axis from the last, so that a backend that
-    accumulates a reduction sequentially adds chains of length A rather than A·... (shorter chains, smaller float32
-    error). The loss's terms are the sums of these [B] vectors, so each image's share falls out of the same sums."""
-    while values.dim() > 1:
-        values = values.sum(-1)
-    return values
 
 
 def matched_capacity(cells: int, slots: int, max_dynamic_k: int) -> int:
@@ -116,28 +78,6 @@ def gather_rows(values: Tensor, cells: Tensor, valid: Tensor) -> Tensor:
     return _GatherRows.apply(values, cells, valid)
 
 
-class _Columns(torch.autograd.Function):
-    """``values[..., start:stop]`` whose backward pads (see ``columns``)."""
-
-    @staticmethod
-    def forward(ctx, values: Tensor, start: int, stop: int) -> Tensor:
-        ctx.pads = (start, values.shape[-1] - stop)
-        return values[..., start:stop]
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return F.pad(grad, ctx.pads), None, None
-
-
-def columns(values: Tensor, start: int, stop: int) -> Tensor:
-    """``values[..., start:stop]`` (a copy), with a backward that pads the slice's gradient with zeros on the last
-    axis (one Pad in the gradient graph, ``export.grad_graph``). Autograd's own backward of a slice is a
-    ``slice_scatter``, which the ONNX exporter writes as a Transpose of the whole [B, A, 5 + C] gradient, a
-    ScatterND and a Transpose back: 230 ms of the regular-mode gradient graph's 415 ms under onnxruntime at B=16,
-    640x640, C=80 (a one-off profile)."""
-    return _Columns.apply(values, start, stop)
-
-
 def matched_logits(raw: Tensor, box_logits: Tensor, cls_logits: Tensor, cells: Tensor,
                    valid: Tensor) -> tuple[Tensor, Tensor]:
     """(box [B, F, 4], class [B, F, C]) logits at the buffer's cells, carrying the gradient to ``raw``
@@ -156,13 +96,3 @@ def matched_logits(raw: Tensor, box_logits: Tensor, cls_logits: Tensor, cells: T
     else:
         box, cls = at_cells(box_logits, cells), at_cells(cls_logits, cells)
     return torch.where(valid.unsqueeze(-1), box, torch.zeros_like(box)), cls
-
-
-def class_bce(logits: Tensor, classes: Tensor, ious: Tensor, valid: Tensor) -> Tensor:
-    """[B]: each image's sum over the buffer's valid entries of sum_c BCE(x_c, one-hot(k) * iou), the references'
-    class term: logits [B, F, C] (``matched_logits``), the matched target's class ``classes`` int64 [B, F] and IoU
-    ``ious`` [B, F]."""
-    onehot = classes.unsqueeze(-1) == torch.arange(logits.shape[-1], device=classes.device)  # [B, F, C]
-    target = onehot.to(logits.dtype) * ious.unsqueeze(-1)  # [B, F, C]
-    term = bce_with_logits(logits, target)
-    return image_sums(torch.where(valid.unsqueeze(-1), term, torch.zeros_like(term)))
