@@ -34,7 +34,8 @@ def _loss_and_grads(module, predictions, targets):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_one_compiled_graph_for_changing_target_counts(mode):
-    """N = 7, then 12, then 3: one frame compiled (the module marks N dynamic before dynamo guards on it)."""
+    """N = 7, 0, 1, 12, 3: one frame compiled (the module marks N unbacked before dynamo guards on it, so 0 and 1
+    are not specialised either)."""
     from torch._dynamo.testing import CompileCounter
 
     torch._dynamo.reset()
@@ -42,7 +43,7 @@ def test_one_compiled_graph_for_changing_target_counts(mode):
     module = StaticYoloXLoss(STRIDES, CLASSES, mode=mode, max_gt=16, validate=False)
     compiled = torch.compile(module, fullgraph=True, backend=counter)
     predictions, targets = _batch(0, 12, mode)
-    for count in (7, 12, 3):
+    for count in (7, 0, 1, 12, 3):
         compiled(predictions, targets[:count])
     assert counter.frame_count == 1
 
@@ -52,7 +53,7 @@ def test_compiled_drop_in_forward_is_one_graph_and_equals_eager_for_changing_tar
     torch._dynamo.reset()
     module = StaticYoloXLoss(STRIDES, CLASSES, mode=mode, max_gt=16, validate=False)
     compiled = torch.compile(module, fullgraph=True)  # fullgraph: any graph break raises
-    for seed, count in ((0, 5), (1, 9), (2, 3)):
+    for seed, count in ((0, 5), (1, 9), (2, 0), (3, 1)):
         predictions, targets = _batch(seed, count, mode)
         got = _loss_and_grads(compiled, predictions, targets)
         want = _loss_and_grads(module, predictions, targets)

@@ -54,3 +54,20 @@ def test_forward_is_loss_and_assignment_without_the_assignment(cls):
     torch.testing.assert_close(components, again_components, rtol=0, atol=0)
     assert assignment.fg_mask.shape == (2, 8 * 8 + 4 * 4)
     assert module.component_names == ["iou", "obj", "cls", "l1", "num_fg", "Loss"]
+
+
+@pytest.mark.parametrize("cls", [RegularYoloXLoss, FastYoloXLoss, StaticYoloXLoss])
+def test_use_l1_switched_after_construction_takes_effect(cls):
+    """super-gradients' YoloXTrainingStageSwitchCallback sets ``criterion.use_l1 = True`` late in training: the
+    module must then compute the L1 term exactly as one built with ``use_l1=True``."""
+    s = make_scenario("fitted", batch_size=2, image_size=(64, 64), num_classes=3, seed=0)
+    switched = cls(s.strides, 3)
+    assert switched(s.predictions, s.targets)[1][3] == 0  # no L1 term yet
+    switched.use_l1 = True
+    assert switched.use_l1 and switched.config.use_l1
+    built = cls(s.strides, 3, use_l1=True)
+    got, want = switched(s.predictions, s.targets)[1], built(s.predictions, s.targets)[1]
+    assert got[3] > 0
+    torch.testing.assert_close(got, want, rtol=0, atol=0)  # one arithmetic, the same module type
+    with pytest.raises(TypeError, match="use_l1 must be a bool"):
+        switched.use_l1 = "yes"

@@ -1,4 +1,4 @@
-"""Issue #12 items 1-2: the padded target contract of the static graph (``yolox_export.static.padding``).
+"""Issue #12 items 1-2: the padded target contract of the static graph (``yolox_export.static.sanitise``).
 
 * Masked slots never matter, whatever they hold: assignment, loss, components, gradients and training targets are
   bit for bit those of zero padding, in every mode, eager (``forward_padded``, ``PaddedYoloXLoss``) and exported
@@ -72,7 +72,7 @@ def test_sanitise_slots_replaces_masked_and_malformed_rows_by_the_zero_row():
     assert slots.mask.tolist() == [[True, False], [False, True]]
     assert torch.equal(slots.gt, torch.tensor([[[1.0, 10.0, 12.0, 4.0, 6.0], [0.0] * 5],
                                                [[0.0] * 5, [2.0, 20.0, 22.0, 8.0, 9.0]]]))
-    assert slots.classes.tolist() == [[1, 0], [0, 2]]
+    assert slots.gt[..., 0].tolist() == [[1, 0], [0, 2]]
     assert math.isnan(float(slots.poison))
     assert float(sanitise_slots(gt, torch.tensor([[True, False], [False, True]]), NUM_CLASSES).poison) == 0.0
 

@@ -1,4 +1,4 @@
-"""``yolox_export.static.terms``: the matched-cell buffer, its bound, the class term against the references' layout,
+"""``yolox_export.static.buffer`` and ``bce``: the matched-cell buffer, its bound, the class term against the references' layout,
 and the claim the training demo rests on: the default static loss's value and gradient are the references' bit for
 bit (it calls their ``matched_loss`` on its own assignment), the sync-free one's to float32 rounding.
 

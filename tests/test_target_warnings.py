@@ -12,6 +12,7 @@ import torch
 from yolox_export import FastYoloXLoss, RegularYoloXLoss, StaticYoloXLoss, pad_targets
 from yolox_export.config import MODES
 from yolox_export.grid import flatten_levels, level_shapes
+from yolox_export.scenarios import boxes_in_format, make_scenario
 from yolox_export.validation import TargetWarning, misreadings
 
 from conftest import for_mode
@@ -139,3 +140,45 @@ def test_misreadings_thresholds():
     assert set(misreadings(outside, image)) == {"format"}
     assert misreadings(outside[1:], image) == {}
     assert misreadings(torch.zeros(0, 4), image) == {}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the other box format, in both directions, on realistic batches
+
+
+def realistic_batches():
+    """Seeded batches of every realistic kind, at two image sizes: (kind, image, (cx, cy, w, h) boxes [n, 4])."""
+    for kind in ("coco", "crowded", "sparse", "border", "fitted", "duplicates"):
+        for image in ((640, 640), (128, 160)):
+            for seed in range(3):
+                targets = make_scenario(kind, batch_size=4, image_size=image, num_classes=5, seed=seed).targets
+                if targets.shape[0] >= 2:
+                    yield kind, image, targets[:, 2:6]
+
+
+def test_correct_batches_get_no_format_warning():
+    from yolox_export.box_format import CENTRE_SIZE, CORNERS as CORNER_FORMAT
+
+    for kind, image, boxes in realistic_batches():
+        assert "format" not in misreadings(boxes, image, CENTRE_SIZE), (kind, image)
+        assert "format" not in misreadings(boxes_in_format(boxes, "xyxy"), image, CORNER_FORMAT), (kind, image)
+
+
+def test_misread_batches_are_warned_or_refused_in_both_directions():
+    """Corner boxes given to a (cx, cy, w, h) mode are valid there (w = x2 > 0) and must be warned about; (cx, cy,
+    w, h) boxes given to the corner mode are refused by validation (x2 < x1) unless every one happens to be a valid
+    corner box, and then they must be warned about."""
+    from yolox_export.box_format import CENTRE_SIZE, CORNERS as CORNER_FORMAT
+
+    for kind, image, boxes in realistic_batches():
+        corners = boxes_in_format(boxes, "xyxy")
+        assert "format" in misreadings(corners, image, CENTRE_SIZE), (kind, image)
+        refused = not bool(CORNER_FORMAT.extent_ok(boxes).all())
+        assert refused or "format" in misreadings(boxes, image, CORNER_FORMAT), (kind, image)
+
+
+def test_a_coco_like_corner_batch_warns_through_the_module():
+    s = make_scenario("coco", batch_size=4, image_size=(320, 320), num_classes=5, seed=1)
+    corners = torch.cat((s.targets[:, :2], boxes_in_format(s.targets[:, 2:6], "xyxy")), 1)
+    with pytest.warns(TargetWarning, match="better read as corners"):
+        StaticYoloXLoss(s.strides, 5)(s.predictions, corners)

@@ -37,6 +37,17 @@ class YoloXLossModule(nn.Module):
         return cls(**fields, **options)
 
     @property
+    def use_l1(self) -> bool:
+        """The L1 term's switch, a property of the config read at every call. It may be switched at any time:
+        super-gradients' ``YoloXTrainingStageSwitchCallback`` sets ``criterion.use_l1 = True`` for the last epochs;
+        setting it replaces the config by one with the new value (a bool, else TypeError)."""
+        return self.config.use_l1
+
+    @use_l1.setter
+    def use_l1(self, value: bool) -> None:
+        self.config = dataclasses.replace(self.config, use_l1=check_flag("use_l1", value))
+
+    @property
     def component_names(self) -> list[str]:
         return list(COMPONENT_NAMES)
 

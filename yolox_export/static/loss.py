@@ -79,10 +79,15 @@ class StaticYoloXLoss(YoloXLossModule):
     def _marked_call(self, model_output, targets: Tensor, *args, **kwargs):
         """``nn.Module.__call__``, with the ragged targets' row count N marked dynamic first, so that
         ``torch.compile(module, fullgraph=True)`` compiles one graph for every N rather than guarding on the first
-        call's N and compiling again when it changes. This frame itself is not traced (``UntracedCall``);
-        everything it calls is."""
+        call's N and compiling again when it changes. On the sync-free path (``max_gt`` fixed, ``validate=False``)
+        nothing reads N back, so N is marked unbacked: no 0/1 specialisation, one graph for N = 0 and 1 too.
+        Elsewhere (padding to the batch's count, or validating, reads values back anyway) it is only marked
+        dynamic. This frame itself is not traced (``UntracedCall``); everything it calls is."""
         if isinstance(targets, Tensor) and targets.dim() == 2:
-            torch._dynamo.maybe_mark_dynamic(targets, 0)
+            if self.max_gt is not None and not self.validate:
+                torch._dynamo.decorators.mark_unbacked(targets, 0)
+            else:
+                torch._dynamo.maybe_mark_dynamic(targets, 0)
         return nn.Module.__call__(self, model_output, targets, *args, **kwargs)
 
     __call__ = UntracedCall(_marked_call)
