@@ -1,5 +1,5 @@
-"""The benchmark's outputs: bench.json, the markdown report (README table) and one line per target. Only numbers
-from the results document appear in them."""
+"""The benchmark's outputs: bench.json, the markdown report (the table in docs/benchmarks.md) and one line per
+target. Only numbers from the results document appear in them."""
 
 from __future__ import annotations
 

@@ -9,9 +9,10 @@ MegviiYoloXLoss, MMDetYoloXLoss) on seeded inputs.
     yolox-export bench --scale    # every mode, G = 100..1000 at B=16: time and peak memory, budget on and off
     yolox-export bench --scale --batch 2 --targets-per-image 5000 --out results/crowd   # a dense crowd
 
-(``python scripts/bench.py`` is the same command.) Writes results/bench.json, results/bench.md (the README table) and
-results/bench.png, and prints PASS/MISS per target (targets: yolox_export/bench/targets.toml). Method (timing,
-ratios, peak memory): see the docstring of the yolox_export.bench package.
+(``python scripts/bench.py`` is the same command.) Writes results/bench.json, results/bench.md (the table in
+docs/benchmarks.md) and results/bench.png, and prints PASS/MISS per target (targets:
+yolox_export/bench/targets.toml). Method (timing, ratios, peak memory): see the docstring of the yolox_export.bench
+package.
 """
 
 from __future__ import annotations

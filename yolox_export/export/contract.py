@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..box_format import CENTRE_SIZE, BoxFormat
+from ..config import check_flag
 from ..grid import flatten_levels
 from ..targets import pad_targets
 
@@ -75,11 +76,17 @@ def check_target_axis(feeds: Mapping[str, object]) -> None:
 
 
 def graph_feeds(predictions: Sequence[Tensor], targets: Tensor, max_gt: int | None = None,
-                validate: bool = True, box_format: BoxFormat = CENTRE_SIZE) -> dict[str, Tensor]:
+                validate: bool = True, box_format: BoxFormat = CENTRE_SIZE, numpy: bool = False) -> dict:
     """The graph's inputs for per-level predictions [B, 1, H, W, 5 + C] and [N, 6] targets (boxes in the graph's
     mode's ``box_format``, which ``validate`` checks): predictions flattened to [B, A, 5 + C] float32, targets padded
     by ``pad_targets`` to G = ``max_gt``, or the largest per-image count (at least 1: one masked slot stands for
-    "no targets")."""
+    "no targets").
+
+    Torch tensors by default (for the runners); with ``numpy=True`` detached CPU numpy arrays of the same dtypes
+    (float32, float32, bool), the feeds ``onnxruntime.InferenceSession.run`` takes."""
     raw = flatten_levels(list(predictions)).float()
     gt, mask = pad_targets(targets, raw.shape[0], max_gt, validate=validate, box_format=box_format)
-    return dict(zip(INPUT_NAMES, (raw, gt.float(), mask)))
+    feeds = dict(zip(INPUT_NAMES, (raw, gt.float(), mask)))
+    if check_flag("numpy", numpy):
+        return {name: value.detach().cpu().numpy() for name, value in feeds.items()}
+    return feeds

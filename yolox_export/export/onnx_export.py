@@ -1,7 +1,7 @@
 """ONNX export of the padded assignment + loss graph (``PaddedYoloXLoss``) and its validation.
 
 Inputs and outputs: see ``contract``. ``batch`` and ``max_gt`` are dynamic axes; the configuration is stored in
-``metadata_props`` (:func:`metadata`; the README lists every key and its format).
+``metadata_props`` (:func:`metadata`; docs/export.md lists every key and its format).
 """
 
 from __future__ import annotations
