@@ -12,7 +12,7 @@ from yolox_export import StaticYoloXLoss
 from yolox_export.config import MODES
 from yolox_export.scenarios import make_scenario
 
-from conftest import box_format_of
+from support import box_format_of
 
 STRIDES, CLASSES = (8, 16, 32), 5
 

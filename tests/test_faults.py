@@ -9,7 +9,7 @@ from yolox_export import StaticYoloXLoss
 from yolox_export.config import MODES
 from yolox_export.scenarios import make_scenario
 
-from conftest import box_format_of
+from support import box_format_of
 
 CLASSES = 3
 FAULTS = ("more targets than max_gt", "class id out of range", "fractional class id", "fractional image index",

@@ -15,7 +15,7 @@ import torch
 from yolox_export import gpu_check
 from yolox_export.gpu_check import GpuCheckOptions, gpu_check_passed, render_gpu_markdown, run_gpu_check
 
-from conftest import load_script
+from support import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from yolox_export import StaticYoloXLoss, pad_targets
 
-from conftest import for_mode
+from support import for_mode
 from yolox_export.config import MODES
 
 SYNCING = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique", "bincount")

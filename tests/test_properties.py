@@ -30,7 +30,7 @@ from yolox_export.parity.comparison import static_for
 from yolox_export.reference import reference_for
 from yolox_export.scenarios import _fit_to_targets
 
-from conftest import SHARED_CLASSES, SHARED_IMAGE, SHARED_SHAPES, SHARED_STRIDES, for_mode, shared_config
+from support import SHARED_CLASSES, SHARED_IMAGE, SHARED_SHAPES, SHARED_STRIDES, for_mode, shared_config
 
 # ---------------------------------------------------------------------------------------------------------------
 # settings profiles

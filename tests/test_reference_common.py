@@ -25,7 +25,7 @@ from torch.testing import assert_close
 from yolox_export import FastYoloXLoss, RegularYoloXLoss
 from yolox_export.reference.common import bce_class_cost
 
-from conftest import IOU_TOL, LN2, MAIN_CLS, MAIN_IOU, TOL, fg_cells, head, main_case, set_cell, softplus
+from support import IOU_TOL, LN2, MAIN_CLS, MAIN_IOU, TOL, fg_cells, head, main_case, set_cell, softplus
 
 LOSSES = {"regular": RegularYoloXLoss, "fast": FastYoloXLoss}
 MODES = pytest.mark.parametrize("mode", tuple(LOSSES))

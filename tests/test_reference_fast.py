@@ -17,7 +17,7 @@ from yolox_export import FastYoloXLoss
 from yolox_export.grid import make_grid
 from yolox_export.reference.fast import initial_candidates, per_target_dynamic_ks
 
-from conftest import IOU_TOL, LN2, MAIN_CLS, MAIN_IOU, TOL, fg_cells, main_case
+from support import IOU_TOL, LN2, MAIN_CLS, MAIN_IOU, TOL, fg_cells, main_case
 from test_reference_common import dynamic_k_case, three_target_case, union_case
 
 

@@ -14,7 +14,7 @@ from yolox_export import RegularYoloXLoss
 from yolox_export.grid import make_grid
 from yolox_export.reference.regular import dynamic_k_matching, in_boxes_info
 
-from conftest import IOU_TOL, fg_cells, set_cell
+from support import IOU_TOL, fg_cells, set_cell
 from test_reference_common import dynamic_k_case, three_target_case, union_case
 
 

@@ -14,7 +14,7 @@ from yolox_export.static import padded_assign
 from yolox_export.static.sanitise import sanitise_slots
 from yolox_export.static.window import uses_windows, window_assign
 
-from conftest import box_format_of, for_mode
+from support import box_format_of, for_mode
 
 TINY = 1e-6  # MiB: smaller than one target's chunk, so one target per chunk
 

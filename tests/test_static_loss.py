@@ -4,14 +4,14 @@
 import pytest
 import torch
 
-from conftest import onnx_export_answers
+from support import onnx_export_answers
 from yolox_export import LossConfig, StaticYoloXLoss, pad_targets
 from yolox_export.config import MODES
 from yolox_export.grid import flatten_levels, level_shapes, make_grid
 from yolox_export.scenarios import make_scenario
 from yolox_export.static.padded import masked_loss, nonfinite_marks, reference_loss
 
-from conftest import LN2, MAIN_CLS, MAIN_IOU, TOL, box_format_of, main_case
+from support import LN2, MAIN_CLS, MAIN_IOU, TOL, box_format_of, main_case
 
 
 def rows_with_specials(seed: int) -> torch.Tensor:
@@ -103,7 +103,7 @@ def test_megvii_adapter_validation_only_checks(use_l1):
 
 
 @pytest.mark.parametrize("max_gt", [None, 4])  # the references' packed loss, and the graph's matched-cell buffer
-# the modes conftest.main_case is worked out for; obj_loss_fix is fast mode's option
+# the modes support.main_case is worked out for; obj_loss_fix is fast mode's option
 @pytest.mark.parametrize("mode,obj_loss_fix", [("regular", False), ("fast", False), ("fast", True)])
 def test_image_loss_hand_worked(mode, max_gt, obj_loss_fix):
     # main_case in a batch of two, the target in image 0; both images carry the same predictions, so each has 16

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import onnx_export_answers
+from support import onnx_export_answers
 from yolox_export.static.masks import any_true, count_true
 
 

@@ -25,7 +25,7 @@ from yolox_export import LossConfig, PaddedYoloXLoss, StaticYoloXLoss
 from yolox_export.config import MODES
 from yolox_export.static.sanitise import sanitise_slots, well_formed
 
-from conftest import SHARED_CELLS, SHARED_CLASSES, SHARED_IMAGE, SHARED_SHAPES, SHARED_STRIDES, for_mode
+from support import SHARED_CELLS, SHARED_CLASSES, SHARED_IMAGE, SHARED_SHAPES, SHARED_STRIDES, for_mode
 
 STRIDES = (8, 16)
 IMAGE = (32, 48)  # grids 4x6 and 2x3: 30 cells

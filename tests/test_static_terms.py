@@ -16,7 +16,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import box_format_of, onnx_export_answers
+from support import box_format_of, onnx_export_answers
 from support import agrees_up_to_ties
 from yolox_export import StaticYoloXLoss
 from yolox_export.config import MODES, LossConfig

@@ -15,7 +15,7 @@ from yolox_export.grid import flatten_levels, level_shapes
 from yolox_export.scenarios import boxes_in_format, make_scenario
 from yolox_export.validation import TargetWarning, misreadings
 
-from conftest import for_mode
+from support import for_mode
 
 STRIDES = (8, 16, 32)
 NUM_CLASSES = 3

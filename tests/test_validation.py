@@ -23,7 +23,7 @@ from yolox_export import (FastYoloXLoss, LossConfig, MegviiYoloXLoss, PaddedYolo
                           pad_targets)
 from yolox_export.grid import flatten_levels, level_shapes
 
-from conftest import for_mode
+from support import for_mode
 
 MODES = config_module.MODES
 STRIDES = (8, 16, 32)

@@ -20,7 +20,7 @@ from yolox_export.grid import flatten_levels
 from yolox_export.integrations.megvii import MegviiLoss
 from yolox_export.reference.megvii import MegviiYoloXLoss
 
-from conftest import for_mode
+from support import for_mode
 
 STRIDES = (8, 16, 32)
 NUM_CLASSES = 3

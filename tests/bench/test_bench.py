@@ -9,7 +9,7 @@ import torch
 
 from yolox_export import bench
 
-from conftest import load_script
+from support import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--kinds", "coco", "--batch", "1", "--image-size", "128", "--num-classes", "5", "--repeats", "1",
@@ -165,7 +165,7 @@ def test_megvii_targets_are_data():
 
 
 def test_the_gradient_graph_subject_times_forward_and_gradient_in_one_call(grad_export):
-    from conftest import GRAD_CLASSES, GRAD_IMAGE, box_format_of
+    from support import GRAD_CLASSES, GRAD_IMAGE, box_format_of
     from yolox_export.bench.settings import Case, Job
     from yolox_export.bench.steps import make_inputs, runner_step
 

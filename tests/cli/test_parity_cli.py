@@ -17,7 +17,7 @@ from yolox_export.parity.suite import DEFAULT_MODES
 from yolox_export.parity import ParityReport
 from yolox_export.scenarios import KINDS, make_scenario
 
-from conftest import load_script
+from support import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "parity.py"

@@ -13,7 +13,7 @@ from yolox_export.demo import graph_report
 from yolox_export.demo.graph_train import GRAD_TOLERANCE, LOSS_TOLERANCE, run_graph_demo
 from yolox_export.demo.train import DemoSettings
 
-from conftest import GRAD_CLASSES, GRAD_IMAGE
+from support import GRAD_CLASSES, GRAD_IMAGE
 
 SETTINGS = DemoSettings(steps=3, batch_size=4, image_size=GRAD_IMAGE[0], dataset_size=16, num_classes=GRAD_CLASSES,
                         use_l1=True)

@@ -18,7 +18,7 @@ from yolox_export.export.runners import EagerRunner
 from yolox_export.grid import flatten_levels
 from yolox_export.scenarios import KINDS, make_scenario
 
-from conftest import GRAD_CLASSES, GRAD_IMAGE, GRAD_SHAPES, box_format_of, grad_config
+from support import GRAD_CLASSES, GRAD_IMAGE, GRAD_SHAPES, box_format_of, grad_config
 
 GRAD_TOL = dict(rtol=1e-5, atol=1e-6)
 CELLS = sum(h * w for h, w in GRAD_SHAPES)

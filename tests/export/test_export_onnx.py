@@ -18,7 +18,7 @@ from yolox_export.export.trt_compat import find_forbidden_ops
 from yolox_export.grid import flatten_levels
 from yolox_export.scenarios import KINDS, make_scenario
 
-from conftest import SHARED_CLASSES, box_format_of, load_script, shared_config, shared_preset
+from support import SHARED_CLASSES, box_format_of, load_script, shared_config, shared_preset
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,7 @@ from yolox_export.export.runners import EagerRunner
 from yolox_export.grid import flatten_levels
 from yolox_export.scenarios import make_scenario
 
-from conftest import GRAD_CLASSES, GRAD_IMAGE, GRAD_SHAPES, box_format_of, grad_config
+from support import GRAD_CLASSES, GRAD_IMAGE, GRAD_SHAPES, box_format_of, grad_config
 
 GRAD_TOL = dict(rtol=1e-5, atol=1e-6)
 DYNAMIC = [(0,), (0, 1), (0, 1)]  # predictions: B; targets and target_mask: B and G

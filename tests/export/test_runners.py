@@ -1,5 +1,5 @@
 """The runner protocol (``export.runners``): ``CompiledRunner`` (torch.compile of the padded module, fullgraph) gives
-EagerRunner's outputs (in conftest's ``COMPILED_MODES``, every mode under --full), with one graph for changing B and G; ``open_runner`` knows every backend and
+EagerRunner's outputs (in support's ``COMPILED_MODES``, every mode under --full), with one graph for changing B and G; ``open_runner`` knows every backend and
 names what is missing. onnxruntime's runner is tested in test_export_ort_runtime.py and against the exported graph
 in test_export_onnx.py."""
 
@@ -14,7 +14,7 @@ from yolox_export.export.runners import BACKENDS, CompiledRunner, EagerRunner, R
 from yolox_export.grid import level_shapes
 from yolox_export.scenarios import make_scenario
 
-from conftest import box_format_of
+from support import box_format_of
 
 STRIDES, CLASSES = (8, 16, 32), 4
 
@@ -133,7 +133,7 @@ def test_eager_runner_checks_its_feeds_against_the_contract():
 
 
 def test_onnxruntime_runner_g0_is_named_b0_is_eagers_result_and_failures_name_the_inputs(shared_export, ort_runner):
-    from conftest import SHARED_CELLS, SHARED_CLASSES, SHARED_SHAPES, shared_config
+    from support import SHARED_CELLS, SHARED_CLASSES, SHARED_SHAPES, shared_config
 
     mode, path = shared_export
     runner = ort_runner(path)

@@ -127,7 +127,7 @@ def test_progress_is_reported_through_the_callback_after_each_batch():
 
 
 def test_a_gradient_graph_has_its_predictions_grad_compared_as_a_gradients_row(grad_export):
-    from conftest import GRAD_CLASSES, GRAD_IMAGE, box_format_of, grad_config
+    from support import GRAD_CLASSES, GRAD_IMAGE, box_format_of, grad_config
 
     mode, path = grad_export
     batches = [make_scenario(kind, batch_size=2, image_size=GRAD_IMAGE, num_classes=GRAD_CLASSES, seed=3,
