@@ -22,7 +22,7 @@ from yolox_export.scenarios import boxes_in_format
 ROOT = Path(__file__).resolve().parents[1]
 
 
-#: The one setting the onnxruntime tests share (tests/test_properties.py, tests/test_static_padding.py,
+#: The one setting the onnxruntime tests share (tests/static/test_properties.py, tests/static/test_sanitise.py,
 #: tests/export/test_export_onnx.py): a graph per mode with the training targets and the L1 term, so that one
 #: export per mode serves them all.
 SHARED_STRIDES = (8, 16, 32)
@@ -83,7 +83,7 @@ def grad_config(mode):
 
 #: The modes whose padded module the compiled-runner tests compile by default (AOT autograd with symbolic B and G,
 #: about 5 s a mode): the windowed form (megvii) and the dense form (mmdet, with corner boxes); every mode under
-#: --full. Regular and fast run the same dense code, and every mode's drop-in is compiled by tests/test_compile.py.
+#: --full. Regular and fast run the same dense code, and every mode's drop-in is compiled by tests/static/test_compile.py.
 COMPILED_MODES = ("megvii", "mmdet")
 
 

@@ -1,6 +1,6 @@
 """The GPU check: its no-GPU form end to end (one line, exit 0, plumbing checked), the plumbing checks failing
 where they should, and the verdict and markdown of hand-made result documents. What needs a GPU is in
-tests/test_cuda.py."""
+tests/static/test_cuda.py."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ batches (no targets, no images), at every public entry point that takes them.
 
 A real slot (mask True) must hold an integer class id in [0, C), a finite box and w, h > 0; ``forward_padded``
 with ``validate=True`` names the image, the slot and the value of the first that does not. Masked slots are never
-checked (what they may hold is tests/test_static_padding.py's subject).
+checked (what they may hold is tests/static/test_sanitise.py's subject).
 """
 
 from __future__ import annotations

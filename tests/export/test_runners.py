@@ -40,7 +40,7 @@ def _assert_same_outputs(got: dict, want: dict) -> None:
 
 #: Inductor with dynamic B and G costs 10 to 35 s of compilation per mode on 2 cores; AOT autograd's eager backend
 #: runs the same dynamo graph with the same symbolic shapes. Inductor's arithmetic in every mode is checked by
-#: tests/test_compile.py on the drop-in.
+#: tests/static/test_compile.py on the drop-in.
 COMPILE_BACKEND = "aot_eager"
 
 

@@ -109,7 +109,7 @@ def test_compiled_subject_goes_through_one_runner_per_grid():
 
     config = LossConfig(STRIDES, 4, mode="fast")
     batches = [make_scenario("coco", batch_size=b, image_size=(64, 64), num_classes=4, seed=b) for b in (2, 3)]
-    runners = SubjectRunners(config, compile_backend="aot_eager")  # inductor's arithmetic: tests/test_compile.py
+    runners = SubjectRunners(config, compile_backend="aot_eager")  # inductor's arithmetic: tests/static/test_compile.py
     report = compare(batches, config, ("static", "compiled"), runners=runners)
     assert report, str(report)
     assert report.row("compiled", "matched_gt").count == 5 * 84 and report.row("compiled", "loss").count == 2

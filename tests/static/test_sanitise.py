@@ -6,7 +6,7 @@
 * A malformed real slot (non-finite box, w or h <= 0, class not an integer in [0, C)) inside the graph, where
   nothing is validated: never assigned, the loss NaN.
 
-Derandomized like tests/test_properties.py; ``PADDING_EXAMPLES`` eager and ``ORT_PADDING_EXAMPLES`` onnxruntime
+Derandomized like tests/static/test_properties.py; ``PADDING_EXAMPLES`` eager and ``ORT_PADDING_EXAMPLES`` onnxruntime
 examples per mode. The eager tests run on their own two-level grid; the onnxruntime tests on the graph the
 onnxruntime tests share (conftest's ``shared_export``: three levels, with targets and L1), exported once a session.
 """
@@ -253,7 +253,7 @@ HUGE_LOGITS = {"x-3e38": (0, 0, 3e38), "log-w-89": (1, 2, 89.0), "obj-1e30": (2,
 @pytest.mark.parametrize("kind", HUGE_LOGITS)
 def test_huge_finite_logits_give_finite_components_onnxruntime(exported, kind):
     # finite in, finite out through the exported graph too: the same components as eager (whose gradient
-    # tests/test_properties.py checks against the reference)
+    # tests/static/test_properties.py checks against the reference)
     mode, runner = exported
     raw, gt, mask = one_target_case(ORT_CELLS, ORT_CLASSES)
     gt = for_mode(gt, mode)
