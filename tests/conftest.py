@@ -2,6 +2,7 @@
 are in ``support.py`` (``from support import ...``)."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 

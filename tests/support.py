@@ -12,11 +12,11 @@ import math
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from yolox_export.assignment import Assignment
-from yolox_export.config import MODES, LossConfig
+from yolox_export.config import LossConfig
 from yolox_export.scenarios import boxes_in_format
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,3 +224,18 @@ def agrees_up_to_ties(got: Assignment, want: Assignment, predictions, targets: t
     unexplained = int((differs & ~explained).sum())
     assert unexplained == 0, f"{unexplained} of {int(differs.sum())} differing cells are not explained by a tie"
     return False
+
+
+class LargestTensor(TorchDispatchMode):
+    """Records the largest element count of any tensor an op produces."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out

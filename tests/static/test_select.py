@@ -3,8 +3,8 @@ padding and batch-order invariance, float32 assignment under low precision, no g
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from support import LargestTensor
 from yolox_export import LossConfig, PaddedYoloXLoss, StaticYoloXLoss, pad_targets
 from yolox_export.grid import flatten_levels, level_shapes
 from yolox_export.scenarios import make_scenario
@@ -71,21 +71,6 @@ def test_permuted_batch_permutes_the_result(mode):
     permuted = model.forward_padded(raw[perm], gt[perm], mask[perm], shapes).assignment
     for name in ("fg_mask", "matched_gt", "matched_iou"):
         torch.testing.assert_close(getattr(permuted, name), getattr(base, name)[perm], rtol=0, atol=0)
-
-
-class LargestTensor(TorchDispatchMode):
-    """Records the largest element count of any tensor an op produces."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
-        return out
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -15,7 +15,7 @@ from yolox_export.scenarios import KINDS, make_scenario
 from yolox_export.static.select import select_cheapest
 from yolox_export.static.window import centre_test, exact_floor_div, window_cells
 
-from test_static_rules import LargestTensor
+from support import LargestTensor
 
 CONFIG = LossConfig((8, 16, 32), 80, mode="megvii")
 
