@@ -1,9 +1,11 @@
 """Box maths shared by the reference losses and the static module.
 
-Boxes are (cx, cy, w, h) in pixels. The IoU functions take the four components of each box set as separate,
+Units are pixels. The super-gradients and Megvii formulas (``regular_pairwise_iou``, ``fast_pairwise_iou``,
+``iou_loss``, ``l1_target``) take boxes as (cx, cy, w, h); mmdetection's (``mmdet_*``) take corners
+(x1, y1, x2, y2). ``box_format.BoxFormat`` says which a mode uses. The IoU functions take the four components of each box set as separate,
 broadcastable tensors, so one formula serves a reference's candidate list ([n] against [n]) and the static module's
 dense grid ([B, G, 1] against [B, 1, A]) with the same floating-point operations in the same order. That is what
-makes matched IoUs agree bit for bit between the two paths.
+makes matched IoUs agree between the two paths.
 """
 
 from __future__ import annotations
