@@ -57,6 +57,13 @@ class OutputPathError(ValueError):
     """An output path that is not ours to write (see the module docstring); the message names it and says why."""
 
 
+def shown(path: str | Path) -> str:
+    """``path`` as a message shows it: as it is, or quoted with escapes when it holds a control character (so
+    that a message stays one line)."""
+    text = str(path)
+    return repr(text) if any(ord(c) < 32 or ord(c) == 127 for c in text) else text
+
+
 def _describe(mode: int) -> str:
     for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -130,7 +137,7 @@ def output_problem(path: str | Path, kind: str) -> str | None:
         return problem
     if os.path.islink(path):
         if not path.exists():
-            return f"is a symlink to {os.readlink(path)}, which does not exist; not followed"
+            return f"is a symlink to {shown(os.readlink(path))}, which does not exist; not followed"
         target = path.resolve()
         problem = output_problem(target, kind)
         return f"is a symlink to {target}, which {problem}" if problem else None
@@ -160,7 +167,7 @@ def folder_problem(path: str | Path, outputs: Mapping[str, str] = {}) -> str | N
         return problem
     if os.path.lexists(path):
         if os.path.islink(path) and not path.exists():
-            return f"is a symlink to {os.readlink(path)}, which does not exist; not followed"
+            return f"is a symlink to {shown(os.readlink(path))}, which does not exist; not followed"
         mode = os.stat(path).st_mode
         if not stat.S_ISDIR(mode):
             return f"is {'a file' if stat.S_ISREG(mode) else _describe(mode)}; give a folder"
@@ -172,7 +179,7 @@ def folder_problem(path: str | Path, outputs: Mapping[str, str] = {}) -> str | N
         for file in files:
             problem = output_problem(file, kind)
             if problem:
-                return f"{file}: {problem}"
+                return f"{shown(file)}: {problem}"
     return None
 
 
@@ -180,7 +187,7 @@ def check_output(path: str | Path, kind: str) -> Path:
     """``path`` if it is ours to write as ``kind``; :class:`OutputPathError` naming it and why otherwise."""
     problem = output_problem(path, kind)
     if problem:
-        raise OutputPathError(f"{path}: {problem}")
+        raise OutputPathError(f"{shown(path)}: {problem}")
     return Path(path)
 
 
@@ -238,14 +245,16 @@ def _writable_target(path: Path) -> Path:
     :class:`OutputPathError` for a target that exists and is not a regular file, or a dangling symlink."""
     if os.path.islink(path):
         if not path.exists():
-            raise OutputPathError(f"{path}: is a symlink to {os.readlink(path)}, which does not exist; not followed")
+            raise OutputPathError(f"{shown(path)}: is a symlink to {shown(os.readlink(path))}, which does not exist; "
+                                  "not followed")
         path = path.resolve()
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
         return path
     if not stat.S_ISREG(mode):
-        raise OutputPathError(f"{path}: is {_describe(mode)}, not a regular file; only regular files are written")
+        raise OutputPathError(f"{shown(path)}: is {_describe(mode)}, not a regular file; only regular files are "
+                              "written")
     return path
 
 

@@ -69,16 +69,16 @@ class ProgressBars:
 def output_file_problem(path: str | Path, flag: str, kind: str) -> str | None:
     """Why ``path`` is not ours to write as an output of ``kind`` (``files.KINDS``), as one line naming ``flag``,
     or None; checked before any work (the rule: ``yolox_export.files``)."""
-    from ..files import output_problem
+    from ..files import output_problem, shown
 
     problem = output_problem(path, kind)
-    return f"{flag} {path}: {problem}" if problem else None
+    return f"{flag} {shown(path)}: {problem}" if problem else None
 
 
 def output_dir_problem(path: str | Path, flag: str, outputs: Mapping[str, str] = {}) -> str | None:  # noqa: B006
     """Why ``path`` cannot be used as an output folder whose ``outputs`` (name or glob -> kind) are ours to write,
     as one line naming ``flag``, or None; checked before any work."""
-    from ..files import folder_problem
+    from ..files import folder_problem, shown
 
     problem = folder_problem(path, outputs)
-    return f"{flag} {path}: {problem}" if problem else None
+    return f"{flag} {shown(path)}: {problem}" if problem else None

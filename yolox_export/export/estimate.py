@@ -19,12 +19,12 @@ MAX_UNROLLED_CHUNKS = 32
 
 #: seconds = factor[mode] * (BASE + LINEAR * chunks + QUADRATIC * chunks**2): fit to the fast mode's exports of
 #: 1, 2, 4, 8 and 16 chunks at 64x64, 3 classes; the factor is each mode's 4-chunk time over fast mode's.
-BASE_SECONDS, SECONDS_PER_CHUNK, SECONDS_PER_CHUNK_SQUARED = 9.5, 1.3, 0.08
-MODE_TIME_FACTOR = {"fast": 1.0, "megvii": 1.3, "regular": 1.9, "mmdet": 1.9}
+BASE_SECONDS, SECONDS_PER_CHUNK, SECONDS_PER_CHUNK_SQUARED = 9.6, 1.05, 0.16
+MODE_TIME_FACTOR = {"fast": 1.0, "megvii": 1.3, "regular": 1.9, "mmdet": 1.7}
 #: bytes = BASE_BYTES + per_chunk[mode] * chunks (nearly independent of the image size: 64x64 and 128x128 differ
 #: by 3%).
 BASE_BYTES = 270_000
-BYTES_PER_CHUNK = {"fast": 229_000, "megvii": 266_000, "regular": 309_000, "mmdet": 309_000}
+BYTES_PER_CHUNK = {"fast": 229_000, "megvii": 266_000, "regular": 308_000, "mmdet": 296_000}
 
 
 @dataclass(frozen=True)

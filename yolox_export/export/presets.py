@@ -22,7 +22,8 @@ else:
 
 from ..config import MODES
 
-__all__ = ["BATCH_LIMIT", "DEFAULT_PRESET", "MAX_GT_LIMIT", "OPSET_RANGE", "TENSOR_ELEMENT_LIMIT", "PRESET_DIR", "Preset", "load_preset", "parse_range", "preset_from_mapping",
+__all__ = ["BATCH_LIMIT", "DEFAULT_PRESET", "MAX_GT_LIMIT", "NAME_LIMIT", "OPSET_RANGE", "PRESET_DIR", "Preset",
+           "TENSOR_ELEMENT_LIMIT", "load_preset", "parse_range", "preset_from_mapping",
            "resolve_preset", "shipped_presets", "with_overrides"]
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "models"

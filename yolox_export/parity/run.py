@@ -15,7 +15,7 @@ import torch
 
 from ..box_format import BOX_FORMATS
 from ..config import MODE_RULES, MODES, LossConfig
-from ..files import folder_problem, output_problem, write_json
+from ..files import folder_problem, output_problem, shown, write_json
 from .comparison import SUBJECTS, SubjectRunners, compare
 from .plot import SubjectAssignments, plot_differences
 from .report import ParityReport, group_differences
@@ -202,11 +202,11 @@ def _check_outputs(options: Options) -> None:
     """:class:`InputError` when the JSON path or the plot folder is not ours to write (``files``)."""
     problem = (output_problem(options.json_path, "json") if options.json_path is not None else None)
     if problem:
-        raise InputError(f"{options.json_path}: {problem}")
+        raise InputError(f"{shown(options.json_path)}: {problem}")
     if options.plot_dir is not None:
         problem = folder_problem(options.plot_dir, PLOT_OUTPUTS)
         if problem:
-            raise InputError(f"{options.plot_dir}: {problem}")
+            raise InputError(f"{shown(options.plot_dir)}: {problem}")
 
 
 #: The plots parity writes into its plot folder (``plot.plot_differences``'s names), as ``files.folder_problem``

@@ -116,7 +116,8 @@ def resolve_onnx(paths: Sequence[str | Path], modes: Sequence[str], configs: dic
         wrong = [f"{k} is {meta.get(k)!r}, the run needs {v!r}"
                  for k, v in expected_metadata(configs[mode], image_size).items() if meta.get(k) != v]
         if wrong:
-            raise InputError(f"{path}: exported for another configuration: {'; '.join(wrong)}")
+            raise InputError(f"{path}: exported for another configuration: {'; '.join(wrong)} (its metadata "
+                             "gives the run's settings when the flags that set them are left out)")
         by_mode[mode] = path
     missing = [m for m in modes if m not in by_mode]
     if missing:
