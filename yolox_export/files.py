@@ -143,7 +143,7 @@ def output_problem(path: str | Path, kind: str) -> str | None:
         return f"is a symlink to {target}, which {problem}" if problem else None
     try:
         mode = os.stat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         mode = None
     except OSError as error:
         return f"cannot be read ({error.strerror or error})"
@@ -250,7 +250,7 @@ def _writable_target(path: Path) -> Path:
         path = path.resolve()
     try:
         mode = os.stat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return path
     if not stat.S_ISREG(mode):
         raise OutputPathError(f"{shown(path)}: is {_describe(mode)}, not a regular file; only regular files are "

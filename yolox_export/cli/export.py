@@ -73,13 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.engine:
-        from ..export.tensorrt import tensorrt_unavailable_reason
-
-        reason = tensorrt_unavailable_reason()
-        if reason:
-            print(f"error: cannot build a TensorRT engine: {reason}", file=sys.stderr)
-            return 2
     from ..export.pipeline import default_output_dir, export_and_validate
 
     if args.targets_per_chunk is not None and preset.max_gt[0] != preset.max_gt[2]:
@@ -94,6 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    if args.engine:
+        from ..export.tensorrt import tensorrt_unavailable_reason
+
+        reason = tensorrt_unavailable_reason()
+        if reason:
+            print(f"error: cannot build a TensorRT engine: {reason}", file=sys.stderr)
+            return 2
     if args.targets_per_chunk is not None:
         estimate = chunked_export_estimate(preset, args.targets_per_chunk)
         if estimate.over_limit and not args.allow_large_export:
