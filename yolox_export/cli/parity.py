@@ -56,9 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                            % " ".join(map(str, suite.DEFAULT_STRIDES)))
     what = parser.add_argument_group("what to compare")
     what.add_argument("--modes", nargs="+", choices=MODES, metavar="MODE",
-                      help=f"assignment modes, of {', '.join(MODES)} (default: the --onnx graphs' modes, else "
-                           f"{' '.join(suite.DEFAULT_MODES)}, the modes of (cx, cy, w, h) targets; mmdet takes "
-                           "(x1, y1, x2, y2) targets: name it, alone for recorded files)")
+                      help=f"assignment modes, of {', '.join(MODES)} (default: {' '.join(suite.DEFAULT_MODES)}, the "
+                           "modes of (cx, cy, w, h) targets, or the --onnx graphs' modes; mmdet takes (x1, y1, x2, "
+                           "y2) targets: name it, alone for recorded files)")
     what.add_argument("--subjects", nargs="+", choices=SUBJECTS, default=["static"], metavar="SUBJECT",
                       help=f"implementations compared with the eager reference, of {', '.join(SUBJECTS)} "
                            "(default: static)")
