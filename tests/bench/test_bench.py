@@ -190,3 +190,12 @@ def test_onnx_keys_cover_the_gradient_graph_only_for_its_subject():
     both = make_settings("quick", subjects=("ort-cpu", "ort-cpu-grad"), modes=("fast",), kinds=("coco",))
     assert [key[-1] for key in onnx_keys(forward)] == [False]
     assert [key[-1] for key in onnx_keys(both)] == [False, True]
+
+
+@pytest.mark.parametrize("overrides, message", [(dict(batches=(99999999,)), "over 4096"),
+                                                (dict(num_classes=10**9), "over 2147483647")])
+def test_sizes_beyond_the_graphs_limits_are_refused(overrides, message):
+    from yolox_export.bench.settings import make_settings
+
+    with pytest.raises(ValueError, match=message):
+        make_settings("quick", **overrides)

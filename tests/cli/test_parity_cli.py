@@ -308,3 +308,10 @@ def test_export_prints_no_path_that_it_deletes(tmp_path, monkeypatch, capsys):
     configs = {"fast": LossConfig((8, 16, 32), 3, mode="fast")}
     parity_runtimes.export_graphs(["fast"], configs, (64, 64), tmp_path, log=lines.append)
     assert calls and not any(str(tmp_path) in line for line in lines) and "temporary folder, removed" in lines[0]
+
+
+@pytest.mark.parametrize("argv", [["--batch-size", "100000"], ["--image-size", "100000", "100000"],
+                                  ["--num-classes", "1000000000"]])
+def test_a_suite_beyond_the_graphs_element_limit_is_one_line(argv, capsys):
+    assert script.main(argv) == 2
+    assert "over 2147483647" in one_error_line(capsys.readouterr().err)
