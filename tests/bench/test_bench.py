@@ -41,7 +41,9 @@ def test_tiny_run_writes_json_markdown_and_plot_with_every_subject(tiny_run):
     assert len({r["inputs_sha1"] for r in results["records"]}) == 1  # every subject saw the same inputs
     for name in TINY_SUBJECTS:
         assert bench.SUBJECTS[name].label in markdown
-    assert markdown == bench.render_markdown(results)
+    from yolox_export.files import MARKDOWN_MARKER
+
+    assert markdown == f"{MARKDOWN_MARKER}\n" + bench.render_markdown(results)  # the marker, then the table
 
 
 def test_tiny_run_records_machine_versions_and_guards_cuda(tiny_run):
