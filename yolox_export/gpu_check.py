@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Callable, Sequence
 import torch
 
 from .config import MODES, LossConfig
-from .files import write_atomically
+from .files import write_json, write_markdown
 
 SCHEMA = 1
 #: The benchmark subjects timed on the GPU (the CUDA references are added per mode).
@@ -249,8 +248,8 @@ def write_gpu_outputs(doc: dict, out: Path) -> list[Path]:
     """Write ``out/gpu.json`` and ``out/gpu.md``; return their paths."""
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "gpu.json", out / "gpu.md"
-    write_atomically(json_path, json.dumps(doc, indent=1, default=str) + "\n")
-    write_atomically(md_path, render_gpu_markdown(doc))
+    write_json(json_path, doc, default=str)
+    write_markdown(md_path, render_gpu_markdown(doc))
     return [json_path, md_path]
 
 

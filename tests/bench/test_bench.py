@@ -41,7 +41,9 @@ def test_tiny_run_writes_json_markdown_and_plot_with_every_subject(tiny_run):
     assert len({r["inputs_sha1"] for r in results["records"]}) == 1  # every subject saw the same inputs
     for name in TINY_SUBJECTS:
         assert bench.SUBJECTS[name].label in markdown
-    assert markdown == bench.render_markdown(results)
+    from yolox_export.files import MARKDOWN_MARKER
+
+    assert markdown == f"{MARKDOWN_MARKER}\n" + bench.render_markdown(results)  # the marker, then the table
 
 
 def test_tiny_run_records_machine_versions_and_guards_cuda(tiny_run):
@@ -190,3 +192,12 @@ def test_onnx_keys_cover_the_gradient_graph_only_for_its_subject():
     both = make_settings("quick", subjects=("ort-cpu", "ort-cpu-grad"), modes=("fast",), kinds=("coco",))
     assert [key[-1] for key in onnx_keys(forward)] == [False]
     assert [key[-1] for key in onnx_keys(both)] == [False, True]
+
+
+@pytest.mark.parametrize("overrides, message", [(dict(batches=(99999999,)), "over 4096"),
+                                                (dict(num_classes=10**9), "over 2147483647")])
+def test_sizes_beyond_the_graphs_limits_are_refused(overrides, message):
+    from yolox_export.bench.settings import make_settings
+
+    with pytest.raises(ValueError, match=message):
+        make_settings("quick", **overrides)

@@ -110,3 +110,19 @@ def test_parity_help_says_its_default_modes_and_names_every_mode():
     text = " ".join(build_parser().format_help().split())
     assert f"(default: {' '.join(DEFAULT_MODES)}, the modes of (cx, cy, w, h) targets" in text
     assert f"of {', '.join(MODES)}" in text and "both modes" not in text
+
+
+def test_an_unexpected_error_is_one_line_exit_1_unless_the_traceback_is_asked_for(monkeypatch, capsys):
+    import yolox_export.cli.gpu_check as gpu_check_cli
+    from yolox_export.cli import main
+
+    def broken(argv):
+        raise RuntimeError("deep failure\nsecond line")
+
+    monkeypatch.setattr(gpu_check_cli, "main", broken)
+    assert main(["gpu-check"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "gpu-check failed: RuntimeError: deep failure" in err
+    monkeypatch.setenv("YOLOX_EXPORT_TRACEBACK", "1")
+    with pytest.raises(RuntimeError):
+        main(["gpu-check"])

@@ -234,3 +234,84 @@ def test_with_grad_needs_export(tmp_path, capsys):
     path = record(tmp_path / "step.pt")
     assert script.main(["--recorded", path, "--with-grad"]) == 2
     assert "--with-grad is an option of --export" in one_error_line(capsys.readouterr().err)
+
+
+def small_graph_preset(**changes):
+    from yolox_export.export.presets import Preset
+
+    fields = dict(name="small_fast", image_size=(64, 96), strides=(8, 16, 32), num_classes=3, mode="fast",
+                  batch=(1, 2, 8), max_gt=(1, 8, 64), opset=20)
+    return Preset(**{**fields, **changes})
+
+
+def test_onnx_alone_reads_mode_size_classes_and_strides_from_the_graph(exported_graph, capsys):
+    pytest.importorskip("onnxruntime")
+    path = str(exported_graph(small_graph_preset()))  # fast mode, 64x96, 3 classes: none of the defaults
+    assert script.main(["--onnx", path, "--kinds", "fitted", "sparse", "--seeds", "1", "--no-gradients"]) == 0
+    out = capsys.readouterr().out
+    assert "B=2, 64x96), 3 classes, strides 8/16/32; subjects: static, onnxruntime" in out
+    assert out.rstrip().endswith("overall: PASS (fast PASS)")
+    for flag, message in ((["--num-classes", "80"], "num_classes is '3', the run needs '80'"),
+                          (["--image-size", "64", "64"], "image_size is '64x96', the run needs '64x64'"),
+                          (["--modes", "regular"], "has mode 'fast'; this run compares mode(s) ['regular']"),
+                          (["--strides", "8", "16"], "strides is '8,16,32', the run needs '8,16'")):
+        assert script.main(["--onnx", path, "--kinds", "fitted", "--seeds", "1", *flag]) == 2
+        assert message in one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("content", [b"", b"ab", None])
+def test_onnx_that_is_not_a_graph_of_this_tool_is_one_line(tmp_path, capsys, content):
+    pytest.importorskip("onnxruntime")
+    path = tmp_path / "g.onnx"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    assert script.main(["--onnx", str(path)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert str(path) in line and ("metadata lacks" in line or "not an ONNX model" in line or "not a regular" in line)
+
+
+def test_a_fixed_g_graph_compares_the_batches_that_fit_and_names_the_rest(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from yolox_export.export.onnx_export import export_onnx
+
+    path = str(export_onnx(small_graph_preset(max_gt=(3, 3, 3)), tmp_path / "fixed.onnx", targets_per_chunk=3))
+    json_path = tmp_path / "r.json"
+    argv = ["--onnx", path, "--kinds", "sparse", "coco", "--seeds", "1", "--no-gradients", "--json", str(json_path)]
+    assert script.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "batch(es) not compared: an image holds more targets than the graph's fixed G = 3" in out
+    assert "coco seed 0 (up to" in out and "parity (fast mode, 1 batches)" in out
+    skipped = json.loads(json_path.read_text())["skipped"]["fast"]
+    assert len(skipped) == 1 and skipped[0].startswith("coco seed 0 (up to")
+    assert script.main(["--onnx", path, "--kinds", "crowded", "--seeds", "1"]) == 2  # nothing fits: refused
+    line = one_error_line(capsys.readouterr().err)
+    assert "its G is fixed at 3 targets per image" in line and "crowded seed 0" in line
+
+
+def test_export_prints_no_path_that_it_deletes(tmp_path, monkeypatch, capsys):
+    lines = []
+    calls = []
+
+    def fake_export(preset, target, config=None):
+        calls.append(target)
+        return target
+
+    import yolox_export.export.onnx_export as onnx_export
+
+    monkeypatch.setattr(onnx_export, "export_onnx", fake_export)
+    monkeypatch.setattr(parity_runtimes, "_require_onnxruntime", lambda: None)
+    from yolox_export import LossConfig
+
+    configs = {"fast": LossConfig((8, 16, 32), 3, mode="fast")}
+    parity_runtimes.export_graphs(["fast"], configs, (64, 64), tmp_path, log=lines.append)
+    assert calls and not any(str(tmp_path) in line for line in lines) and "temporary folder, removed" in lines[0]
+
+
+@pytest.mark.parametrize("argv", [["--batch-size", "100000"], ["--image-size", "100000", "100000"],
+                                  ["--num-classes", "1000000000"]])
+def test_a_suite_beyond_the_graphs_element_limit_is_one_line(argv, capsys):
+    assert script.main(argv) == 2
+    assert "over 2147483647" in one_error_line(capsys.readouterr().err)

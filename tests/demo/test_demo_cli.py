@@ -59,3 +59,39 @@ def test_missing_matplotlib_is_said_before_training(monkeypatch, capsys, tmp_pat
     assert main([*SMALL, "--out", str(tmp_path)]) == 2
     assert "matplotlib" in capsys.readouterr().err
     assert not (tmp_path / "train_demo.json").exists()
+
+
+def exit_code(argv) -> int:
+    """``main(argv)``'s exit code, also when argparse exits."""
+    try:
+        return main(argv)
+    except SystemExit as error:
+        return error.code
+
+
+@pytest.mark.parametrize("lr", ["inf", "nan", "0", "-1", "1e400", "x"])
+def test_a_learning_rate_that_is_not_finite_and_positive_is_one_line_exit_2(lr, tmp_path, capsys):
+    assert exit_code([*SMALL, "--no-plot", "--lr", lr, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--lr" in err and "finite number > 0" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_diverging_run_is_one_line_exit_1_and_a_rerun_replaces_its_own_files(tmp_path, capsys):
+    assert main([*SMALL, "--no-plot", "--steps", "6", "--lr", "1e6", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "diverged at step" in err and "not finite" in err and "Traceback" not in err
+    assert not (tmp_path / "train_demo.json").exists()
+    assert main([*SMALL, "--no-plot", "--out", str(tmp_path)]) == 0
+    assert main([*SMALL, "--no-plot", "--out", str(tmp_path)]) == 0  # its own JSON: replaced
+    capsys.readouterr()
+    (tmp_path / "train_demo.json").write_text("{}")  # no longer ours
+    assert main([*SMALL, "--no-plot", "--out", str(tmp_path)]) == 2
+    assert "was not written by yolox-export" in capsys.readouterr().err
+    assert (tmp_path / "train_demo.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("argv", [["--threads", "100000"], ["--seed", "-1"], ["--seed", str(2**64)]])
+def test_other_out_of_range_arguments_are_one_line_exit_2(argv, tmp_path, capsys):
+    assert exit_code([*SMALL, "--no-plot", *argv, "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

@@ -20,7 +20,10 @@ def test_fixed_g_chunked_export_is_valid_and_equals_eager(tmp_path):
     pytest.importorskip("onnxruntime")
     preset = Preset(name="chunked", image_size=(64, 64), strides=(8, 16, 32), num_classes=3, mode="fast",
                     batch=(1, 2, 4), max_gt=(G, G, G), opset=20)
-    path = export_onnx(preset, tmp_path / "chunked.onnx", targets_per_chunk=CHUNK)
+    stages = []
+    path = export_onnx(preset, tmp_path / "chunked.onnx", targets_per_chunk=CHUNK,
+                       progress=lambda stage, done, total: stages.append((stage, done, total)))
+    assert stages == [(s, d, 1) for s in ("trace and convert to ONNX", "fold constants", "save") for d in (0, 1)]
     validation = validate_onnx(path)
     assert validation.ok, validation.problems()
     runner = open_runner("onnxruntime", path, providers=["CPUExecutionProvider"])

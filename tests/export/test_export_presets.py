@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,16 @@ def test_output_names_follow_the_contract_order():
     assert OUTPUT_NAMES[-1] == "image_loss" and GRAD_OUTPUT_NAMES == ("predictions_grad",)
     assert output_names() == OUTPUT_NAMES
     assert output_names(with_targets=True, with_grad=True) == OUTPUT_NAMES + TARGET_OUTPUT_NAMES + GRAD_OUTPUT_NAMES
+
+
+@pytest.mark.parametrize("key, value, limit", [("batch", (1, 1, 4097), "4096"), ("max_gt", (1, 1, 65537), "65536"),
+                                               ("max_gt", (99999999999,) * 3, "65536")])
+def test_ranges_beyond_the_exporters_dimension_bounds_are_refused(key, value, limit):
+    with pytest.raises(ValueError, match=f"key '{key}'.*<= {limit}"):
+        dataclasses.replace(load_preset("yolox_nano"), **{key: value})
+
+
+@pytest.mark.parametrize("changes", [dict(image_size=(100000, 100000)), dict(num_classes=10**9)])
+def test_a_predictions_input_beyond_tensorrts_element_limit_is_refused(changes):
+    with pytest.raises(ValueError, match="2147483647"):
+        dataclasses.replace(load_preset("yolox_nano"), **changes)

@@ -143,3 +143,18 @@ def test_a_nan_cost_is_the_same_minimum_whatever_the_chunking():
             got = contest.assignment()
             results.add((int(got.matched_gt), float(got.matched_iou)))
         assert results == {(want, float(ious[0, want, 0]))}, (costs, results)
+
+
+@pytest.mark.parametrize("value", [1e308, 10**400, -(10**400), 2**40 + 1, float(2**41)])
+def test_a_budget_beyond_the_limit_is_refused_in_one_line(value):
+    with pytest.raises(ValueError, match=r"max_memory_mib must be a number of MiB in \(0, 2\*\*40\]"):
+        StaticYoloXLoss((8, 16, 32), 3, max_memory_mib=value)
+
+
+def test_the_largest_budget_runs():
+    from yolox_export.scenarios import make_scenario
+
+    scenario = make_scenario("fitted", batch_size=1, image_size=(64, 64), num_classes=3, seed=0)
+    module = StaticYoloXLoss((8, 16, 32), 3, mode="fast", max_memory_mib=2**40)
+    loss, _ = module(scenario.predictions, scenario.targets)
+    assert torch.isfinite(loss)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..files import atomic_path
+from ..files import save_figure
 from .subjects import SUBJECTS
 
 #: Record fields of one growth row: (subject, mode, measurement) per column.
@@ -69,6 +69,5 @@ def plot_growth(records: list[dict], path: Path) -> Path | None:
         ax.set_title(f"megvii mode, {size}x{size}")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(path) as temporary:
-        fig.savefig(temporary, dpi=110)
+    save_figure(fig, path, dpi=110)
     return path

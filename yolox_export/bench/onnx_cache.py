@@ -4,7 +4,6 @@ or not) and the digest of the code that shapes the graph: a changed module re-ex
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -48,10 +47,7 @@ def ensure_onnx(key: tuple, cache_dir: Path) -> Path:
         return path
     preset = Preset(name, tuple(image_size), tuple(strides), num_classes, mode, (1, 1, 1), (1, 1, 1), OPSET,
                     with_grad=with_grad)
-    partial = path.with_suffix(f".{os.getpid()}.partial")
-    export_onnx(preset, partial)
-    partial.replace(path)
-    return path
+    return export_onnx(preset, path)  # written atomically
 
 
 def export_graphs(keys: Sequence[tuple], cache_dir: Path,

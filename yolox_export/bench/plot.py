@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..files import atomic_path
+from ..files import save_figure
 from .targets import case_key
 from .subjects import MEASUREMENT_LABELS, MEASUREMENTS, SUBJECTS
 
@@ -38,6 +38,5 @@ def plot_results(results: dict, path: Path) -> Path:
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7)
     fig.suptitle(f"yolox-export benchmark, {results['settings']['threads']} threads, {results['machine']['cpu_model']}")
     fig.tight_layout(rect=(0, 0.01 + 0.022 * ((len(labels) + 1) // 2), 1, 1))
-    with atomic_path(path) as temporary:
-        fig.savefig(temporary, dpi=110)
+    save_figure(fig, path, dpi=110)
     return path

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..files import write_markdown
 from .onnx_cache import export_graphs, onnx_key
 from .run import onnx_keys
 from .settings import Case, Job, Settings
@@ -116,5 +117,5 @@ def profile_main(argv: Sequence[str]) -> int:
                              "repeats": 1, "warmup": 0, "max_seconds": 1.0}).case, item["mode"], item["onnx"])
              for item in spec["items"]]
     report = profile_report(items, spec["threads"], lambda line: print(PROGRESS_PREFIX + line, flush=True))
-    Path(argv[1]).write_text(report)
+    write_markdown(argv[1], report)
     return 0

@@ -3,11 +3,10 @@ target. Only numbers from the results document appear in them."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
-from ..files import write_atomically
+from ..files import write_json, write_markdown
 from .subjects import MEASUREMENTS, REFERENCE_SUBJECTS, SUBJECTS
 from .growth import growth_table, plot_growth
 from .scale import plot_scale, scale_table
@@ -140,8 +139,8 @@ def write_outputs(results: dict, out: Path) -> dict[str, Path]:
     targets per image, growth.png (``growth.plot_growth``)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "bench.json", "markdown": out / "bench.md", "plot": out / "bench.png"}
-    write_atomically(paths["json"], json.dumps(results, indent=1) + "\n")
-    write_atomically(paths["markdown"], render_markdown(results))
+    write_json(paths["json"], results)
+    write_markdown(paths["markdown"], render_markdown(results))
     from .plot import plot_results
 
     plot_results(results, paths["plot"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..files import atomic_path
+from ..files import save_figure
 from .subjects import MEASUREMENTS, SUBJECTS
 
 #: The subjects of each mode's columns; "reference" stands for that mode's reference subject.
@@ -89,6 +89,5 @@ def plot_scale(records: list[dict], path: Path) -> Path | None:
         ax.set_title(f"forward + backward, {unit}")
     memory_ax.legend(fontsize=6)
     fig.tight_layout()
-    with atomic_path(path) as temporary:
-        fig.savefig(temporary, dpi=110)
+    save_figure(fig, path, dpi=110)
     return path

@@ -121,6 +121,7 @@ def check_settings(s: Settings) -> None:
     if bad:
         raise ValueError(f"image_sizes: {bad} not divisible by the largest stride {max(STRIDES)}")
     _check_positive("num_classes", (s.num_classes,))
+    _check_volume(s)
     bad = [n for n in s.targets_per_image if isinstance(n, bool) or not isinstance(n, int) or n < 0]
     if bad or not s.targets_per_image:
         raise ValueError(f"targets_per_image: expected integers >= 0 (0: the kind's own counts), got {bad or '[]'}")
@@ -131,6 +132,21 @@ def check_settings(s: Settings) -> None:
     _check_members("omp_wait_policy", (s.omp_wait_policy,), OMP_WAIT_POLICIES)
     if not s.max_seconds > 0 or not s.timeout > 0:
         raise ValueError(f"max_seconds and timeout must be > 0, got {s.max_seconds} and {s.timeout}")
+
+
+def _check_volume(s: Settings) -> None:
+    """ValueError for a batch over the exporter's bound, or a predictions tensor [B, A, 5 + C] over
+    ``presets.TENSOR_ELEMENT_LIMIT`` elements (the graphs' limit, and past anything a benchmark can hold)."""
+    from ..export.presets import BATCH_LIMIT, TENSOR_ELEMENT_LIMIT
+
+    bad = [b for b in s.batches if b > BATCH_LIMIT]
+    if bad:
+        raise ValueError(f"batches: {bad} over {BATCH_LIMIT}, the exported graphs' largest batch")
+    cells = max(sum((size // stride) ** 2 for stride in STRIDES) for size in s.image_sizes)
+    elements = max(s.batches) * cells * (5 + s.num_classes)
+    if elements > TENSOR_ELEMENT_LIMIT:
+        raise ValueError(f"batches, image_sizes, num_classes: predictions [B, A, 5 + C] = [{max(s.batches)}, {cells}, "
+                         f"{5 + s.num_classes}] hold {elements} elements, over {TENSOR_ELEMENT_LIMIT}")
 
 
 def _check_members(option: str, values: Sequence[str], allowed: Sequence[str]) -> None:

@@ -8,6 +8,7 @@ one. A subcommand's module is imported only when it runs, so ``yolox-export --he
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from dataclasses import dataclass
 
@@ -36,6 +37,10 @@ SUBCOMMANDS = {
                             "validate a CUDA machine in one run: CUDA tests, engines, GPU parity and benchmark "
                             "(writes ./results/)"),
 }
+
+
+#: Set (to anything) to get the traceback of an unexpected error instead of its one line.
+TRACEBACK_VARIABLE = "YOLOX_EXPORT_TRACEBACK"
 
 
 def version() -> str:
@@ -79,4 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown command {name!r}; choose from {', '.join(SUBCOMMANDS)} (yolox-export --help)",
               file=sys.stderr)
         return 2
-    return importlib.import_module(SUBCOMMANDS[name].module).main(rest)
+    try:
+        return importlib.import_module(SUBCOMMANDS[name].module).main(rest)
+    except KeyboardInterrupt:
+        print(f"error: {name} interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the last resort behind each command's own checks
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        first = (str(error).strip().splitlines() or [""])[0]
+        print(f"error: {name} failed: {type(error).__name__}: {first} (set {TRACEBACK_VARIABLE}=1 for the "
+              "traceback)", file=sys.stderr)
+        return 1

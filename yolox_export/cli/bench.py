@@ -31,6 +31,11 @@ from .common import ProgressBars, one_line_errors, output_dir_problem
 PRESETS_FOR_HELP = bench.PRESETS
 
 
+#: The files bench writes into --out (name or glob -> kind, ``files.KINDS``); the ONNX cache's graphs are read
+#: back when they exist, so they must be ours too.
+OUTPUTS = {"bench.json": "json", "bench.md": "markdown", "bench.png": "png", "growth.png": "png",
+           "scale.png": "png", "profile.md": "markdown", "onnx_cache/*.onnx": "onnx"}
+
 #: Settings named in the library's errors -> the flags that set them.
 FLAGS = {"kinds": "--kinds", "modes": "--modes", "subjects": "--subjects", "batches": "--batch",
          "image_sizes": "--image-size", "num_classes": "--num-classes", "threads": "--threads", "repeats": "--repeats",
@@ -115,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    "num_classes", "repeats", "warmup", "max_seconds", "threads",
                                                    "seed", "timeout", "isolate", "omp_wait_policy",
                                                    "targets_per_image")}
-    problem = output_dir_problem(args.out, "--out")
+    problem = output_dir_problem(args.out, "--out", OUTPUTS)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
+from typing import Mapping
 
 
 class DefaultsAndRawDescription(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -66,49 +66,19 @@ class ProgressBars:
             bar.close()
 
 
-def _parent_problem(path: Path) -> str | None:
-    """Why files cannot be created at ``path`` (its nearest existing ancestor is not a writable folder), or None."""
-    ancestor = path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        return f"{ancestor} is not a folder"
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        return f"{ancestor} is not writable"
-    return None
+def output_file_problem(path: str | Path, flag: str, kind: str) -> str | None:
+    """Why ``path`` is not ours to write as an output of ``kind`` (``files.KINDS``), as one line naming ``flag``,
+    or None; checked before any work (the rule: ``yolox_export.files``)."""
+    from ..files import output_problem, shown
+
+    problem = output_problem(path, kind)
+    return f"{flag} {shown(path)}: {problem}" if problem else None
 
 
-def output_file_problem(path: str | Path, flag: str, onnx: bool = False) -> str | None:
-    """Why ``path`` cannot be written as an output file, as one line naming ``flag``, or None; checked before any
-    work. A folder is refused; with ``onnx`` an existing file that is not an ONNX model is refused (and left
-    untouched), an existing ONNX model is replaced."""
-    path = Path(path)
-    if path.is_dir():
-        return f"{flag} {path}: is a folder; give a file path"
-    if path.exists() and onnx and not is_onnx_model(path):
-        return f"{flag} {path}: exists and is not an ONNX model; not overwritten"
-    problem = _parent_problem(path)
-    return f"{flag} {path}: {problem}" if problem else None
+def output_dir_problem(path: str | Path, flag: str, outputs: Mapping[str, str] = {}) -> str | None:  # noqa: B006
+    """Why ``path`` cannot be used as an output folder whose ``outputs`` (name or glob -> kind) are ours to write,
+    as one line naming ``flag``, or None; checked before any work."""
+    from ..files import folder_problem, shown
 
-
-def output_dir_problem(path: str | Path, flag: str) -> str | None:
-    """Why ``path`` cannot be used as an output folder (created if missing), as one line naming ``flag``, or
-    None; checked before any work."""
-    path = Path(path)
-    if path.exists():
-        if not path.is_dir():
-            return f"{flag} {path}: is a file; give a folder"
-        return None if os.access(path, os.W_OK | os.X_OK) else f"{flag} {path}: is not writable"
-    problem = _parent_problem(path)
-    return f"{flag} {path}: {problem}" if problem else None
-
-
-def is_onnx_model(path: Path) -> bool:
-    """Whether ``path`` parses as an ONNX model (its tensors' external data not loaded)."""
-    import onnx
-
-    try:
-        onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 - anything onnx cannot parse is not a model
-        return False
-    return True
+    problem = folder_problem(path, outputs)
+    return f"{flag} {shown(path)}: {problem}" if problem else None

@@ -17,8 +17,10 @@ import sys
 from pathlib import Path
 
 from ..config import MODES
+from ..export.estimate import MAX_UNROLLED_CHUNKS, chunked_export_estimate
 from ..export.presets import DEFAULT_PRESET, load_preset, parse_range, shipped_presets, with_overrides
-from .common import int_at_least, one_line_errors, output_file_problem
+from ..files import OutputPathError
+from .common import ProgressBars, int_at_least, one_line_errors, output_file_problem
 
 
 def _range(text: str) -> tuple[int, int, int]:
@@ -52,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-timing", action="store_true", help="skip the onnxruntime latency measurement")
     parser.add_argument("--targets-per-chunk", type=int_at_least(1), metavar="N",
                         help="assign N targets at a time, the chunks unrolled in the graph; needs a fixed max_gt "
-                             "(--max-gt G:G:G), which the graph then keeps (default: every target at once, G dynamic)")
+                             "(--max-gt G:G:G), which the graph then keeps (default: every target at once, G dynamic); "
+                             "the chunk count and the export's estimated time and size are printed first")
+    parser.add_argument("--allow-large-export", action="store_true",
+                        help=f"export a chunked graph of more than {MAX_UNROLLED_CHUNKS} unrolled chunks (refused "
+                             "otherwise: its export time grows faster than the chunk count)")
     return one_line_errors(parser)
 
 
@@ -67,13 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.engine:
-        from ..export.tensorrt import tensorrt_unavailable_reason
-
-        reason = tensorrt_unavailable_reason()
-        if reason:
-            print(f"error: cannot build a TensorRT engine: {reason}", file=sys.stderr)
-            return 2
     from ..export.pipeline import default_output_dir, export_and_validate
 
     if args.targets_per_chunk is not None and preset.max_gt[0] != preset.max_gt[2]:
@@ -83,13 +82,36 @@ def main(argv: list[str] | None = None) -> int:
     stem = preset.name + ("_targets" if args.with_targets else "") + ("_grad" if preset.with_grad else "") + (
         f"_chunk{args.targets_per_chunk}" if args.targets_per_chunk else "")
     output = Path(args.output) if args.output else default_output_dir() / f"{stem}.onnx"
-    problem = output_file_problem(output, "--output", onnx=True) or (
-        output_file_problem(args.engine, "--engine") if args.engine else None)
+    problem = output_file_problem(output, "--output", "onnx") or (
+        output_file_problem(args.engine, "--engine", "engine") if args.engine else None)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    report = export_and_validate(preset, output, with_targets=args.with_targets, engine=args.engine,
-                                 time_it=not args.no_timing, targets_per_chunk=args.targets_per_chunk)
+    if args.engine:
+        from ..export.tensorrt import tensorrt_unavailable_reason
+
+        reason = tensorrt_unavailable_reason()
+        if reason:
+            print(f"error: cannot build a TensorRT engine: {reason}", file=sys.stderr)
+            return 2
+    if args.targets_per_chunk is not None:
+        estimate = chunked_export_estimate(preset, args.targets_per_chunk)
+        if estimate.over_limit and not args.allow_large_export:
+            print(f"error: --targets-per-chunk {args.targets_per_chunk}: {estimate}; over the limit of "
+                  f"{MAX_UNROLLED_CHUNKS} chunks: give a larger --targets-per-chunk, or --allow-large-export to "
+                  "export it anyway", file=sys.stderr)
+            return 2
+        print(f"chunked export: {estimate}", flush=True)
+    bars = ProgressBars("stage")
+    try:
+        report = export_and_validate(preset, output, with_targets=args.with_targets, engine=args.engine,
+                                     time_it=not args.no_timing, targets_per_chunk=args.targets_per_chunk,
+                                     progress=bars, allow_large_export=args.allow_large_export)
+    except OutputPathError as error:  # the path changed since it was checked
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        bars.close()
     print(report)
     return 0 if report.validation.ok else 1
 

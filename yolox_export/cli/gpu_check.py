@@ -20,6 +20,10 @@ from ..config import MODES
 from .common import int_at_least, one_line_errors, output_dir_problem
 
 
+#: The files gpu-check writes into --out (name or glob -> kind, ``files.KINDS``).
+OUTPUTS = {"gpu.json": "json", "gpu.md": "markdown", "gpu_models/*.onnx": "onnx", "gpu_models/*.engine": "engine"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yolox-export gpu-check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {str(error).replace('modes:', '--modes:')}", file=sys.stderr)
         return 2
-    problem = output_dir_problem(args.out, "--out")
+    problem = output_dir_problem(args.out, "--out", OUTPUTS)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

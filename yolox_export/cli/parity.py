@@ -9,6 +9,8 @@ recorded.
     yolox-export parity --modes fast --kinds fresh --plot plots/ --json parity.json
     yolox-export parity --subjects static compiled --kinds coco crowded   # the torch.compile'd padded graph too
     yolox-export parity --export --with-grad --kinds coco crowded     # the exported gradient graph's d loss / d predictions
+    yolox-export parity --onnx g.onnx   # a graph you exported: its mode, image size, classes, strides and options
+                                        # are read from its metadata
 
 (``python scripts/parity.py`` is the same command.) Exit code: 0 when every report passes, 1 when one fails, 2 for
 a usage or input error.
@@ -45,24 +47,27 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--batch-size", type=_positive, metavar="B",
                       help=f"images per suite batch (default: {suite.DEFAULT_BATCH_SIZE})")
     data.add_argument("--image-size", type=_positive, nargs=2, metavar=("H", "W"),
-                      help="suite image size (default: %d %d)" % suite.DEFAULT_IMAGE_SIZE)
+                      help="suite image size (default: the --onnx graphs', else %d %d)" % suite.DEFAULT_IMAGE_SIZE)
     data.add_argument("--num-classes", type=_positive, metavar="C",
-                      help=f"classes (default: {suite.DEFAULT_NUM_CLASSES} for the suite; inferred from the "
-                           "predictions' last dimension - 5 for --recorded)")
+                      help=f"classes (default: the --onnx graphs', else {suite.DEFAULT_NUM_CLASSES} for the suite; "
+                           "inferred from the predictions' last dimension - 5 for --recorded)")
     data.add_argument("--strides", type=_positive, nargs="+", metavar="S",
-                      help="head strides, one per level (default: %s)" % " ".join(map(str, suite.DEFAULT_STRIDES)))
+                      help="head strides, one per level (default: the --onnx graphs', else %s)"
+                           % " ".join(map(str, suite.DEFAULT_STRIDES)))
     what = parser.add_argument_group("what to compare")
-    what.add_argument("--modes", nargs="+", choices=MODES, default=list(suite.DEFAULT_MODES), metavar="MODE",
+    what.add_argument("--modes", nargs="+", choices=MODES, metavar="MODE",
                       help=f"assignment modes, of {', '.join(MODES)} (default: {' '.join(suite.DEFAULT_MODES)}, the "
-                           "modes of (cx, cy, w, h) targets; mmdet takes (x1, y1, x2, y2) targets: name it, alone "
-                           "for recorded files)")
+                           "modes of (cx, cy, w, h) targets, or the --onnx graphs' modes; mmdet takes (x1, y1, x2, "
+                           "y2) targets: name it, alone for recorded files)")
     what.add_argument("--subjects", nargs="+", choices=SUBJECTS, default=["static"], metavar="SUBJECT",
                       help=f"implementations compared with the eager reference, of {', '.join(SUBJECTS)} "
                            "(default: static)")
     what.add_argument("--onnx", nargs="+", metavar="PATH",
-                      help="exported graph(s) for subject onnxruntime, one per mode, matched by their metadata; "
-                           "a graph exported --with-grad has its predictions_grad compared as its gradients "
-                           "(implies --subjects onnxruntime; default: none)")
+                      help="exported graph(s) for subject onnxruntime, one per mode, matched by their metadata, "
+                           "which also gives the run's modes, image size, classes, strides and loss options unless "
+                           "given (a flag that disagrees with it is an error); a graph exported --with-grad has its "
+                           "predictions_grad compared as its gradients; a chunked graph (G fixed) is compared on "
+                           "the batches that fit its G (implies --subjects onnxruntime; default: none)")
     what.add_argument("--export", action="store_true",
                       help="export a matching graph per mode into a temporary folder (implies --subjects onnxruntime)")
     what.add_argument("--with-grad", action="store_true",
@@ -108,12 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     if "tensorrt" in subjects and not args.engine:
         print("error: subject tensorrt needs --engine PATH (one per mode, in the order of --modes)", file=sys.stderr)
         return 2
-    if args.engine and len(args.engine) != len(args.modes):
-        print(f"error: --engine got {len(args.engine)} file(s) for {len(args.modes)} mode(s) {list(args.modes)}; "
+    modes = args.modes or ([] if args.onnx else list(suite.DEFAULT_MODES))
+    if args.engine and len(args.engine) != len(modes):
+        print(f"error: --engine got {len(args.engine)} file(s) for {len(modes)} mode(s) {modes}; "
               "give one engine per mode, in the order of --modes", file=sys.stderr)
         return 2
-    problem = (output_file_problem(args.json, "--json") if args.json else None) or (
-        output_dir_problem(args.plot, "--plot") if args.plot else None)
+    problem = (output_file_problem(args.json, "--json", "json") if args.json else None) or (
+        output_dir_problem(args.plot, "--plot", parity_run.PLOT_OUTPUTS) if args.plot else None)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -122,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         modes=args.modes, subjects=args.subjects, kinds=args.kinds or KINDS,
         seeds=args.seeds if seeds_given else suite.DEFAULT_SEEDS,
         batch_size=args.batch_size or suite.DEFAULT_BATCH_SIZE,
-        image_size=tuple(args.image_size) if args.image_size else suite.DEFAULT_IMAGE_SIZE,
-        num_classes=args.num_classes, strides=tuple(args.strides or suite.DEFAULT_STRIDES),
+        image_size=tuple(args.image_size) if args.image_size else None,
+        num_classes=args.num_classes, strides=tuple(args.strides) if args.strides else None,
         recorded=args.recorded, onnx=args.onnx, export=args.export, export_grad=args.with_grad, engine=args.engine,
         json_path=args.json,
         plot_dir=args.plot, plot_limit=args.plot_limit, gradients=not args.no_gradients,

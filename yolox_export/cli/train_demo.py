@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
@@ -24,20 +25,35 @@ import torch
 
 from ..config import MODES
 from ..demo.report import check_schema, format_table, plot, to_dict, write_json
-from ..demo.train import DemoSettings, run_demo
+from ..demo.train import DemoSettings, DivergedError, run_demo
 from .common import DefaultsAndRawDescription, ProgressBars, int_at_least, one_line_errors, output_dir_problem
+
+#: The files train-demo writes into --out (name or glob -> kind, ``files.KINDS``).
+OUTPUTS = {"train_demo.json": "json", "train_demo.png": "png"}
+GRAPH_OUTPUTS = {"train_graph.json": "json", "train_graph.png": "png", "graphs/*.onnx": "onnx"}
 
 #: torch intra-op threads of a run unless --threads says otherwise.
 DEFAULT_THREADS = 1
 
 
-def _non_negative_float(text: str) -> float:
+#: --threads at most: more intra-op threads than this is a typo.
+MAX_THREADS = 1024
+
+
+def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _threads(text: str) -> int:
+    value = int_at_least(1)(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected an integer in 1..{MAX_THREADS}, got {value}")
     return value
 
 
@@ -55,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int_at_least(1), default=defaults.image_size, help="pixels, divisible by 32")
     parser.add_argument("--num-classes", type=int_at_least(1), default=defaults.num_classes, help="shape classes (1-4)")
     parser.add_argument("--dataset-size", type=int_at_least(1), default=defaults.dataset_size, help="images in the data set")
-    parser.add_argument("--lr", type=_non_negative_float, default=defaults.lr, help="SGD learning rate")
+    parser.add_argument("--lr", type=_positive_float, default=defaults.lr, help="SGD learning rate")
     parser.add_argument("--use-l1", action="store_true", help="add the L1 box term (YOLOX's last epochs)")
-    parser.add_argument("--threads", type=int_at_least(1), default=DEFAULT_THREADS,
+    parser.add_argument("--threads", type=_threads, default=DEFAULT_THREADS,
                         help="torch intra-op threads (this small detector gains little from more, and on this 2-core "
                              "machine shared with other work, 2 threads ran 4x to 10x slower than 1)")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
@@ -80,14 +96,24 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_plot and importlib.util.find_spec("matplotlib") is None:
         print("error: the plot needs matplotlib (pip install -e \".[demo]\"); --no-plot skips it", file=sys.stderr)
         return 2
-    problem = output_dir_problem(args.out, "--out")
+    outputs = {name: kind for name, kind in (GRAPH_OUTPUTS if args.from_graph else OUTPUTS).items()
+               if not (args.no_plot and kind == "png")}
+    problem = output_dir_problem(args.out, "--out", outputs)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.from_graph:
-        return _from_graph(settings, args)
+    try:
+        if args.from_graph:
+            return _from_graph(settings, args)
+        return _eager(settings, args)
+    except DivergedError as error:
+        print(f"error: {error} (--lr)", file=sys.stderr)
+        return 1
+
+
+def _eager(settings: DemoSettings, args: argparse.Namespace) -> int:
     result = run_demo(settings, args.modes, progress=ProgressBars("step"))
     write_json(result, args.out)
     data = to_dict(result)

@@ -10,12 +10,12 @@ only by ``plot``, through ``Figure`` + ``FigureCanvasAgg``.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict
 from pathlib import Path
 
-from ..files import atomic_path, write_atomically
+from .. import files
+from ..files import save_figure
 from .graph_train import GRAD_TOLERANCE, LOSS_TOLERANCE, GraphDemoResult, GraphRun
 from .report import EPS32, WINDOW, window_mean
 
@@ -49,7 +49,7 @@ def to_dict(result: GraphDemoResult) -> dict:
 
 def write_json(result: GraphDemoResult, directory: Path) -> Path:
     path = Path(directory) / "train_graph.json"
-    write_atomically(path, json.dumps(to_dict(result), indent=1, allow_nan=False))
+    files.write_json(path, to_dict(result), allow_nan=False)
     return path
 
 
@@ -107,6 +107,5 @@ def plot(data: dict, path: Path, dpi: int = 64) -> Path:
         bottom.set_xlabel("step")
         bottom.set_ylabel("graph vs eager autograd, same inputs")
         bottom.legend(fontsize=6, loc="upper right")
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=dpi)
+    save_figure(figure, path, dpi=dpi)
     return Path(path)

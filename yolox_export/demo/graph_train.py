@@ -39,7 +39,7 @@ from ..reference import reference_for
 from ..scenarios import in_box_format
 from .data import Dataset
 from .model import STRIDES
-from .train import Curve, DemoSettings, Progress, differing_cells, shared_inputs, weight_gap
+from .train import Curve, DemoSettings, Progress, check_finite, differing_cells, shared_inputs, weight_gap
 
 _LOSS = COMPONENT_NAMES.index("Loss")
 #: Largest same-input gaps that count as float32 rounding: the parity layer's tolerances (loss relative; gradient
@@ -143,8 +143,10 @@ def run_graph_mode(mode: str, settings: DemoSettings, data: Dataset, batches: Se
         start = time.perf_counter()  # eager: the reference loss, autograd to the outputs, then to the weights
         eager_opt.zero_grad(set_to_none=True)
         outputs = eager_model(images)  # per level [B, 1, H, W, 5 + C]
+        check_finite(outputs, f"{mode} eager", step, "the model's outputs are", settings.lr)
         loss_start = time.perf_counter()
         loss, components, assignment = reference.loss_and_assignment(outputs, targets)
+        check_finite(loss, f"{mode} eager", step, "the loss is", settings.lr)
         grads = torch.autograd.grad(loss, outputs, retain_graph=True)
         loss_end = time.perf_counter()
         torch.autograd.backward(outputs, grads)
@@ -164,6 +166,7 @@ def run_graph_mode(mode: str, settings: DemoSettings, data: Dataset, batches: Se
         start = time.perf_counter()  # graph: loss and gradient from onnxruntime, fed to the head's backward
         graph_opt.zero_grad(set_to_none=True)
         outputs = graph_model(images)
+        check_finite(outputs, f"{mode} graph", step, "the model's outputs are", settings.lr)
         loss_start = time.perf_counter()
         out = runner.run(graph_feeds([o.detach() for o in outputs], targets, box_format=config.box_format))
         loss_end = time.perf_counter()

@@ -12,14 +12,14 @@ Relative gap of a value b against the reference's a: |b - a| / |a|, 0 when b == 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
 from ..config import COMPONENT_NAMES
-from ..files import atomic_path, write_atomically
+from .. import files
+from ..files import save_figure
 from .train import SIDES, Curve, DemoResult, ModeRun
 
 #: float32 machine epsilon, drawn as a guide on the relative-gap axis.
@@ -86,7 +86,7 @@ def to_dict(result: DemoResult) -> dict:
 
 def write_json(result: DemoResult, directory: Path) -> Path:
     path = Path(directory) / "train_demo.json"
-    write_atomically(path, json.dumps(to_dict(result), indent=1, allow_nan=False))
+    files.write_json(path, to_dict(result), allow_nan=False)
     return path
 
 
@@ -215,6 +215,5 @@ def plot(data: dict, path: Path, dpi: int = 64) -> Path:
         top.set_ylabel("loss")
         top.legend(fontsize=6, ncol=2)
         bottom.legend(fontsize=6, loc="center right")
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=dpi)
+    save_figure(figure, path, dpi=dpi)
     return Path(path)

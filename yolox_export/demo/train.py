@@ -25,6 +25,7 @@ Shape legend: B batch, A cells (all levels), N targets of a batch.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -70,10 +71,13 @@ class DemoSettings:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         if self.image_size % STRIDES[-1]:
             raise ValueError(f"image_size must be divisible by {STRIDES[-1]}, got {self.image_size}")
-        for name in ("lr", "momentum", "weight_decay"):
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be an int in [0, 2**63), got {self.seed!r}")
+        for name, low in (("lr", "> 0"), ("momentum", ">= 0"), ("weight_decay", ">= 0")):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    math.isfinite(value) and (value > 0 if low == "> 0" else value >= 0)):
+                raise ValueError(f"{name} must be a finite number {low}, got {value!r}")
         if self.batch_size > self.dataset_size:
             raise ValueError(f"batch_size ({self.batch_size}) must not exceed dataset_size ({self.dataset_size})")
         self.data_spec  # noqa: B018 (DataSpec validates the data set's parameters)
@@ -192,6 +196,22 @@ def prediction_drift(reference: Sequence[Tensor], static: Sequence[Tensor]) -> f
     return float((sub - ref).abs().max() / ref.abs().max().clamp(min=1e-30))
 
 
+class DivergedError(ArithmeticError):
+    """A training run whose model outputs or loss stopped being finite (too large a learning rate)."""
+
+    def __init__(self, run: str, step: int, what: str, lr: float):
+        super().__init__(f"the {run} run diverged at step {step}: {what} not finite (lr {lr:g}); a smaller lr "
+                         "keeps it finite")
+        self.run, self.step, self.what, self.lr = run, step, what, lr
+
+
+def check_finite(outputs: Sequence[Tensor] | Tensor, run: str, step: int, what: str, lr: float) -> None:
+    """:class:`DivergedError` when ``outputs`` (a tensor or a sequence of tensors) hold a non-finite value."""
+    tensors = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    if not all(bool(torch.isfinite(t.detach()).all()) for t in tensors):
+        raise DivergedError(run, step, what, lr)
+
+
 @dataclass
 class StepOutput:
     outputs: list[Tensor]
@@ -203,8 +223,8 @@ class StepOutput:
 class Side:
     """One training run: a model, its optimiser and its loss."""
 
-    def __init__(self, model: nn.Module, loss: nn.Module, settings: DemoSettings):
-        self.model, self.loss = model, loss
+    def __init__(self, model: nn.Module, loss: nn.Module, settings: DemoSettings, name: str = "training"):
+        self.model, self.loss, self.name, self.lr = model, loss, name, settings.lr
         self.optimiser = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
                                          weight_decay=settings.weight_decay)
         self.curve = Curve()
@@ -213,9 +233,11 @@ class Side:
         start = time.perf_counter()
         self.optimiser.zero_grad(set_to_none=True)
         outputs = self.model(images)
+        check_finite(outputs, self.name, len(self.curve.step_ms), "the model's outputs are", self.lr)
         loss_start = time.perf_counter()
         loss, components, assignment = self.loss.loss_and_assignment(outputs, targets)
         loss_ms = 1000 * (time.perf_counter() - loss_start)
+        check_finite(loss, self.name, len(self.curve.step_ms), "the loss is", self.lr)
         loss.backward()
         self.optimiser.step()
         ms = 1000 * (time.perf_counter() - start)
@@ -261,9 +283,9 @@ def run_mode(mode: str, settings: DemoSettings, data: Dataset, batches: Sequence
     side goes first alternates, so that machine noise falls on both), and the control run."""
     config = settings.loss_config(mode)
     static_loss = StaticYoloXLoss.from_config(config)
-    sides = {"reference": Side(copy.deepcopy(initial), reference_for(config), settings),
-             "static": Side(copy.deepcopy(initial), static_loss, settings)}
-    control = Side(nudged(initial), reference_for(config), settings)
+    sides = {"reference": Side(copy.deepcopy(initial), reference_for(config), settings, f"{mode} reference"),
+             "static": Side(copy.deepcopy(initial), static_loss, settings, f"{mode} static")}
+    control = Side(nudged(initial), reference_for(config), settings, f"{mode} control")
     same_input = SameInput()
     differs: list[bool] = []
     first: FirstDifference | None = None

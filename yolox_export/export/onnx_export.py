@@ -13,16 +13,18 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx
 import torch
 
 from ..config import LossConfig, check_flag
-from ..files import atomic_path
+from ..files import atomic_path, check_output
 from ..static import PaddedYoloXLoss
 from .contract import INPUT_NAMES, output_names
-from .presets import Preset
+from .estimate import check_export_size, chunked_export_estimate
+from .presets import BATCH_LIMIT, MAX_GT_LIMIT, Preset
 from .trt_compat import check_tensorrt_compatibility, find_forbidden_ops
 
 
@@ -87,7 +89,8 @@ def quiet_exporter():
 
 def export_onnx(preset: Preset, output: str | Path, with_targets: bool = False,
                 config: LossConfig | None = None, targets_per_chunk: int | None = None,
-                with_grad: bool | None = None) -> Path:
+                with_grad: bool | None = None, progress: Callable[[str, int, int], None] | None = None,
+                allow_large_export: bool = False) -> Path:
     """Export the preset's graph to ``output`` and return its path (not yet validated: see ``validate_onnx``).
 
     The graph's batch and G axes are dynamic, and it assigns every target at once (torch.export refuses a loop over
@@ -97,16 +100,20 @@ def export_onnx(preset: Preset, output: str | Path, with_targets: bool = False,
 
     ``with_grad`` (None: the preset's ``with_grad``) adds the output ``predictions_grad`` [B, A, 5 + C], d loss /
     d predictions computed in the graph: the module's forward and backward are traced together first
-    (``grad_graph.traced_with_grad``), then exported."""
+    (``grad_graph.traced_with_grad``), then exported.
+
+    ``output`` is checked first (``files.check_output``: a new file, or a graph this tool wrote; else
+    ``files.OutputPathError``). ``progress(stage, done, total)`` reports each stage (:func:`stage`). An unrolled
+    export of more than ``estimate.MAX_UNROLLED_CHUNKS`` chunks raises ValueError with its estimated time and size
+    unless ``allow_large_export``."""
+    check_output(output, "onnx")
     config = config or preset_config(preset)
     with_grad = preset.with_grad if with_grad is None else check_flag("with_grad", with_grad)
+    check_flag("allow_large_export", allow_large_export)
     fixed_g = None
     if targets_per_chunk is not None:
-        low, _, high = preset.max_gt
-        if low != high:
-            raise ValueError(f"targets_per_chunk needs a fixed max_gt (min = opt = max, e.g. 700:700:700), got "
-                             f"{low}:{preset.max_gt[1]}:{high}: a dynamic G keeps one formulation for every G")
-        fixed_g = low
+        check_export_size(chunked_export_estimate(preset, targets_per_chunk), allow_large_export)
+        fixed_g = preset.max_gt[0]
     module = PaddedYoloXLoss(config, level_shapes_for(preset), with_targets=with_targets,
                              targets_per_chunk=targets_per_chunk, with_grad=with_grad).eval()
     output = Path(output)
@@ -117,22 +124,38 @@ def export_onnx(preset: Preset, output: str | Path, with_targets: bool = False,
             from .grad_graph import traced_with_grad
 
             target_axes = (0,) if fixed_g is not None else (0, 1)  # the axes exported_model keeps dynamic
-            module = traced_with_grad(module, inputs, [(0,), target_axes, target_axes])
+            with stage(progress, "trace forward and backward"):
+                module = traced_with_grad(module, inputs, [(0,), target_axes, target_axes])
         model = exported_model(module, inputs, output_names(with_targets, with_grad), preset.opset,
-                               fixed_max_gt=fixed_g is not None)
+                               fixed_max_gt=fixed_g is not None, progress=progress)
     meta = metadata(config, preset, with_targets, with_grad)
     if fixed_g is not None:
         meta.update(max_gt=str(fixed_g), targets_per_chunk=str(targets_per_chunk))
     for key, value in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    with atomic_path(output) as temporary:  # an interrupted run never leaves half a model at ``output``
+    with stage(progress, "save"), atomic_path(output) as temporary:  # never half a model at ``output``
         onnx.save(model, str(temporary))
     return output
 
 
+Progress = Callable[[str, int, int], None]
+
+
+@contextlib.contextmanager
+def stage(progress: Progress | None, name: str):
+    """Report the stage ``name`` through the progress callback: ``progress(name, 0, 1)`` as it starts and
+    ``progress(name, 1, 1)`` when it has ended (not when it raised)."""
+    if progress is not None:
+        progress(name, 0, 1)
+    yield
+    if progress is not None:
+        progress(name, 1, 1)
+
+
 def exported_model(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output_names: tuple[str, ...],
-                   opset: int, fixed_max_gt: bool = False) -> onnx.ModelProto:
+                   opset: int, fixed_max_gt: bool = False,
+                   progress: Progress | None = None) -> onnx.ModelProto:
     """The dynamo export of ``module`` with dynamic batch and max_gt (max_gt static with ``fixed_max_gt``),
     constants folded.
 
@@ -142,15 +165,17 @@ def exported_model(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], ou
     """
     import onnxscript.optimizer
 
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    target_axes = {0: batch} if fixed_max_gt else {0: batch, 1: torch.export.Dim("max_gt", min=1, max=65536)}
-    program = torch.onnx.export(
-        module, inputs, dynamo=True, optimize=False, opset_version=opset, input_names=list(INPUT_NAMES),
-        output_names=list(output_names), dynamic_shapes=({0: batch}, target_axes, dict(target_axes)),
-        verbose=False,
-    )
-    onnxscript.optimizer.fold_constants(program.model)
-    onnxscript.optimizer.remove_unused_nodes(program.model)
+    batch = torch.export.Dim("batch", min=1, max=BATCH_LIMIT)
+    target_axes = {0: batch} if fixed_max_gt else {0: batch, 1: torch.export.Dim("max_gt", min=1, max=MAX_GT_LIMIT)}
+    with stage(progress, "trace and convert to ONNX"):
+        program = torch.onnx.export(
+            module, inputs, dynamo=True, optimize=False, opset_version=opset, input_names=list(INPUT_NAMES),
+            output_names=list(output_names), dynamic_shapes=({0: batch}, target_axes, dict(target_axes)),
+            verbose=False,
+        )
+    with stage(progress, "fold constants"):
+        onnxscript.optimizer.fold_constants(program.model)
+        onnxscript.optimizer.remove_unused_nodes(program.model)
     return program.model_proto
 
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .contract import INPUT_NAMES, output_names
-from .onnx_export import export_onnx, ort_latency_ms, validate_onnx, Validation
+from ..files import check_output
+from .onnx_export import Progress, Validation, export_onnx, ort_latency_ms, stage, validate_onnx
 from .presets import Preset
 
 
@@ -44,18 +45,30 @@ def default_output_dir() -> Path:
 
 
 def export_and_validate(preset: Preset, output: str | Path, with_targets: bool = False, engine: str | Path | None = None,
-                        time_it: bool = True, targets_per_chunk: int | None = None) -> ExportReport:
-    """Export ``preset`` to ``output`` (``targets_per_chunk``: see ``export_onnx``; the gradient output when
-    ``preset.with_grad``), validate it, time it under onnxruntime, and build ``engine`` if asked."""
-    path = export_onnx(preset, output, with_targets=with_targets, targets_per_chunk=targets_per_chunk)
+                        time_it: bool = True, targets_per_chunk: int | None = None,
+                        progress: Progress | None = None, allow_large_export: bool = False) -> ExportReport:
+    """Export ``preset`` to ``output`` (``targets_per_chunk``, ``allow_large_export``: see ``export_onnx``; the
+    gradient output when ``preset.with_grad``), validate it, time it under onnxruntime, and build ``engine`` if
+    asked. Both output paths are checked before any work (``files.check_output``); ``progress(stage, done,
+    total)`` reports each stage."""
+    check_output(output, "onnx")
+    if engine is not None:
+        check_output(engine, "engine")
+    path = export_onnx(preset, output, with_targets=with_targets, targets_per_chunk=targets_per_chunk,
+                       progress=progress, allow_large_export=allow_large_export)
     names = output_names(with_targets, preset.with_grad)
-    validation = validate_onnx(path)
-    latency = ort_latency_ms(path, preset) if (time_it and validation.ok) else None
+    with stage(progress, "validate"):
+        validation = validate_onnx(path)
+    latency = None
+    if time_it and validation.ok:
+        with stage(progress, "time under onnxruntime"):
+            latency = ort_latency_ms(path, preset)
     engine_path = None
     if engine is not None and validation.ok:
         from .tensorrt import build_engine
 
-        engine_path = build_engine(path, engine, tensorrt_profiles(preset))
+        with stage(progress, "build the TensorRT engine"):
+            engine_path = build_engine(path, engine, tensorrt_profiles(preset))
     return ExportReport(preset, path, validation, latency, engine_path, names)
 
 

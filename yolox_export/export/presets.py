@@ -22,7 +22,8 @@ else:
 
 from ..config import MODES
 
-__all__ = ["DEFAULT_PRESET", "OPSET_RANGE", "PRESET_DIR", "Preset", "load_preset", "parse_range", "preset_from_mapping",
+__all__ = ["BATCH_LIMIT", "DEFAULT_PRESET", "MAX_GT_LIMIT", "NAME_LIMIT", "OPSET_RANGE", "PRESET_DIR", "Preset",
+           "TENSOR_ELEMENT_LIMIT", "load_preset", "parse_range", "preset_from_mapping",
            "resolve_preset", "shipped_presets", "with_overrides"]
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -33,6 +34,17 @@ DEFAULT_PRESET = "yolox_s"
 
 OPSET_RANGE = (17, 24)
 """Inclusive range of ONNX opsets a preset may ask for."""
+
+#: The largest batch and max_gt (G) a graph is exported for: the bounds of the exporter's symbolic dimensions
+#: (``onnx_export.exported_model``); a fixed G (``targets_per_chunk``) has the same bound.
+BATCH_LIMIT = 4096
+MAX_GT_LIMIT = 65536
+#: Elements of the predictions input [max batch, A, 5 + C] at most: TensorRT's limit on a tensor's volume (int32).
+TENSOR_ELEMENT_LIMIT = 2**31 - 1
+
+#: Bytes of a preset's name at most: it names the output file, to which overrides and suffixes (``_fast_c20``,
+#: ``_targets_grad_chunk8.onnx``) are appended, within the file systems' 255.
+NAME_LIMIT = 160
 
 Range = tuple[int, int, int]
 
@@ -45,13 +57,20 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+#: The upper bound of each range key.
+RANGE_LIMITS = {"batch": BATCH_LIMIT, "max_gt": MAX_GT_LIMIT}
+
+
 def _check_range(value: object, key: str) -> Range:
-    """Return ``value`` as a ``(min, opt, max)`` tuple with ``1 <= min <= opt <= max``, else raise ValueError."""
+    """Return ``value`` as a ``(min, opt, max)`` tuple with ``1 <= min <= opt <= max <= RANGE_LIMITS[key]``, else
+    raise ValueError."""
     if not isinstance(value, (tuple, list)) or len(value) != 3 or not all(_is_int(v) for v in value):
         raise ValueError(f"key {key!r}: expected three integers (min, opt, max), got {value!r}")
     low, opt, high = value
-    if not 1 <= low <= opt <= high:
-        raise ValueError(f"key {key!r}: need 1 <= min <= opt <= max, got {tuple(value)}")
+    limit = RANGE_LIMITS[key]
+    if not 1 <= low <= opt <= high <= limit:
+        raise ValueError(f"key {key!r}: need 1 <= min <= opt <= max <= {limit} (the exporter's bound on that "
+                         f"dimension), got {tuple(value)}")
     return (low, opt, high)
 
 
@@ -113,6 +132,12 @@ class Preset:
         if "/" in self.name or "\\" in self.name or ".." in self.name or self.name != self.name.strip():
             raise ValueError(f"key 'name': {self.name!r} names the output file, inside the output folder: no path "
                              "separator, no '..', no leading or trailing space")
+        if any(ord(c) < 32 or ord(c) == 127 for c in self.name):
+            raise ValueError(f"key 'name': {self.name!r} names the output file: no control character (newline, "
+                             "tab, null byte, ...)")
+        if len(self.name.encode("utf-8")) > NAME_LIMIT:
+            raise ValueError(f"key 'name': {len(self.name.encode('utf-8'))} bytes; it names the output file, at most "
+                             f"{NAME_LIMIT} bytes (file systems refuse names over 255)")
         size = self.image_size
         if not isinstance(size, tuple) or len(size) != 2 or not all(_is_int(d) and d > 0 for d in size):
             raise ValueError(f"key 'image_size': expected two positive integers (H, W), got {size!r}")
@@ -128,6 +153,11 @@ class Preset:
             raise ValueError(f"key 'opset': expected an integer in {low}..{high}, got {self.opset!r}")
         if not isinstance(self.with_grad, bool):
             raise ValueError(f"key 'with_grad': expected true or false, got {self.with_grad!r}")
+        elements = self.batch[2] * self.num_anchors * (5 + self.num_classes)
+        if elements > TENSOR_ELEMENT_LIMIT:
+            raise ValueError(f"keys 'image_size', 'num_classes', 'batch': the predictions input [max batch, A, 5 + C] "
+                             f"= [{self.batch[2]}, {self.num_anchors}, {5 + self.num_classes}] has {elements} "
+                             f"elements, over {TENSOR_ELEMENT_LIMIT} (TensorRT's limit on a tensor's elements)")
 
     def _check_strides(self) -> None:
         strides = self.strides

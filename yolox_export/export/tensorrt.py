@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..files import write_atomically
+from ..files import check_output, write_atomically
 from .contract import check_target_axis
 
 __all__ = [
@@ -177,11 +177,12 @@ def build_engine(
 
     Raises:
         FileNotFoundError: ``onnx_path`` does not exist.
+        files.OutputPathError: ``engine_path`` is not ours to write (``files.output_problem``), checked first.
         ValueError: inconsistent profiles, or profiles that do not fit the network's inputs.
         TensorRTUnavailable: no TensorRT or no CUDA device.
         EngineBuildError: the parser rejected the model, or the builder returned no engine.
     """
-    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    onnx_path, engine_path = Path(onnx_path), check_output(engine_path, "engine")
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX model not found: {onnx_path}")
     if workspace_bytes <= 0:

@@ -68,7 +68,8 @@ def runtime_outcome(runner, predictions: Sequence[Tensor], targets: Tensor,
     on the feeds of per-level ``predictions`` and [N, 6] ``targets`` (on their device; boxes in ``box_format``,
     the graph's mode's). A graph exported with the gradient (``predictions_grad`` [B, A, 5 + C]) gives its
     gradients, split back into the levels' shapes."""
-    out = runner.run(graph_feeds([p.detach() for p in predictions], targets, box_format=box_format))
+    out = runner.run(graph_feeds([p.detach() for p in predictions], targets, max_gt=fixed_max_gt(runner),
+                                 box_format=box_format))
     as_tensor = lambda x: torch.as_tensor(x).cpu()  # noqa: E731
     assignment = Assignment(as_tensor(out["fg_mask"]).bool(), as_tensor(out["matched_gt"]).long(),
                             as_tensor(out["matched_iou"]).float())
@@ -121,6 +122,15 @@ def compare(batches: Iterable, config: LossConfig, subjects: Sequence[str] = ("s
         if progress is not None and total is not None:
             progress(config.mode, index + 1, total)
     return report
+
+
+def fixed_max_gt(runner) -> int | None:
+    """The G a runner's graph fixes (a chunked export: its ``targets`` input declares a number for axis 1), else
+    None (G dynamic: the feeds are padded to the batch's largest count)."""
+    for spec in getattr(runner, "input_specs", ()):
+        if spec.name == "targets" and len(spec.shape) > 1 and isinstance(spec.shape[1], int):
+            return spec.shape[1]
+    return None
 
 
 class SubjectRunners:

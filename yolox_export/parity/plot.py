@@ -10,7 +10,7 @@ import torch
 
 from ..assignment import Assignment
 from ..config import LossConfig
-from ..files import atomic_path
+from ..files import save_figure
 from ..grid import level_shapes, make_grid
 from ..reference import reference_for
 from . import comparison
@@ -59,8 +59,7 @@ def plot_differences(report: ParityReport, batches: Sequence[Batch], config: Los
         fig = draw_image(batch, image, reference, got, diffs, config, title=(
             f"{report.mode} mode, batch {b} ({batch.label}), image {image}: {subject} vs reference"))
         path = directory / f"{report.mode}_{subject}_batch{b:03d}_image{image:02d}.png"
-        with atomic_path(path) as temporary:
-            fig.savefig(temporary, dpi=110, bbox_inches="tight")
+        save_figure(fig, path, dpi=110, bbox_inches="tight")
         written.append(path)
     return written
 

@@ -4,23 +4,87 @@ on the fly, TensorRT engines. Problems raise ``suite.InputError`` before any com
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..config import LossConfig
+from ..config import MODES, LossConfig
 from .suite import InputError, MissingArtifactError
+
+#: Metadata keys a graph needs for parity to read its configuration (``onnx_export.metadata`` writes them).
+GRAPH_KEYS = ("yolox_export.version", "mode", "strides", "num_classes", "image_size", "use_l1", "obj_loss_fix",
+              "iou_type", "center_sampling_radius", "dynamic_ks_bias")
 
 
 def _onnx_metadata(path: Path) -> dict[str, str]:
     import onnx
 
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: no such ONNX file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file; expected an ONNX graph written by yolox-export export")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as error:  # noqa: BLE001 - a file onnx cannot parse is an input error
-        raise InputError(f"{path}: not an ONNX model ({str(error).strip().splitlines()[0]})") from None
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise InputError(f"{path}: not an ONNX model ({first})") from None
     return {p.key: p.value for p in model.metadata_props}
+
+
+@dataclass(frozen=True)
+class Graph:
+    """An exported graph's configuration, read from its metadata: its loss ``config``, ``image_size`` (H, W), and
+    ``max_gt``, the fixed G of a chunked export (None: G dynamic)."""
+
+    path: Path
+    config: LossConfig
+    image_size: tuple[int, int]
+    max_gt: int | None
+
+
+def read_graph(path: str | Path) -> Graph:
+    """The :class:`Graph` at ``path``; :class:`InputError` naming the file when it is missing, not ONNX, or
+    lacks the metadata ``yolox-export export`` writes."""
+    path = Path(path)
+    meta = _onnx_metadata(path)
+    missing = [key for key in GRAPH_KEYS if key not in meta]
+    if missing:
+        raise InputError(f"{path}: its metadata lacks {missing}; was it written by yolox-export export?")
+    try:
+        if meta["mode"] not in MODES:
+            raise ValueError(f"mode {meta['mode']!r} is none of {list(MODES)}")
+        height, width = (int(v) for v in meta["image_size"].split("x"))
+        flags = {}
+        for key in ("use_l1", "obj_loss_fix"):
+            if meta[key] not in ("True", "False"):
+                raise ValueError(f"{key} is {meta[key]!r}, not True or False")
+            flags[key] = meta[key] == "True"
+        config = LossConfig(tuple(int(s) for s in meta["strides"].split(",")), int(meta["num_classes"]),
+                            mode=meta["mode"], iou_type=meta["iou_type"],
+                            center_sampling_radius=float(meta["center_sampling_radius"]),
+                            dynamic_ks_bias=float(meta["dynamic_ks_bias"]), **flags)
+        max_gt = int(meta["max_gt"]) if "targets_per_chunk" in meta else None
+    except (KeyError, TypeError, ValueError) as error:
+        raise InputError(f"{path}: unreadable metadata ({error})") from None
+    return Graph(path, config, (height, width), max_gt)
+
+
+def graph_configs(graphs: Sequence[Graph], strides: Sequence[int], num_classes: int) -> dict[str, LossConfig]:
+    """{mode: the run's configuration for each graph's mode}: the run's ``strides`` and ``num_classes`` with the
+    graph's loss options (L1, IoU type, radius, bias, objectness fix), which the flags do not set."""
+    return {g.config.mode: LossConfig(tuple(strides), num_classes, mode=g.config.mode, use_l1=g.config.use_l1,
+                                      iou_type=g.config.iou_type, obj_loss_fix=g.config.obj_loss_fix,
+                                      center_sampling_radius=g.config.center_sampling_radius,
+                                      dynamic_ks_bias=g.config.dynamic_ks_bias) for g in graphs}
+
+
+def shared(graphs: Sequence[Graph], what: str, value_of: Callable[[Graph], object]):
+    """The value every graph has for ``what``; :class:`InputError` when they differ."""
+    values = {g.path: value_of(g) for g in graphs}
+    if len(set(values.values())) > 1:
+        listed = ", ".join(f"{path}: {value}" for path, value in values.items())
+        raise InputError(f"the graphs differ in {what} ({listed}); compare them in separate runs")
+    return next(iter(values.values()))
 
 
 def expected_metadata(config: LossConfig, image_size: Sequence[int]) -> dict[str, str]:
@@ -52,7 +116,8 @@ def resolve_onnx(paths: Sequence[str | Path], modes: Sequence[str], configs: dic
         wrong = [f"{k} is {meta.get(k)!r}, the run needs {v!r}"
                  for k, v in expected_metadata(configs[mode], image_size).items() if meta.get(k) != v]
         if wrong:
-            raise InputError(f"{path}: exported for another configuration: {'; '.join(wrong)}")
+            raise InputError(f"{path}: exported for another configuration: {'; '.join(wrong)} (its metadata "
+                             "gives the run's settings when the flags that set them are left out)")
         by_mode[mode] = path
     missing = [m for m in modes if m not in by_mode]
     if missing:
@@ -91,7 +156,8 @@ def export_graphs(modes: Sequence[str], configs: dict[str, LossConfig], image_si
         start = time.perf_counter()
         target = Path(directory) / f"parity_{mode}.onnx"
         paths[mode] = export_onnx(_preset(configs[mode], image_size, with_grad), target, config=configs[mode])
-        log(f"exported the {mode}-mode graph to {target} in {time.perf_counter() - start:.1f} s")
+        log(f"exported the {mode}-mode graph in {time.perf_counter() - start:.1f} s (to a temporary folder, "
+            "removed after the run)")
     return paths
 
 

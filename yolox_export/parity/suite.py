@@ -85,6 +85,14 @@ def check_suite_options(kinds: Sequence[str], seeds: int, batch_size: int, image
     bad = [s for s in strides if height % s or width % s]
     if bad:
         raise InputError(f"image size {height}x{width} is not divisible by stride(s) {bad}")
+    from ..export.presets import TENSOR_ELEMENT_LIMIT
+
+    cells = sum((height // s) * (width // s) for s in strides)
+    elements = batch_size * cells * (5 + num_classes)
+    if elements > TENSOR_ELEMENT_LIMIT:
+        raise InputError(f"batch_size, image_size, num_classes: a batch's predictions [B, A, 5 + C] = [{batch_size}, "
+                         f"{cells}, {5 + num_classes}] would hold {elements} elements, over {TENSOR_ELEMENT_LIMIT} "
+                         "(the exported graphs' limit)")
 
 
 def _check_strides(strides: Sequence[int]) -> None:

@@ -14,7 +14,6 @@ The budget bounds that working set only. What does not grow with G stays outside
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from torch import Tensor
@@ -25,15 +24,24 @@ from torch import Tensor
 BYTES_PER_TARGET_CELL = 48
 #: The default budget, in MiB, for the [B, Gc, X] working set: at B=16, 640x640 (A = 8400) a chunk of 83 targets.
 DEFAULT_MAX_MEMORY_MIB = 256
+#: The largest budget, in MiB: 2**40 MiB (1 EiB, 2**60 bytes), beyond any machine's memory, so that the budget in
+#: bytes stays an int64 and a float computation of it never overflows; for no budget give None (unchunked).
+MAX_MEMORY_MIB = 2**40
 
 
 def checked_budget(max_memory_mib) -> float | None:
-    """``max_memory_mib`` if it is a positive finite number or None (unchunked); ValueError otherwise."""
+    """``max_memory_mib`` if it is a number in (0, :data:`MAX_MEMORY_MIB`] or None (unchunked); ValueError
+    otherwise (a non-number, NaN, inf, 1e308 and 10**400 included)."""
     if max_memory_mib is None:
         return None
-    if isinstance(max_memory_mib, bool) or not isinstance(max_memory_mib, (int, float)) or not (
-            math.isfinite(max_memory_mib) and max_memory_mib > 0):
-        raise ValueError(f"max_memory_mib must be a positive number of MiB or None (unchunked), got {max_memory_mib!r}")
+    if isinstance(max_memory_mib, bool) or not isinstance(max_memory_mib, (int, float)):
+        raise ValueError(f"max_memory_mib must be a number of MiB in (0, 2**40] or None (unchunked), got "
+                        f"{type(max_memory_mib).__name__} {max_memory_mib!r}")
+    if not 0 < max_memory_mib <= MAX_MEMORY_MIB:  # false for NaN; compares huge ints without converting them
+        shown = max_memory_mib if isinstance(max_memory_mib, float) or abs(max_memory_mib) < 10**30 else \
+            f"an integer of {len(str(abs(max_memory_mib)))} digits"
+        raise ValueError(f"max_memory_mib must be a number of MiB in (0, 2**40] (2**40 MiB = 1 EiB) or None "
+                         f"(unchunked), got {shown}")
     return float(max_memory_mib)
 
 
