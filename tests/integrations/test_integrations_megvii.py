@@ -128,3 +128,13 @@ def test_shifts_that_are_not_our_grid_are_an_error():
     st = [torch.full((1, n), float(v)) for n, v in ((64, 8), (16, 16), (4, 32))]
     with pytest.raises(ValueError, match="y_shifts differ"):
         loss.get_losses(None, x, y, st, torch.zeros((1, 1, 5)), outputs, [], torch.float32)
+
+
+def test_a_bad_label_is_named_by_its_image_and_row_in_the_users_labels():
+    head, levels = bad_labels_case()
+    labels = torch.zeros((2, 4, 5))
+    labels[0, 0] = torch.tensor([1.0, 20.0, 20.0, 8.0, 8.0])
+    labels[1, :3] = torch.tensor([1.0, 20.0, 20.0, 8.0, 8.0])
+    labels[1, 2, 0] = 7.0  # class 7 with 3 classes, at labels[1, 2]: the batch's third real row
+    with pytest.raises(ValueError, match=r"labels\[1, 2\] \(image 1, row 2\) has class id 7.0"):
+        head.forward([torch.cat((level, level)) for level in levels], labels)

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from yolox_export import MMDetYoloXLoss
-from yolox_export.integrations.mmdet import LossWeights, MMDetLoss, bind_to_head, head_settings
+from yolox_export.integrations.mmdet import LossWeights, MMDetLoss, bind_to_head, head_settings, square_strides
 from yolox_export.scenarios import make_scenario
 
 KEYS = ("loss_cls", "loss_bbox", "loss_obj")
@@ -383,3 +383,19 @@ def test_bad_head_outputs_raise_naming_the_list_and_level():
         loss.loss_by_feat(cls[:1] + [nan] + cls[2:], bbox, obj, gts, [{}, {}])
     with pytest.raises(ValueError, match=r"batch_gt_instances_ignore has 1 entries for 2 images"):
         loss.loss_by_feat(cls, bbox, obj, gts, [{}, {}], [None])
+
+
+def test_a_label_is_named_with_the_value_passed_not_its_float32_rounding():
+    loss, (cls, bbox, obj) = bad_input_case()
+    big = 2**24 + 1  # float32 rounds it to 16777216
+    gts = with_box([8.0, 8.0, 20.0, 30.0], label=big)
+    with pytest.raises(ValueError, match=r"image 1\), instance 1: label 16777217(\.0)? is not a class id"):
+        loss.loss_by_feat(cls, bbox, obj, gts, [{}, {}])
+
+
+@pytest.mark.parametrize("strides", [[torch.tensor([8, 8]), torch.tensor([16, 16]), torch.tensor([32, 32])],
+                                     torch.tensor([[8, 8], [16, 16], [32, 32]]), [torch.tensor(8), 16, 32]])
+def test_tensor_stride_pairs_are_read(strides):
+    assert square_strides(strides, "head.prior_generator.strides") == (8, 16, 32)
+    with pytest.raises(ValueError, match=r"head.prior_generator.strides\[1\] is .*square strides"):
+        square_strides([torch.tensor([8, 8]), torch.tensor([16, 8])], "head.prior_generator.strides")

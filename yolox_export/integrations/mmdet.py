@@ -517,9 +517,14 @@ def head_strides(head) -> tuple[int, ...]:
 
 
 def square_strides(strides, where: str) -> tuple[int, ...]:
-    """Strides given as ints or (w, h) pairs, as ints; ValueError for an unequal pair or a non-integer."""
+    """Strides given as ints or (w, h) pairs (numbers or tensors), as ints; ValueError for an unequal pair or a
+    non-integer."""
+    if isinstance(strides, Tensor):
+        strides = strides.tolist()
     values = []
     for level, stride in enumerate(strides):
+        if isinstance(stride, Tensor):  # a tensor pair or scalar, as a generator may hold them
+            stride = stride.tolist()
         pair = tuple(stride) if isinstance(stride, Sequence) else (stride, stride)
         if len(pair) != 2 or pair[0] != pair[1]:
             raise ValueError(f"{where}[{level}] is {stride!r}; the drop-in implements square strides (s, s) only")
