@@ -103,13 +103,14 @@ def class_cost(parts: tuple[Tensor, Tensor], gt_classes: Tensor) -> Tensor:
 
 
 def assign(raw: Tensor, boxes: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid,
-           config: LossConfig, per_chunk: int | None = None) -> Assignment:
+           config: LossConfig, per_chunk: int | None = None, audit: bool = False) -> Assignment:
     """SimOTA of ``config.mode`` for padded targets over every cell, float32, no gradient.
 
     raw [B, A, 5 + C] head outputs (objectness and class logits used); boxes [B, A, 4] decoded predictions; usable
     bool [B, A], False for a cell that must never be assigned (a non-finite output or box); gt [B, G, 5] rows
     (class, then the box in the mode's format) and gt_mask bool [B, G], sanitised (``padding``). ``per_chunk`` targets at a time
-    (``chunks``; None: all at once); the result does not depend on it.
+    (``chunks``; None: all at once); the result does not depend on it. ``audit`` adds the per-target counts
+    (``Assignment.counts``; ``select.Contest``).
     """
     spans = target_spans(gt.shape[1], per_chunk)
     union = None
@@ -118,7 +119,7 @@ def assign(raw: Tensor, boxes: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tens
         for span in spans:
             union |= any_true(near_cells(targets_of(gt, span), targets_of(gt_mask, span), usable, grid, config)[0], 1)
     parts = class_cost_parts(raw[..., 5:], raw[..., 4])
-    contest = Contest(usable.shape[0], usable.shape[1], config, usable.device)
+    contest = Contest(usable.shape[0], usable.shape[1], config, usable.device, audit)
     for span in spans:
         contest.add(span[0], *chunk_selection(targets_of(gt, span), targets_of(gt_mask, span), boxes, usable, parts,
                                               union, grid, config))
@@ -136,16 +137,20 @@ def near_cells(gt: Tensor, gt_mask: Tensor, usable: Tensor, grid: Grid, config: 
 
 
 def chunk_selection(gt: Tensor, gt_mask: Tensor, boxes: Tensor, usable: Tensor, parts: tuple[Tensor, Tensor],
-                    union: Tensor | None, grid: Grid, config: LossConfig) -> tuple[Tensor, Tensor, Tensor]:
+                    union: Tensor | None, grid: Grid, config: LossConfig
+                    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(masked cost, selected, IoUs), [B, Gc, A], of a chunk of targets gt [B, Gc, 5] / gt_mask [B, Gc]: each
-    target's k cheapest candidates. ``union`` [B, A] is the image's union of candidates (regular, megvii) when the
+    target's k cheapest candidates; then their k and whether anything is ranked for them, [B, Gc] (the audit's,
+    ``select.requested_ks``). ``union`` [B, A] is the image's union of candidates (regular, megvii) when the
     chunk does not hold every target; None: from this chunk's own targets (or per target, fast)."""
     near, strong = near_cells(gt, gt_mask, usable, grid, config)
     if config.union_candidates:
         union = any_true(near, 1) if union is None else union  # [B, A]
         candidates = union.unsqueeze(1) & gt_mask.unsqueeze(-1)  # [B, Gc, A]
+        ranked = any_true(union, -1, keepdim=True) & gt_mask  # [B, Gc]
     else:
         candidates = near
+        ranked = any_true(near, -1)  # [B, Gc]
     del near
     ious = pairwise_iou(gt[..., 1:5], boxes, config)  # [B, Gc, A]
     cost = class_cost(parts, gt[..., 0].long())
@@ -154,4 +159,4 @@ def chunk_selection(gt: Tensor, gt_mask: Tensor, boxes: Tensor, usable: Tensor, 
     del strong
     masked_cost = cost.masked_fill_(~candidates, float("inf"))
     ks = dynamic_ks(ious, candidates, config)  # [B, Gc]
-    return masked_cost, select_cheapest(masked_cost, candidates, ks, config.max_dynamic_k), ious
+    return masked_cost, select_cheapest(masked_cost, candidates, ks, config.max_dynamic_k), ious, ks, ranked

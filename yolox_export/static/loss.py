@@ -96,7 +96,7 @@ def poison_gradients(poison: Tensor, *tensors: Tensor) -> Tensor:
 
 
 def padded_assign(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig,
-                  boxes: Tensor | None = None, max_memory_mib: float | None = None) -> Assignment:
+                  boxes: Tensor | None = None, max_memory_mib: float | None = None, audit: bool = False) -> Assignment:
     """The float32 assignment for raw predictions [B, A, 5 + C] and padded targets gt [B, G, 5] / gt_mask [B, G]
     (``boxes``: decoded boxes [B, A, 4] to use instead of decoding ``raw``'s box logits, as Megvii's head hands them
     over). Slots are sanitised first (``padding.sanitise_slots``): a masked slot never matters, a malformed real one
@@ -104,12 +104,12 @@ def padded_assign(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: 
     with torch.no_grad(), torch.autocast(device_type=raw.device.type, enabled=False):
         raw = raw.detach().float()
         slots = sanitise_slots(gt.float(), gt_mask, config.num_classes, config.box_format)
-        return assign_slots(raw, nonfinite_marks(raw), slots, grid, config, boxes, max_memory_mib)
+        return assign_slots(raw, nonfinite_marks(raw), slots, grid, config, boxes, max_memory_mib, audit=audit)
 
 
 def assign_slots(raw: Tensor, marks: Tensor, slots: Slots, grid: Grid, config: LossConfig,
                  boxes: Tensor | None, max_memory_mib: float | None = None,
-                 targets_per_chunk: int | None = None) -> Assignment:
+                 targets_per_chunk: int | None = None, audit: bool = False) -> Assignment:
     """The assignment for sanitised ``slots``: raw [B, A, 5 + C], its ``nonfinite_marks`` [B, A] and the decoded
     boxes [B, A, 4] (None: decoded from ``raw``), by the mode's form: windowed (``window.uses_windows``) or dense,
     its targets in chunks whose [B, Gc, X] working set fits ``max_memory_mib`` (``chunks``; None: unchunked), or
@@ -127,13 +127,13 @@ def assign_slots(raw: Tensor, marks: Tensor, slots: Slots, grid: Grid, config: L
         else:
             width, form = cells, assign
         per_chunk = chunk_size(max_memory_mib, batch, width) if targets_per_chunk is None else targets_per_chunk
-        return form(raw, boxes, usable, slots.gt, slots.mask, grid, config, per_chunk)
+        return form(raw, boxes, usable, slots.gt, slots.mask, grid, config, per_chunk, audit=audit)
 
 
 def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig,
                 synchronise: bool = False, with_targets: bool = False, boxes: Tensor | None = None,
                 packed: bool = False, max_memory_mib: float | None = None,
-                targets_per_chunk: int | None = None) -> StaticOutput:
+                targets_per_chunk: int | None = None, audit: bool = False) -> StaticOutput:
     """Assignment, loss (and, with ``with_targets``, the targets) for raw predictions [B, A, 5 + C] and padded
     targets [B, G, 5] / [B, G].
 
@@ -149,14 +149,15 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
     eager-only. ``boxes`` [B, A, 4], when given, are the decoded boxes
     (with their own gradient path) used for the assignment and, at matched cells, the IoU loss instead of decoding
     ``raw``'s box logits; the L1 term still reads ``raw``'s box logits. Whatever makes the loss NaN also makes
-    every gradient element with respect to ``raw`` (and ``boxes``) NaN (``poison_gradients``).
+    every gradient element with respect to ``raw`` (and ``boxes``) NaN (``poison_gradients``). ``audit`` adds the
+    per-target counts to the assignment (``Assignment.counts``, ``select.TargetCounts``).
     """
     with torch.autocast(device_type=raw.device.type, enabled=False):
         raw = raw.float()
         slots = sanitise_slots(gt.float(), gt_mask, config.num_classes, config.box_format)
         gt = slots.gt  # masked and malformed slots are zero rows from here on
         marks = nonfinite_marks(raw)  # [B, A]
-        assignment = assign_slots(raw, marks, slots, grid, config, boxes, max_memory_mib, targets_per_chunk)
+        assignment = assign_slots(raw, marks, slots, grid, config, boxes, max_memory_mib, targets_per_chunk, audit)
         fg = assignment.fg_mask
         fg_float = fg.to(raw.dtype)
         num_fg = batch_num_fg(fg_float.sum(), config, synchronise)
@@ -370,7 +371,9 @@ class PaddedYoloXLoss(nn.Module):
     """The exported graph: fixed levels, inputs (predictions [B, A, 5 + C], targets [B, G, 5], target_mask [B, G]).
 
     Returns (fg_mask, matched_gt, matched_iou, loss_components, image_loss [B]), with ``with_targets`` also
-    (cls_target, obj_target, reg_target, l1_target), and with ``with_grad`` last ``predictions_grad`` [B, A, 5 + C],
+    (cls_target, obj_target, reg_target, l1_target), then (target_k, target_cells) int64 [B, G] (each target's
+    dynamic k and kept cells, 0 at masked slots: the audit's, ``select.TargetCounts``), and with ``with_grad``
+    last ``predictions_grad`` [B, A, 5 + C],
     d loss / d predictions (computed with ``torch.autograd.grad`` inside ``forward``, also under ``torch.no_grad``;
     the outputs are then detached; exported, it is traced into the graph: ``export.grad_graph``). Without
     ``with_grad``, ``image_loss`` carries gradients to ``predictions``. ``max_memory_mib`` as
@@ -404,7 +407,7 @@ class PaddedYoloXLoss(nn.Module):
     def forward(self, predictions: Tensor, targets: Tensor, target_mask: Tensor):
         grid = Grid(self.x_shifts, self.y_shifts, self.strides, tuple(self.shapes))
         options = dict(with_targets=self.with_targets, max_memory_mib=self.max_memory_mib,
-                       targets_per_chunk=self.targets_per_chunk)
+                       targets_per_chunk=self.targets_per_chunk, audit=True)
         gradient = ()
         if self.with_grad:
             with torch.enable_grad():
@@ -418,5 +421,6 @@ class PaddedYoloXLoss(nn.Module):
         outputs = (a.fg_mask, a.matched_gt, a.matched_iou, out.components, out.image_loss)
         if self.with_targets:
             outputs += (out.cls_target, out.obj_target, out.reg_target, out.l1_target)
+        outputs += (a.counts.k, a.counts.cells)  # target_k, target_cells [B, G]
         return outputs + gradient
 
