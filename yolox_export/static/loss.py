@@ -330,6 +330,14 @@ class StaticYoloXLoss(YoloXLossModule):
         terms with their gradients), for the same inputs as ``forward``."""
         return self._padded_loss(*self._padded_inputs(model_output, targets))
 
+    def audit(self, model_output, targets: Tensor):
+        """The per-target audit (``audit.TargetAudit``) of the same inputs as ``forward``: row i describes
+        targets[i] (its k, selected, lost, won and kept cells, status; docs/audit.md)."""
+        from ..audit import static_audit
+
+        return static_audit(unwrap_model_output(model_output), targets, self.config, self.max_gt,
+                            self.max_memory_mib, self.validate)
+
     def assign(self, model_output, targets: Tensor) -> Assignment:
         raw, gt, gt_mask, shapes = self._padded_inputs(model_output, targets)
         return padded_assign(raw, gt, gt_mask, self.grid_for(shapes, raw.device), self.config,
