@@ -32,6 +32,15 @@ class ReferenceLoss(YoloXLossModule):
         loss, components = assignment_loss(prep, targets, assignment, self.config, num_fg=self._num_fg(assignment, prep))
         return loss, components, assignment
 
+    def loss_assignment_and_audit(self, model_output, targets: Tensor):
+        """``loss_and_assignment``'s (loss, components, assignment) and ``audit``'s result, from one assignment."""
+        prep, targets = prepare(model_output, targets, self.config, self.validate, self._misreadings)
+        record = AuditRecord(int(targets.shape[0]), prep.raw.device)
+        with torch.no_grad():
+            assignment = self._assign(prep, targets, record)
+        loss, components = assignment_loss(prep, targets, assignment, self.config, num_fg=self._num_fg(assignment, prep))
+        return loss, components, assignment, record.audit(targets, int(prep.raw.shape[0]), self.config)
+
     @torch.no_grad()
     def assign(self, model_output, targets: Tensor) -> Assignment:
         prep, targets = prepare(model_output, targets, self.config, self.validate, self._misreadings)
@@ -43,19 +52,10 @@ class ReferenceLoss(YoloXLossModule):
         computation: the k it passes to each target's selection, its selection before the contest and its final
         assignment. A target for which it ranks nothing (an image without candidate cells; fast mode: a target
         without a candidate) has k = 0 and status "no candidates"."""
-        from ..audit.result import TargetAudit, status_of
-
         prep, targets = prepare(model_output, targets, self.config, self.validate, self._misreadings)
         record = AuditRecord(int(targets.shape[0]), prep.raw.device)
         self._assign(prep, targets, record)
-        real = torch.ones(record.k.shape, dtype=torch.bool, device=record.k.device)
-        slot, _ = per_image_slots(targets[:, 0].long(), int(prep.raw.shape[0]))
-        return TargetAudit(image=targets[:, 0].long(), slot=slot, label=targets[:, 1].long(),
-                           box=targets[:, 2:6].float(), k=record.k, selected=record.selected,
-                           lost=record.selected - record.cells + record.won, won=record.won, cells=record.cells,
-                           candidates=record.candidates, cheapest=record.cheapest,
-                           status=status_of(real, real, record.k), mode=self.config.mode,
-                           box_format=self.config.box_format.name)
+        return record.audit(targets, int(prep.raw.shape[0]), self.config)
 
     def _assign(self, prep: Prepared, targets: Tensor, record: AuditRecord | None = None) -> Assignment:
         """The assignment; with ``record``, also fill it (``AuditRecord``) from the same computation."""
@@ -123,3 +123,15 @@ class AuditRecord:
         self.won[rows] = (final & ~selected).sum(1).long()
         self.candidates[rows] = own.sum(1).long()
         self.cheapest[rows] = cost.float().masked_fill(~own, float("inf")).amin(1)
+
+    def audit(self, targets: Tensor, batch: int, config: LossConfig):
+        """The ``audit.TargetAudit`` of targets [N, 6] (valid rows: a reference validates or trusts its input)."""
+        from ..audit.result import TargetAudit, status_of
+
+        real = torch.ones(self.k.shape, dtype=torch.bool, device=self.k.device)
+        slot, _ = per_image_slots(targets[:, 0].long(), batch)
+        return TargetAudit(image=targets[:, 0].long(), slot=slot, label=targets[:, 1].long(),
+                           box=targets[:, 2:6].detach().float(), k=self.k, selected=self.selected,
+                           lost=self.selected - self.cells + self.won, won=self.won, cells=self.cells,
+                           candidates=self.candidates, cheapest=self.cheapest, status=status_of(real, real, self.k),
+                           mode=config.mode, box_format=config.box_format.name)
