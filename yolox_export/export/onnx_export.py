@@ -21,7 +21,7 @@ import torch
 from ..config import LossConfig, check_flag
 from ..files import atomic_path
 from ..static import PaddedYoloXLoss
-from .contract import INPUT_NAMES, output_names
+from .contract import CONTRACT_VERSION, INPUT_NAMES, output_names
 from .presets import Preset
 from .trt_compat import check_tensorrt_compatibility, find_forbidden_ops
 
@@ -40,6 +40,7 @@ def metadata(config: LossConfig, preset: Preset, with_targets: bool, with_grad: 
 
     return {
         "yolox_export.version": __version__,
+        "contract_version": str(CONTRACT_VERSION),
         "strides": ",".join(str(s) for s in config.strides),
         "num_classes": str(config.num_classes),
         "mode": config.mode,
