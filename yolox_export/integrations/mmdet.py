@@ -158,6 +158,16 @@ class MMDetLoss(nn.Module):
                              self.validate)
         return self._static().assign(levels, targets)
 
+    def audit(self, cls_scores: Sequence[Tensor], bbox_preds: Sequence[Tensor], objectnesses: Sequence[Tensor],
+              batch_gt_instances):
+        """The per-target audit (``audit.TargetAudit``, docs/audit.md) of ``loss_by_feat``'s inputs: row i
+        describes the i-th ground truth, image by image, each image's ``bboxes`` / ``labels`` in order."""
+        levels = head_levels(cls_scores, bbox_preds, objectnesses, self.num_classes, self.strides, None,
+                             self.validate)
+        targets = gt_targets(batch_gt_instances, int(levels[0].shape[0]), self.num_classes, levels[0].device,
+                             self.validate)
+        return self._static().audit(levels, targets)
+
     def _static(self) -> StaticYoloXLoss:
         """The static module, its ``use_l1`` following this module's."""
         use_l1 = check_flag("use_l1", self.use_l1)
