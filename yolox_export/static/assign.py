@@ -150,7 +150,7 @@ def chunk_selection(gt: Tensor, gt_mask: Tensor, boxes: Tensor, usable: Tensor, 
         ranked = any_true(union, -1, keepdim=True) & gt_mask  # [B, Gc]
     else:
         candidates = near
-        ranked = any_true(near, -1)  # [B, Gc]
+        ranked = None  # from the selection's top-k (fast: its own candidates)
     del near
     ious = pairwise_iou(gt[..., 1:5], boxes, config)  # [B, Gc, A]
     cost = class_cost(parts, gt[..., 0].long())
@@ -159,4 +159,8 @@ def chunk_selection(gt: Tensor, gt_mask: Tensor, boxes: Tensor, usable: Tensor, 
     del strong
     masked_cost = cost.masked_fill_(~candidates, float("inf"))
     ks = dynamic_ks(ious, candidates, config)  # [B, Gc]
-    return masked_cost, select_cheapest(masked_cost, candidates, ks, config.max_dynamic_k), ious, ks, ranked
+    if ranked is None:
+        selected, ranked = select_cheapest(masked_cost, candidates, ks, config.max_dynamic_k, with_ranked=True)
+    else:
+        selected = select_cheapest(masked_cost, candidates, ks, config.max_dynamic_k)
+    return masked_cost, selected, ious, ks, ranked

@@ -59,13 +59,15 @@ def requested_ks(ks: Tensor, ranked: Tensor) -> Tensor:
 
 
 def select_cheapest(masked_cost: Tensor, candidates: Tensor, k: Tensor, max_k: int,
-                    cell_key: Tensor | None = None) -> Tensor:
+                    cell_key: Tensor | None = None, with_ranked: bool = False):
     """bool [B, G, X]: each target's k cheapest candidates (all of them if it has fewer than k); equal costs at the
     boundary are taken in cell-index order.
 
     masked_cost float [B, G, X] (inf off the candidates); candidates bool [B, G, X]; k int64 [B, G], at most
     ``max_k``. ``cell_key`` float [B, X] gives each slot's cell index when the slots are not in cell order (the
     windowed form; distinct over a target's candidates); None when slot x is cell x (the dense form).
+    ``with_ranked`` also returns whether each target has a candidate, bool [B, G], read off the top-k's cheapest
+    value (a candidate's cost is finite, or NaN; a non-candidate's is inf): no further pass over [B, G, X].
     """
     top = constant_k(max_k, masked_cost.shape[-1])
     values = masked_cost.topk(top, dim=-1, largest=False, sorted=True).values  # [B, G, K]
@@ -75,7 +77,8 @@ def select_cheapest(masked_cost: Tensor, candidates: Tensor, k: Tensor, max_k: i
     below = masked_cost < threshold  # [B, G, X]
     needed = k.unsqueeze(-1) - count_true(below, -1, keepdim=True)  # [B, G, 1], float32
     at_threshold = (masked_cost == threshold) & candidates  # [B, G, X]
-    return below | (at_threshold & first_tied(at_threshold, needed, cell_key, top))
+    selected = below | (at_threshold & first_tied(at_threshold, needed, cell_key, top))
+    return (selected, values[..., 0] != float("inf")) if with_ranked else selected
 
 
 def first_tied(at_threshold: Tensor, needed: Tensor, cell_key: Tensor | None, top: int) -> Tensor:
