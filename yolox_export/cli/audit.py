@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yolox-export audit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recorded", required=True, metavar="FILE_OR_FOLDER",
-                        help="a recorded batch, or a folder of them (*.pt): " + RECORDED_FORMAT)
+                        help="a recorded batch, or a folder of them (*.pt): " + RECORDED_FORMAT
+                             + " (required; no default)")
     parser.add_argument("--mode", choices=MODES, metavar="MODE",
                         help=f"assignment mode, of {', '.join(MODES)} (default: the file's 'mode', else regular; "
                              "mmdet takes (x1, y1, x2, y2) targets)")
