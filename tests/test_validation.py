@@ -498,7 +498,7 @@ def run_graph(runner, mode, raw, gt, mask):
         a = out.assignment
         return a.fg_mask, a.matched_gt, a.matched_iou, out.components, out.loss
     module = PaddedYoloXLoss(LossConfig((32,), 2, mode=mode, use_l1=True), [(1, 1)])
-    fg, matched, iou, components, _ = module(raw, gt, mask)  # the fifth output: image_loss
+    fg, matched, iou, components = module(raw, gt, mask)[:4]  # then image_loss and the audit outputs
     return fg, matched, iou, components, components[5]
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from yolox_export import PaddedYoloXLoss, pad_targets
-from yolox_export.export.contract import OUTPUT_NAMES, TARGET_OUTPUT_NAMES, graph_feeds
+from yolox_export.export.contract import AUDIT_OUTPUT_NAMES, OUTPUT_NAMES, TARGET_OUTPUT_NAMES, graph_feeds
 from yolox_export.export.onnx_export import level_shapes_for, validate_onnx
 from yolox_export.export.runners import EagerRunner, Runner, open_runner
 from yolox_export.export.trt_compat import find_forbidden_ops
@@ -111,7 +111,7 @@ def test_every_runner_has_the_same_outputs_names_and_dtypes(exported, kind):
     ort = open_runner("onnxruntime", path)
     assert isinstance(eager, Runner) and isinstance(ort, Runner)
     want, got = eager.run(feeds), ort.run(feeds)
-    assert list(got) == list(want) == list(OUTPUT_NAMES + TARGET_OUTPUT_NAMES)
+    assert list(got) == list(want) == list(OUTPUT_NAMES + TARGET_OUTPUT_NAMES + AUDIT_OUTPUT_NAMES)
     for name in want:
         assert isinstance(got[name], torch.Tensor) and got[name].dtype == want[name].dtype, name
     assert torch.equal(got["fg_mask"], want["fg_mask"]) and torch.equal(got["matched_gt"], want["matched_gt"])

@@ -142,11 +142,14 @@ def test_with_grad_is_an_optional_key(tmp_path):
 
 
 def test_output_names_follow_the_contract_order():
-    from yolox_export.export.contract import GRAD_OUTPUT_NAMES, OUTPUT_NAMES, TARGET_OUTPUT_NAMES, output_names
+    from yolox_export.export.contract import (AUDIT_OUTPUT_NAMES, GRAD_OUTPUT_NAMES, OUTPUT_NAMES,
+                                              TARGET_OUTPUT_NAMES, output_names)
 
     assert OUTPUT_NAMES[-1] == "image_loss" and GRAD_OUTPUT_NAMES == ("predictions_grad",)
-    assert output_names() == OUTPUT_NAMES
-    assert output_names(with_targets=True, with_grad=True) == OUTPUT_NAMES + TARGET_OUTPUT_NAMES + GRAD_OUTPUT_NAMES
+    assert AUDIT_OUTPUT_NAMES == ("target_k", "target_cells")
+    assert output_names() == OUTPUT_NAMES + AUDIT_OUTPUT_NAMES
+    assert output_names(with_targets=True, with_grad=True) == (OUTPUT_NAMES + TARGET_OUTPUT_NAMES + AUDIT_OUTPUT_NAMES
+                                                               + GRAD_OUTPUT_NAMES)
 
 
 @pytest.mark.parametrize("key, value, limit", [("batch", (1, 1, 4097), "4096"), ("max_gt", (1, 1, 65537), "65536"),

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from yolox_export.config import LossConfig
-from yolox_export.export.contract import OUTPUT_NAMES, graph_feeds, output_names
+from yolox_export.export.contract import graph_feeds, output_names
 from yolox_export.export.runners import BACKENDS, CompiledRunner, EagerRunner, Runner, open_runner
 from yolox_export.grid import level_shapes
 from yolox_export.scenarios import make_scenario
@@ -30,7 +30,7 @@ def _batches(mode="regular"):
 
 
 def _assert_same_outputs(got: dict, want: dict) -> None:
-    assert list(got) == list(want) == list(OUTPUT_NAMES)
+    assert list(got) == list(want) == list(output_names())
     for name in ("fg_mask", "matched_gt"):
         assert torch.equal(got[name], want[name]), name
     # float32: inductor fuses and reorders sums, so equality is to float32 rounding

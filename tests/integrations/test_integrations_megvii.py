@@ -138,3 +138,25 @@ def test_a_bad_label_is_named_by_its_image_and_row_in_the_users_labels():
     labels[1, 2, 0] = 7.0  # class 7 with 3 classes, at labels[1, 2]: the batch's third real row
     with pytest.raises(ValueError, match=r"labels\[1, 2\] \(image 1, row 2\) has class id 7.0"):
         head.forward([torch.cat((level, level)) for level in levels], labels)
+
+
+def test_audit_from_megvii_inputs_is_the_static_audit_row_for_row():
+    # the same head outputs in our layout: Megvii's decoded boxes equal ours (the same decode), so its audit of
+    # labels[b, g] is StaticYoloXLoss(mode="megvii")'s audit of that target, the padding rows "masked"
+    from yolox_export.audit import STATUSES
+    from yolox_export.static import StaticYoloXLoss
+
+    s = make_scenario("crowded", batch_size=2, image_size=(64, 64), num_classes=3, seed=0)
+    loss = MegviiLoss(3, s.strides)
+    head = bind_to_head(StandInHead(3, s.strides), loss)
+    levels, labels = megvii_inputs(s)
+    captured = {}
+    head.get_losses = lambda *args, **kwargs: captured.update(args=args)  # the head's own call, captured
+    head.forward([lv.detach() for lv in levels], labels)
+    audit = loss.audit(*captured["args"])
+    want = StaticYoloXLoss(s.strides, 3, mode="megvii").audit(s.predictions, s.targets)
+    real = audit.status != STATUSES.index("masked")
+    assert int(real.sum()) == len(want) and bool(audit.starved.any())
+    for name in ("k", "selected", "lost", "won", "cells", "candidates", "status"):
+        assert torch.equal(getattr(audit, name)[real], getattr(want, name)), name
+    torch.testing.assert_close(audit.cheapest[real], want.cheapest, rtol=1e-6, atol=0)

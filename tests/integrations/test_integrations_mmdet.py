@@ -399,3 +399,20 @@ def test_tensor_stride_pairs_are_read(strides):
     assert square_strides(strides, "head.prior_generator.strides") == (8, 16, 32)
     with pytest.raises(ValueError, match=r"head.prior_generator.strides\[1\] is .*square strides"):
         square_strides([torch.tensor([8, 8]), torch.tensor([16, 8])], "head.prior_generator.strides")
+
+
+def test_audit_from_mmdet_inputs_is_the_static_audit_row_for_row():
+    # the same arithmetic as StaticYoloXLoss(mode="mmdet") on the same head outputs, so equal bit for bit (the static
+    # audit against the reference's is tests/test_audit.py's, ties explained)
+    from yolox_export.static import StaticYoloXLoss
+
+    s = make_scenario("crowded", batch_size=2, image_size=(64, 64), num_classes=3, seed=2, box_format="xyxy")
+    cls, bbox, obj = head_outputs(s)
+    audit = MMDetLoss(3, s.strides).audit(cls, bbox, obj, instances(s.targets, 2))
+    levels = [torch.cat((b, o, c), 1).permute(0, 2, 3, 1).unsqueeze(1) for c, b, o in zip(cls, bbox, obj)]
+    want = StaticYoloXLoss(s.strides, 3, mode="mmdet").audit([lv.detach() for lv in levels], s.targets)
+    assert len(audit) == len(want) and audit.box_format == "xyxy" and bool(audit.starved.any())
+    # rows come image by image; this batch's targets are in image order, so row i is targets[i]
+    assert torch.equal(audit.image, s.targets[:, 0].long())
+    for name in ("k", "selected", "lost", "won", "cells", "candidates", "cheapest", "status"):
+        assert torch.equal(getattr(audit, name), getattr(want, name)), name

@@ -129,7 +129,7 @@ def test_megvii_adapter_valid_outputs_give_a_finite_loss_and_gradient():
 
 def test_megvii_adapter_pays_for_real_rows_only():
     """Megvii's loader pads labels to 120 rows: the adapter drops the rows beyond the batch's largest real count
-    (it reads the rows back anyway); the assignment and loss never depend on padding rows (test_static_padding)."""
+    (it reads the rows back anyway); the assignment and loss never depend on padding rows (tests/static/test_sanitise.py)."""
     from yolox_export.integrations.megvii import labels_to_padded
 
     labels = torch.zeros(2, 120, 5)

@@ -183,7 +183,7 @@ def test_padded_module_gradient_output_is_autograd_of_its_loss(mode):
     with torch.no_grad():  # the gradient output needs no grad mode from the caller
         outputs = PaddedYoloXLoss(LossConfig(scenario.strides, 5, mode=mode, use_l1=True), shapes,
                                   with_grad=True)(raw, gt, mask)
-    fg_mask, matched_gt, matched_iou, components, image_loss, grad = outputs
+    fg_mask, matched_gt, matched_iou, components, image_loss, _, _, grad = outputs  # _, _: target_k, target_cells
     assert torch.equal(matched_gt, want.assignment.matched_gt) and torch.equal(components, want.components)
     assert torch.equal(image_loss, want.image_loss.detach()) and not image_loss.requires_grad
     assert torch.equal(grad, want_grad)

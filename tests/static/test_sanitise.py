@@ -42,7 +42,7 @@ PROFILE = settings(deadline=None, derandomize=True, database=None, print_blob=Tr
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 GARBAGE = (math.nan, math.inf, -math.inf, -1.0, 0.0, -0.0, -5.0, 1.5, 3.0, 1e9, -1e9, 1e30, -1e30, 3e38, 0.5)
 OUTPUT_NAMES = ("fg_mask", "matched_gt", "matched_iou", "loss_components", "image_loss", "cls_target", "obj_target",
-                "reg_target", "l1_target")
+                "reg_target", "l1_target", "target_k", "target_cells")
 
 
 # ---------------------------------------------------------------------------------------------------------------

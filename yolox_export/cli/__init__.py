@@ -27,6 +27,9 @@ SUBCOMMANDS = {
     "parity": Subcommand("yolox_export.cli.parity",
                          "compare the static module, an exported graph or an engine with the eager references, on "
                          "seeded scenarios or your recorded batches; ties explained"),
+    "audit": Subcommand("yolox_export.cli.audit",
+                        "which targets SimOTA leaves without cells, in your recorded batches: a table, totals per "
+                        "class and size, pictures (writes ./results/)"),
     "bench": Subcommand("yolox_export.cli.bench",
                         "time the static module, its compiled and exported forms against the eager references "
                         "(writes ./results/)"),

@@ -6,9 +6,14 @@ mmdet mode; the graph's metadata says which: ``box_format``, ``targets_row``), `
 in this order (``output_names``): ``fg_mask`` bool [B, A], ``matched_gt`` int64 [B, A] (-1 background),
 ``matched_iou`` float32 [B, A], ``loss_components`` float32 [6] (``COMPONENT_NAMES``), ``image_loss`` float32 [B]
 (each image's share of the loss: it sums to the loss); with targets also ``cls_target`` [B, A, C], ``obj_target``
-[B, A], ``reg_target`` [B, A, 4], ``l1_target`` [B, A, 4]; with the gradient (``with_grad``) last
-``predictions_grad`` float32 [B, A, 5 + C], d loss / d predictions. Shape legend: B batch, A cells, G padded
-targets, C classes.
+[B, A], ``reg_target`` [B, A, 4], ``l1_target`` [B, A, 4]; then, in every graph, the per-target audit
+(``AUDIT_OUTPUT_NAMES``, docs/audit.md): ``target_k`` int64 [B, G] (each target's dynamic k, 0 where nothing is
+ranked for it) and ``target_cells`` int64 [B, G] (the cells whose ``matched_gt`` is that slot), both 0 at masked
+slots; with the gradient (``with_grad``) last ``predictions_grad`` float32 [B, A, 5 + C], d loss / d predictions.
+Shape legend: B batch, A cells, G padded targets, C classes.
+
+``CONTRACT_VERSION`` numbers this interface; the graph's metadata carries it (``contract_version``). Version 2
+added ``target_k`` and ``target_cells``.
 """
 
 from __future__ import annotations
@@ -26,13 +31,17 @@ from ..targets import pad_targets
 INPUT_NAMES = ("predictions", "targets", "target_mask")
 OUTPUT_NAMES = ("fg_mask", "matched_gt", "matched_iou", "loss_components", "image_loss")
 TARGET_OUTPUT_NAMES = ("cls_target", "obj_target", "reg_target", "l1_target")
+AUDIT_OUTPUT_NAMES = ("target_k", "target_cells")
 GRAD_OUTPUT_NAMES = ("predictions_grad",)
+#: The interface's version, in the graph's metadata (``contract_version``): 2 since ``AUDIT_OUTPUT_NAMES``.
+CONTRACT_VERSION = 2
 
 
 def output_names(with_targets: bool = False, with_grad: bool = False) -> tuple[str, ...]:
     """The graph's outputs in order: ``OUTPUT_NAMES``, then ``TARGET_OUTPUT_NAMES`` with targets, then
-    ``GRAD_OUTPUT_NAMES`` with the gradient."""
-    return OUTPUT_NAMES + (TARGET_OUTPUT_NAMES if with_targets else ()) + (GRAD_OUTPUT_NAMES if with_grad else ())
+    ``AUDIT_OUTPUT_NAMES`` (always), then ``GRAD_OUTPUT_NAMES`` with the gradient."""
+    return (OUTPUT_NAMES + (TARGET_OUTPUT_NAMES if with_targets else ()) + AUDIT_OUTPUT_NAMES
+            + (GRAD_OUTPUT_NAMES if with_grad else ()))
 
 
 def check_feeds(feeds: Mapping[str, object], num_cells: int, num_classes: int) -> None:

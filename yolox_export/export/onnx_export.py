@@ -22,7 +22,7 @@ import torch
 from ..config import LossConfig, check_flag
 from ..files import atomic_path, check_output
 from ..static import PaddedYoloXLoss
-from .contract import INPUT_NAMES, output_names
+from .contract import CONTRACT_VERSION, INPUT_NAMES, output_names
 from .estimate import check_export_size, chunked_export_estimate
 from .presets import BATCH_LIMIT, MAX_GT_LIMIT, Preset
 from .trt_compat import check_tensorrt_compatibility, find_forbidden_ops
@@ -42,6 +42,7 @@ def metadata(config: LossConfig, preset: Preset, with_targets: bool, with_grad: 
 
     return {
         "yolox_export.version": __version__,
+        "contract_version": str(CONTRACT_VERSION),
         "strides": ",".join(str(s) for s in config.strides),
         "num_classes": str(config.num_classes),
         "mode": config.mode,

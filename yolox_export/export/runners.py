@@ -4,8 +4,9 @@ Feeds and outputs are named as in ``contract`` (``contract.output_names``: ``OUT
 ``TARGET_OUTPUT_NAMES``, with the gradient ``GRAD_OUTPUT_NAMES``), with the same dtypes for every backend: float32
 / bool inputs; bool, int64 and float32 outputs. Feeds: ``predictions`` [B, A, 5 + C], ``targets`` [B, G, 5],
 ``target_mask`` [B, G]; outputs ``fg_mask`` / ``matched_gt`` / ``matched_iou`` [B, A], ``loss_components`` [6],
-``image_loss`` [B] (and ``predictions_grad`` [B, A, 5 + C] from a graph exported with it). Shape legend: B batch,
-A cells, G padded targets, C classes.
+``image_loss`` [B], the per-target audit ``target_k`` / ``target_cells`` int64 [B, G] (0 at masked slots; from
+every backend, ``contract.AUDIT_OUTPUT_NAMES``) (and ``predictions_grad`` [B, A, 5 + C] from a graph exported with
+it). Shape legend: B batch, A cells, G padded targets, C classes.
 
 Backends (:data:`BACKENDS`): :class:`EagerRunner` runs ``PaddedYoloXLoss`` in eager torch, :class:`CompiledRunner`
 the same module under ``torch.compile(fullgraph=True)``, ``ort_runtime.OrtRunner`` the ONNX file under onnxruntime

@@ -19,6 +19,12 @@ operators marked "N" or not listed are not. The limits checked here:
 - Constant: no ``sparse_value``, ``value_string`` or ``value_strings``;
 - the default-domain opset between 9 and 24, and graph inputs and outputs of a type TensorRT has.
 
+The per-target audit outputs (``target_k``, ``target_cells``: ``contract.AUDIT_OUTPUT_NAMES``) stay within these
+limits by construction: a count per target would naturally be a ScatterElements with reduction "add" over the
+matched cells, which the parser refuses, so the graph counts instead with one Equal of ``matched_gt`` (int64, not
+BOOL) against a Range over the targets and one float32 ReduceSum over [B, G, X] (X: the cells, or the windowed
+form's union slots), and takes k from the contest's own dynamic k; the check below sees those nodes like any other.
+
 "Constant" means a graph initializer or the output of a ``Constant`` node; the parser also folds some shape
 arithmetic, which this check does not attempt, so it can report a constant-looking value that TensorRT would accept.
 """

@@ -85,6 +85,23 @@ class MegviiLoss(nn.Module):
         iou, obj, cls, l1, fg_ratio, _ = out.components
         return out.loss, REG_WEIGHT * iou, obj, cls, (l1 if config.use_l1 else 0.0), float(fg_ratio)
 
+    def audit(self, imgs, x_shifts: Sequence[Tensor], y_shifts: Sequence[Tensor], expanded_strides: Sequence[Tensor],
+              labels: Tensor, outputs: Tensor, origin_preds=None, dtype=None):
+        """The per-target audit (``audit.TargetAudit``, docs/audit.md) of ``get_losses``'s inputs (the same
+        arguments; ``origin_preds`` unused): row b * G + g describes ``labels[b, g]``, G the batch's largest real
+        row count (the padding rows beyond it are not reported; within it they are "masked" rows)."""
+        from ..audit import rows_of_slots
+        from ..static.audit import slot_audit
+
+        check_outputs(outputs, labels, self.config)
+        if self.validate:
+            check_finite_outputs(outputs)
+        grid = self.grid(x_shifts, y_shifts, expanded_strides, outputs)
+        gt, gt_mask = labels_to_padded(labels, self.config.num_classes, self.validate)
+        raw = torch.cat((outputs.new_zeros((*outputs.shape[:2], 4)), outputs[..., 4:]), -1)  # box logits unused
+        slots = slot_audit(raw, gt, gt_mask, grid, self.config, boxes=outputs[..., :4], chunking=self.chunking)
+        return rows_of_slots(slots, gt, self.config)
+
     def grid(self, x_shifts, y_shifts, expanded_strides, outputs: Tensor) -> Grid:
         """The cell grid the head's shifts describe, checked once per set of level sizes against ours."""
         sizes = tuple(int(x.shape[-1]) for x in x_shifts)

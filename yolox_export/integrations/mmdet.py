@@ -152,6 +152,18 @@ class MMDetLoss(nn.Module):
         raw, gt, gt_mask, grid = self._padded_inputs(cls_scores, bbox_preds, objectnesses, batch_gt_instances, None)
         return padded_assign(raw, gt, gt_mask, grid, self.config, chunking=self.chunking)
 
+    def audit(self, cls_scores: Sequence[Tensor], bbox_preds: Sequence[Tensor], objectnesses: Sequence[Tensor],
+              batch_gt_instances):
+        """The per-target audit (``audit.TargetAudit``, docs/audit.md) of ``loss_by_feat``'s inputs: row i
+        describes the i-th ground truth, image by image, each image's ``bboxes`` / ``labels`` in order."""
+        from ..audit import static_audit
+
+        levels = head_levels(cls_scores, bbox_preds, objectnesses, self.num_classes, self.strides, None,
+                             self.validate)
+        targets = gt_targets(batch_gt_instances, int(levels[0].shape[0]), self.num_classes, levels[0].device,
+                             self.validate)
+        return static_audit(levels, targets, self._config(), self.max_gt, self.chunking, self.validate)
+
     def _config(self) -> LossConfig:
         """The config, its ``use_l1`` following this module's."""
         use_l1 = check_flag("use_l1", self.use_l1)

@@ -27,6 +27,7 @@ from ..grid import flatten_levels, level_shapes, make_grid, unflatten_levels
 from ..reference import reference_for
 from ..static import StaticYoloXLoss
 from ..targets import pad_targets
+from .audit import fields_of, graph_fields, record_audit
 from .report import Difference, ParityReport, Row
 from .ties import image_ties
 
@@ -53,13 +54,23 @@ class Outcome:
     assignment: Assignment
     components: Tensor | None = None
     gradients: list[Tensor] | None = None
+    audit: object = None  #: the reference's ``TargetAudit``; a subject's {audit field: int64 [N]} (``parity.audit``)
 
 
-def eager_outcome(loss_module, predictions: Sequence[Tensor], targets: Tensor, gradients: bool) -> Outcome:
+def eager_outcome(loss_module, predictions: Sequence[Tensor], targets: Tensor, gradients: bool,
+                  audit: bool = False) -> Outcome:
+    """An eager module's outcome; with ``audit`` also a reference's audit from the same assignment
+    (``loss_assignment_and_audit``) or the static module's (its ``audit``)."""
     leaves = [p.detach().clone().requires_grad_(gradients) for p in predictions]
-    loss, components, assignment = loss_module.loss_and_assignment(leaves, targets)
+    found = None
+    if audit and hasattr(loss_module, "loss_assignment_and_audit"):
+        loss, components, assignment, found = loss_module.loss_assignment_and_audit(leaves, targets)
+    else:
+        loss, components, assignment = loss_module.loss_and_assignment(leaves, targets)
+        if audit:
+            found = fields_of(loss_module.audit(predictions, targets))
     grads = list(torch.autograd.grad(loss, leaves)) if gradients else None
-    return Outcome(assignment, components, grads)
+    return Outcome(assignment, components, grads, found)
 
 
 def runtime_outcome(runner, predictions: Sequence[Tensor], targets: Tensor,
@@ -76,13 +87,14 @@ def runtime_outcome(runner, predictions: Sequence[Tensor], targets: Tensor,
     gradients = None
     if GRAD_OUTPUT_NAMES[0] in out:
         gradients = unflatten_levels(as_tensor(out[GRAD_OUTPUT_NAMES[0]]).float(), level_shapes(predictions))
-    return Outcome(assignment, as_tensor(out["loss_components"]).float(), gradients)
+    audit = graph_fields(out, targets.cpu(), int(predictions[0].shape[0]))
+    return Outcome(assignment, as_tensor(out["loss_components"]).float(), gradients, audit)
 
 
 def compare(batches: Iterable, config: LossConfig, subjects: Sequence[str] = ("static",), onnx_path=None,
             engine_path=None, gradients: bool = True, tolerances: dict | None = None,
             static_module: StaticYoloXLoss | None = None, runners: dict | SubjectRunners | None = None,
-            progress: Callable[[str, int, int], None] | None = None) -> ParityReport:
+            progress: Callable[[str, int, int], None] | None = None, audit: bool = True) -> ParityReport:
     """Compare ``subjects`` with the reference of ``config.mode`` on ``batches``.
 
     ``batches`` yields (predictions, targets) pairs or ``scenarios.Scenario`` objects: predictions a per-level list
@@ -91,7 +103,9 @@ def compare(batches: Iterable, config: LossConfig, subjects: Sequence[str] = ("s
     ``config``); ``runners`` (subject -> runner with ``run(feeds) -> dict``) replaces the runners opened from the
     paths, e.g. an onnxruntime session on the CUDA execution provider; a :class:`SubjectRunners` is used as it is
     (and keeps what it opens, e.g. for the plots). ``progress(label, done, total)`` is called after each batch
-    (label: the mode) when ``batches`` has a length.
+    (label: the mode) when ``batches`` has a length. ``audit`` adds each subject's "audit" row: its per-target
+    audit (the static module's ``audit``, an exported graph's ``target_k`` / ``target_cells``) against the
+    reference's own (``parity.audit``).
     """
     unknown = [s for s in subjects if s not in SUBJECTS]
     if unknown:
@@ -111,10 +125,10 @@ def compare(batches: Iterable, config: LossConfig, subjects: Sequence[str] = ("s
     total = len(batches) if hasattr(batches, "__len__") else None
     for index, batch in enumerate(batches):
         predictions, targets = (batch.predictions, batch.targets) if hasattr(batch, "predictions") else batch
-        expected = eager_outcome(reference, predictions, targets, gradients)
+        expected = eager_outcome(reference, predictions, targets, gradients, audit)
         for subject in subjects:
             if subject == "static":
-                got = eager_outcome(static, predictions, targets, gradients)
+                got = eager_outcome(static, predictions, targets, gradients, audit)
             else:
                 got = runtime_outcome(runner_for(subject, predictions), predictions, targets, config.box_format)
             _record(report, subject, index, predictions, targets, config, expected, got, tol)
@@ -175,6 +189,9 @@ class SubjectRunners:
 def _record(report: ParityReport, subject: str, index: int, predictions, targets: Tensor, config: LossConfig,
             expected: Outcome, got: Outcome, tol: dict) -> None:
     ref, sub = expected.assignment, got.assignment
+    if expected.audit is not None and got.audit:
+        record_audit(report, subject, predictions, targets, config, expected.audit, got.audit, ref, sub,
+                     RUNTIME_ULPS.get(subject, 0))
     differs = (ref.fg_mask != sub.fg_mask) | (ref.fg_mask & sub.fg_mask & (ref.matched_gt != sub.matched_gt))  # [B, A]
     explained = tie_explained_cells(differs, predictions, targets, config, RUNTIME_ULPS.get(subject, 0))
     for name, equal in (("fg_mask", ref.fg_mask == sub.fg_mask), ("matched_gt", ref.matched_gt == sub.matched_gt)):

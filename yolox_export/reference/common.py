@@ -13,7 +13,7 @@ from ..config import LossConfig
 from ..grid import flatten_levels, image_size, level_shapes, make_grid
 from ..loss_base import YoloXLossModule
 from ..matched_loss import Prepared, padded_assignment_loss
-from ..targets import pad_targets
+from ..targets import pad_targets, per_image_slots
 from ..validation import MisreadingWarnings, check_predictions, check_targets, unwrap_model_output
 
 
@@ -32,12 +32,33 @@ class ReferenceLoss(YoloXLossModule):
         loss, components = assignment_loss(prep, targets, assignment, self.config, num_fg=self._num_fg(assignment, prep))
         return loss, components, assignment
 
+    def loss_assignment_and_audit(self, model_output, targets: Tensor):
+        """``loss_and_assignment``'s (loss, components, assignment) and ``audit``'s result, from one assignment."""
+        prep, targets = prepare(model_output, targets, self.config, self.validate, self._misreadings)
+        record = AuditRecord(int(targets.shape[0]), prep.raw.device)
+        with torch.no_grad():
+            assignment = self._assign(prep, targets, record)
+        loss, components = assignment_loss(prep, targets, assignment, self.config, num_fg=self._num_fg(assignment, prep))
+        return loss, components, assignment, record.audit(targets, int(prep.raw.shape[0]), self.config)
+
     @torch.no_grad()
     def assign(self, model_output, targets: Tensor) -> Assignment:
         prep, targets = prepare(model_output, targets, self.config, self.validate, self._misreadings)
         return self._assign(prep, targets)
 
-    def _assign(self, prep: Prepared, targets: Tensor) -> Assignment:
+    @torch.no_grad()
+    def audit(self, model_output, targets: Tensor):
+        """The per-target audit (``audit.TargetAudit``; row i describes targets[i]) from this reference's own
+        computation: the k it passes to each target's selection, its selection before the contest and its final
+        assignment. A target for which it ranks nothing (an image without candidate cells; fast mode: a target
+        without a candidate) has k = 0 and status "no candidates"."""
+        prep, targets = prepare(model_output, targets, self.config, self.validate, self._misreadings)
+        record = AuditRecord(int(targets.shape[0]), prep.raw.device)
+        self._assign(prep, targets, record)
+        return record.audit(targets, int(prep.raw.shape[0]), self.config)
+
+    def _assign(self, prep: Prepared, targets: Tensor, record: AuditRecord | None = None) -> Assignment:
+        """The assignment; with ``record``, also fill it (``AuditRecord``) from the same computation."""
         raise NotImplementedError
 
     def _num_fg(self, assignment: Assignment, prep: Prepared) -> Tensor | float | None:
@@ -81,3 +102,36 @@ def bce_class_cost(cls_logits: Tensor, obj_logits: Tensor, classes: Tensor, num_
         onehot = F.one_hot(classes.long(), num_classes).float()
         p = p.expand(onehot.shape)
         return F.binary_cross_entropy(p, onehot, reduction="none").sum(-1)
+
+
+class AuditRecord:
+    """A reference's per-target audit, int64 [N] per input target row (``cheapest`` float32 [N], inf without an
+    own candidate), filled image by image (``note``) as the reference assigns."""
+
+    def __init__(self, num_targets: int, device) -> None:
+        zeros = lambda: torch.zeros(num_targets, dtype=torch.long, device=device)  # noqa: E731
+        self.k, self.selected, self.cells, self.won, self.candidates = (zeros() for _ in range(5))
+        self.cheapest = torch.full((num_targets,), float("inf"), device=device)
+
+    def note(self, rows: Tensor, ks, selected: Tensor, final: Tensor, own: Tensor, cost: Tensor) -> None:
+        """One image's targets (their input rows [n]) after a union-mode matching: ``ks`` the k passed to each
+        target's top-k [n]; ``selected`` and ``final`` bool [n, m], the matching before and after the contest;
+        ``own`` bool [n, m], each target's own candidates among the m ranked cells; ``cost`` [n, m]."""
+        self.k[rows] = torch.as_tensor(ks, device=rows.device).long()
+        self.selected[rows] = selected.sum(1).long()
+        self.cells[rows] = final.sum(1).long()
+        self.won[rows] = (final & ~selected).sum(1).long()
+        self.candidates[rows] = own.sum(1).long()
+        self.cheapest[rows] = cost.float().masked_fill(~own, float("inf")).amin(1)
+
+    def audit(self, targets: Tensor, batch: int, config: LossConfig):
+        """The ``audit.TargetAudit`` of targets [N, 6] (valid rows: a reference validates or trusts its input)."""
+        from ..audit.result import TargetAudit, status_of
+
+        real = torch.ones(self.k.shape, dtype=torch.bool, device=self.k.device)
+        slot, _ = per_image_slots(targets[:, 0].long(), batch)
+        return TargetAudit(image=targets[:, 0].long(), slot=slot, label=targets[:, 1].long(),
+                           box=targets[:, 2:6].detach().float(), k=self.k, selected=self.selected,
+                           lost=self.selected - self.cells + self.won, won=self.won, cells=self.cells,
+                           candidates=self.candidates, cheapest=self.cheapest, status=status_of(real, real, self.k),
+                           mode=config.mode, box_format=config.box_format.name)

@@ -26,7 +26,7 @@ from ..config import CANDIDATE_TOPK, IOU_COST_EPS, IOU_COST_WEIGHT, OUTSIDE_COST
 from ..distributed import synced_num_fg
 from ..grid import Grid
 from ..targets import per_image_slots
-from .common import Prepared, ReferenceLoss, bce_class_cost
+from .common import AuditRecord, Prepared, ReferenceLoss, bce_class_cost
 
 
 class FastYoloXLoss(ReferenceLoss):
@@ -49,8 +49,8 @@ class FastYoloXLoss(ReferenceLoss):
         return synced_num_fg(torch.tensor(float(count), device=prep.raw.device))
 
     @torch.no_grad()
-    def _assign(self, prep: Prepared, targets: Tensor) -> Assignment:
-        gt_ids, img_ids, cell_ids, ious = match_candidates(prep, targets, self.config)
+    def _assign(self, prep: Prepared, targets: Tensor, record: AuditRecord | None = None) -> Assignment:
+        gt_ids, img_ids, cell_ids, ious = match_candidates(prep, targets, self.config, record)
         batch, cells = prep.raw.shape[:2]
         slots, _ = per_image_slots(targets[:, 0].long(), batch)
         fg_mask = torch.zeros((batch, cells), dtype=torch.bool, device=prep.raw.device)
@@ -77,9 +77,12 @@ def initial_candidates(gt_boxes: Tensor, grid: Grid) -> tuple[Tensor, Tensor, Te
     return gt_ids, cell_ids, (in_box & in_centre)[candidate]
 
 
-def match_candidates(prep: Prepared, targets: Tensor, config: LossConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def match_candidates(prep: Prepared, targets: Tensor, config: LossConfig,
+                     record: AuditRecord | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Fast SimOTA over the whole batch. Returns the matches as (gt_id, img_id, cell_id, iou) lists, gt_id being the
-    row in ``targets``."""
+    row in ``targets``. ``record`` (``AuditRecord``) gets each row's audit: the k its ranking is cut at (0 without a
+    candidate pair: nothing is ranked), the pairs kept before and after the per-cell contest, its candidate pairs
+    and their cheapest cost; a fast-mode target never wins a cell it did not keep."""
     gt_boxes = targets[:, 2:6].float()
     gt_ids, cell_ids, strong = initial_candidates(gt_boxes, prep.grid)
     img_ids = targets[:, 0].long()[gt_ids]
@@ -90,11 +93,19 @@ def match_candidates(prep: Prepared, targets: Tensor, config: LossConfig) -> tup
     cost = bce_class_cost(prep.cls[img_ids, cell_ids], prep.obj[img_ids, cell_ids].unsqueeze(-1), targets[gt_ids, 1],
                           config.num_classes)
     cost = cost + IOU_COST_WEIGHT * -torch.log(ious + IOU_COST_EPS) + OUTSIDE_COST * (~strong)
+    if record is not None:
+        pairs = torch.bincount(gt_ids, minlength=int(targets.shape[0]))  # [N]
+        record.candidates = pairs
+        record.k = torch.where(pairs > 0, dynamic_ks, torch.zeros_like(dynamic_ks))
+        record.cheapest = record.cheapest.scatter_reduce(0, gt_ids, cost.float(), "amin")
     order = cost.argsort()
     gt_ids, img_ids, cell_ids, ious = gt_ids[order], img_ids[order], cell_ids[order], ious[order]
     keep = ranks_within_groups(gt_ids) < dynamic_ks[gt_ids]
     gt_ids, img_ids, cell_ids, ious = gt_ids[keep], img_ids[keep], cell_ids[keep], ious[keep]
     first = first_of_groups(img_ids * prep.raw.shape[1] + cell_ids)
+    if record is not None:
+        record.selected = torch.bincount(gt_ids, minlength=int(targets.shape[0]))
+        record.cells = torch.bincount(gt_ids[first], minlength=int(targets.shape[0]))
     return gt_ids[first], img_ids[first], cell_ids[first], ious[first]
 
 

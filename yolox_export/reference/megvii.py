@@ -31,7 +31,7 @@ from ..assignment import Assignment
 from ..boxes import fast_pairwise_iou
 from ..config import IOU_COST_EPS, IOU_COST_WEIGHT, MEGVII_OUTSIDE_COST, LossConfig
 from ..grid import Grid
-from .common import Prepared, ReferenceLoss, bce_class_cost
+from .common import AuditRecord, Prepared, ReferenceLoss, bce_class_cost
 from .regular import assign_per_image, dynamic_k_matching
 
 
@@ -45,8 +45,8 @@ class MegviiYoloXLoss(ReferenceLoss):
                          validate)
 
     @torch.no_grad()
-    def _assign(self, prep: Prepared, targets: Tensor) -> Assignment:
-        return assign_per_image(prep, targets, self.config, assign_image)
+    def _assign(self, prep: Prepared, targets: Tensor, record: AuditRecord | None = None) -> Assignment:
+        return assign_per_image(prep, targets, self.config, assign_image, record)
 
 
 def geometry_constraint(gt_boxes: Tensor, grid: Grid, radius: float) -> Tensor:
@@ -62,10 +62,11 @@ def geometry_constraint(gt_boxes: Tensor, grid: Grid, radius: float) -> Tensor:
 
 
 def assign_image(boxes: Tensor, cls_logits: Tensor, obj_logits: Tensor, gt_boxes: Tensor, gt_classes: Tensor,
-                 grid: Grid, config: LossConfig) -> tuple[Tensor, Tensor, Tensor]:
+                 grid: Grid, config: LossConfig, note=None) -> tuple[Tensor, Tensor, Tensor]:
     """Megvii's SimOTA for one image with n >= 1 targets.
 
     Returns fg [A] bool, and for the fg cells in cell order: matched target index [n_fg] and its IoU [n_fg].
+    ``note`` (``AuditRecord.note`` of the image's rows) gets the matching's audit.
     """
     in_centre = geometry_constraint(gt_boxes, grid, config.center_radius)  # [n, A]
     union = in_centre.any(0)  # [A]: anchor_filter
@@ -78,7 +79,10 @@ def assign_image(boxes: Tensor, cls_logits: Tensor, obj_logits: Tensor, gt_boxes
     cls_cost = bce_class_cost(cls_logits[union].unsqueeze(0), obj_logits[union].unsqueeze(0),
                               gt_classes.unsqueeze(1).expand(-1, pred.shape[0]), config.num_classes)
     cost = cls_cost + IOU_COST_WEIGHT * -torch.log(ious + IOU_COST_EPS) + MEGVII_OUTSIDE_COST * (~geometry)
-    matching = dynamic_k_matching(cost, ious)  # [n, m]: Megvii's simota_matching, the same steps as regular's
+    seen = {} if note is not None else None
+    matching = dynamic_k_matching(cost, ious, seen)  # [n, m]: Megvii's simota_matching, the same steps as regular's
+    if note is not None:
+        note(seen["k"], seen["selected"], matching, geometry, cost)
     chosen = matching.any(0)
     fg[union] = chosen
     return fg, matching[:, chosen].to(torch.uint8).argmax(0), (matching * ious).sum(0)[chosen]

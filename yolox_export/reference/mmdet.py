@@ -38,7 +38,7 @@ from ..boxes import mmdet_pairwise_iou
 from ..config import CANDIDATE_TOPK, CLS_COST_WEIGHT, IOU_COST_WEIGHT, MMDET_IOU_COST_EPS, OUTSIDE_COST, LossConfig
 from ..distributed import batch_num_fg
 from ..grid import Grid
-from .common import Prepared, ReferenceLoss
+from .common import AuditRecord, Prepared, ReferenceLoss
 from .regular import assign_per_image
 
 
@@ -54,8 +54,8 @@ class MMDetYoloXLoss(ReferenceLoss):
                                     center_sampling_radius=center_sampling_radius), validate)
 
     @torch.no_grad()
-    def _assign(self, prep: Prepared, targets: Tensor) -> Assignment:
-        return assign_per_image(prep, targets, self.config, assign_image)
+    def _assign(self, prep: Prepared, targets: Tensor, record: AuditRecord | None = None) -> Assignment:
+        return assign_per_image(prep, targets, self.config, assign_image, record)
 
     def _num_fg(self, assignment: Assignment, prep: Prepared) -> Tensor:
         count = torch.tensor(float(assignment.fg_mask.sum()), device=prep.raw.device)  # num_pos
@@ -86,11 +86,12 @@ def bbox_overlaps(boxes1: Tensor, boxes2: Tensor) -> Tensor:
 
 
 def assign_image(boxes: Tensor, cls_logits: Tensor, obj_logits: Tensor, gt_boxes: Tensor, gt_classes: Tensor,
-                 grid: Grid, config: LossConfig) -> tuple[Tensor, Tensor, Tensor]:
+                 grid: Grid, config: LossConfig, note=None) -> tuple[Tensor, Tensor, Tensor]:
     """``_get_targets_single`` and ``SimOTAAssigner.assign`` for one image with n >= 1 targets: decoded boxes
     [A, 4], logits [A, C] and [A, 1], targets [n, 4] / [n]. The scores sqrt(sigmoid(cls) * sigmoid(obj)) are
     computed for every cell, as mmdetection does before it calls the assigner. Returns fg [A] bool, and for the fg
-    cells in cell order: the matched target index [n_fg] and its IoU [n_fg]."""
+    cells in cell order: the matched target index [n_fg] and its IoU [n_fg]. ``note`` (``AuditRecord.note`` of the
+    image's rows) gets the matching's audit."""
     scores = (cls_logits.float().sigmoid() * obj_logits.float().sigmoid()).sqrt()  # [A, C]
     stride = grid.strides
     priors = torch.stack((grid.x_shifts * stride + stride * 0.5, grid.y_shifts * stride + stride * 0.5), dim=-1)
@@ -108,21 +109,29 @@ def assign_image(boxes: Tensor, cls_logits: Tensor, obj_logits: Tensor, gt_boxes
     valid_scores = scores[valid].unsqueeze(1).repeat(1, num_gt, 1)  # [m, n, C]
     cls_cost = F.binary_cross_entropy(valid_scores, onehot, reduction="none").sum(-1)
     cost = cls_cost * CLS_COST_WEIGHT + iou_cost * IOU_COST_WEIGHT + (~in_boxes_and_centers) * OUTSIDE_COST
-    matching = dynamic_k_matching(cost, ious)  # [m, n]
+    seen = {} if note is not None else None
+    matching = dynamic_k_matching(cost, ious, seen)  # [m, n]
+    if note is not None:
+        own = (in_gts | in_cts)[valid]  # [m, n]
+        note(seen["k"], seen["selected"].T, matching.T, own.T, cost.T)
     chosen = matching.any(1)
     fg[valid] = chosen
     return fg, matching[chosen].to(torch.uint8).argmax(1), (matching * ious).sum(1)[chosen]
 
 
-def dynamic_k_matching(cost: Tensor, ious: Tensor) -> Tensor:
+def dynamic_k_matching(cost: Tensor, ious: Tensor, seen: dict | None = None) -> Tensor:
     """bool [m, n]: ``SimOTAAssigner.dynamic_k_matching``: each target's dynamic-k cheapest cells (one top-k per
-    target, its k read back), then each cell taken by several targets to the argmin of cost over all targets."""
+    target, its k read back), then each cell taken by several targets to the argmin of cost over all targets.
+    ``seen`` (a dict) gets the ks passed to the top-ks ("k" [n]) and the matching before the contest ("selected",
+    bool [m, n])."""
     topk_ious, _ = torch.topk(ious, min(CANDIDATE_TOPK, ious.shape[0]), dim=0)
     dynamic_ks = torch.clamp(topk_ious.sum(0).int(), min=1)
     matching = torch.zeros_like(cost, dtype=torch.uint8)
     for g in range(cost.shape[1]):
         _, pos = torch.topk(cost[:, g], k=int(dynamic_ks[g]), largest=False)
         matching[:, g][pos] = 1
+    if seen is not None:
+        seen.update(k=dynamic_ks.long(), selected=matching.bool())
     contested = matching.sum(1) > 1
     if contested.sum() > 0:
         winners = torch.min(cost[contested, :], dim=1).indices

@@ -17,6 +17,8 @@ whose targets have no candidate cell at all gets no assignment (the original rai
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -24,7 +26,7 @@ from ..assignment import Assignment
 from ..boxes import regular_pairwise_iou
 from ..config import CANDIDATE_TOPK, IOU_COST_EPS, IOU_COST_WEIGHT, OUTSIDE_COST, LossConfig
 from ..grid import Grid
-from .common import Prepared, ReferenceLoss, bce_class_cost
+from .common import AuditRecord, Prepared, ReferenceLoss, bce_class_cost
 
 
 class RegularYoloXLoss(ReferenceLoss):
@@ -38,23 +40,27 @@ class RegularYoloXLoss(ReferenceLoss):
                                     center_sampling_radius=center_sampling_radius, iou_type=iou_type), validate)
 
     @torch.no_grad()
-    def _assign(self, prep: Prepared, targets: Tensor) -> Assignment:
-        return assign_per_image(prep, targets, self.config, assign_image)
+    def _assign(self, prep: Prepared, targets: Tensor, record: AuditRecord | None = None) -> Assignment:
+        return assign_per_image(prep, targets, self.config, assign_image, record)
 
 
-def assign_per_image(prep: Prepared, targets: Tensor, config: LossConfig, assign_one) -> Assignment:
-    """The references' loop over images: ``assign_one(boxes, cls, obj, gt_boxes, gt_classes, grid, config)`` for
-    each image with targets, returning (fg [A], matched target [n_fg], matched IoU [n_fg])."""
+def assign_per_image(prep: Prepared, targets: Tensor, config: LossConfig, assign_one,
+                     record: AuditRecord | None = None) -> Assignment:
+    """The references' loop over images: ``assign_one(boxes, cls, obj, gt_boxes, gt_classes, grid, config, note)``
+    for each image with targets, returning (fg [A], matched target [n_fg], matched IoU [n_fg]); ``note`` is None,
+    or with ``record`` its ``AuditRecord.note`` for the image's target rows."""
     batch, cells = prep.raw.shape[:2]
     fg_mask = torch.zeros((batch, cells), dtype=torch.bool, device=prep.raw.device)
     matched_gt = torch.full((batch, cells), -1, dtype=torch.long, device=prep.raw.device)
     matched_iou = torch.zeros((batch, cells), dtype=torch.float32, device=prep.raw.device)
     for b in range(batch):
-        labels = targets[targets[:, 0] == b]
+        rows = (targets[:, 0] == b).nonzero().squeeze(1)
+        labels = targets[rows]
         if labels.shape[0] == 0:
             continue
+        note = None if record is None else functools.partial(record.note, rows)
         fg, gt_index, iou = assign_one(prep.boxes[b].float(), prep.cls[b], prep.obj[b].unsqueeze(-1),
-                                       labels[:, 2:6].float(), labels[:, 1], prep.grid, config)
+                                       labels[:, 2:6].float(), labels[:, 1], prep.grid, config, note)
         fg_mask[b], matched_gt[b, fg], matched_iou[b, fg] = fg, gt_index, iou
     return Assignment(fg_mask, matched_gt, matched_iou)
 
@@ -76,10 +82,11 @@ def in_boxes_info(gt_boxes: Tensor, grid: Grid, radius: float) -> tuple[Tensor, 
 
 
 def assign_image(boxes: Tensor, cls_logits: Tensor, obj_logits: Tensor, gt_boxes: Tensor, gt_classes: Tensor,
-                 grid: Grid, config: LossConfig) -> tuple[Tensor, Tensor, Tensor]:
+                 grid: Grid, config: LossConfig, note=None) -> tuple[Tensor, Tensor, Tensor]:
     """Regular SimOTA for one image with n >= 1 targets.
 
     Returns fg [A] bool, and for the fg cells in cell order: matched target index [n_fg] and its IoU [n_fg].
+    ``note`` (``AuditRecord.note`` of the image's rows) gets the matching's audit.
     """
     in_box, in_centre = in_boxes_info(gt_boxes, grid, config.center_radius)
     candidates = in_box.any(0) | in_centre.any(0)  # [A], union over the image's targets
@@ -92,20 +99,26 @@ def assign_image(boxes: Tensor, cls_logits: Tensor, obj_logits: Tensor, gt_boxes
     cls_cost = bce_class_cost(cls_logits[candidates].unsqueeze(0), obj_logits[candidates].unsqueeze(0),
                               gt_classes.unsqueeze(1).expand(-1, pred.shape[0]), config.num_classes)
     cost = cls_cost + IOU_COST_WEIGHT * -torch.log(ious + IOU_COST_EPS) + OUTSIDE_COST * (~strong)
-    matching = dynamic_k_matching(cost, ious)  # [n, m]
+    seen = {} if note is not None else None
+    matching = dynamic_k_matching(cost, ious, seen)  # [n, m]
+    if note is not None:
+        note(seen["k"], seen["selected"], matching, (in_box | in_centre)[:, candidates], cost)
     chosen = matching.any(0)
     fg[candidates] = chosen
     return fg, matching[:, chosen].to(torch.uint8).argmax(0), (matching * ious).sum(0)[chosen]
 
 
-def dynamic_k_matching(cost: Tensor, ious: Tensor) -> Tensor:
+def dynamic_k_matching(cost: Tensor, ious: Tensor, seen: dict | None = None) -> Tensor:
     """Bool [n, m]: each target's dynamic-k cheapest candidates, then one target per cell by the argmin of cost over
-    all targets."""
+    all targets. ``seen`` (a dict) gets the ks passed to the top-ks ("k") and the matching before the contest
+    ("selected", bool [n, m])."""
     topk_ious = torch.topk(ious, min(CANDIDATE_TOPK, ious.shape[1]), dim=1).values
     dynamic_ks = torch.clamp(topk_ious.sum(1).int(), min=1).tolist()
     matching = torch.zeros_like(cost, dtype=torch.bool)
     for g, k in enumerate(dynamic_ks):
         matching[g, torch.topk(cost[g], k=k, largest=False).indices] = True
+    if seen is not None:
+        seen.update(k=dynamic_ks, selected=matching.clone())
     contested = matching.sum(0) > 1
     if bool(contested.any()):
         winners = cost[:, contested].min(dim=0).indices

@@ -27,14 +27,14 @@ from .window import uses_windows, window_assign, window_width
 
 
 def assign(raw: Tensor, marks: Tensor, boxes: Tensor | None, gt: Tensor, gt_mask: Tensor, grid: Grid,
-           config: LossConfig, chunking: Chunking) -> Assignment:
+           config: LossConfig, chunking: Chunking, audit: bool = False) -> Assignment:
     """SimOTA of ``config.mode``, float32, without gradient, by the mode's form: windowed (``window.uses_windows``)
     or dense, its targets in chunks (``chunking``).
 
     raw float32 [B, A, 5 + C] head outputs; marks [B, A] its ``nonfinite_marks`` (0, or NaN for a cell with a
     non-finite output); boxes float32 [B, A, 4] decoded boxes, or None to decode ``raw``'s box logits; gt [B, G, 5]
     and gt_mask bool [B, G] the sanitised slots (``sanitise``). A cell with a non-finite output or decoded box is
-    never assigned.
+    never assigned. ``audit`` adds the per-target counts (``Assignment.counts``; ``select.Contest``).
     """
     with torch.no_grad():
         raw = raw.detach()
@@ -44,18 +44,20 @@ def assign(raw: Tensor, marks: Tensor, boxes: Tensor | None, gt: Tensor, gt_mask
         num_targets = gt.shape[1]
         if config.rules.windowed and uses_windows(num_targets, len(config.strides), cells):
             width = num_targets * window_width(len(config.strides)) if isinstance(num_targets, int) else cells
-            return window_assign(raw, boxes, usable, gt, gt_mask, grid, config, chunking.per_chunk(batch, width))
-        return dense_assign(raw, boxes, usable, gt, gt_mask, grid, config, chunking.per_chunk(batch, cells))
+            return window_assign(raw, boxes, usable, gt, gt_mask, grid, config, chunking.per_chunk(batch, width),
+                                 audit)
+        return dense_assign(raw, boxes, usable, gt, gt_mask, grid, config, chunking.per_chunk(batch, cells), audit)
 
 
 def dense_assign(raw: Tensor, boxes: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid,
-                 config: LossConfig, per_chunk: int | None = None) -> Assignment:
+                 config: LossConfig, per_chunk: int | None = None, audit: bool = False) -> Assignment:
     """SimOTA of ``config.mode`` for padded targets over every cell, float32, no gradient.
 
     raw [B, A, 5 + C] head outputs (objectness and class logits used); boxes [B, A, 4] decoded predictions; usable
     bool [B, A], False for a cell that must never be assigned (a non-finite output or box); gt [B, G, 5] rows
     (class, then the box in the mode's format) and gt_mask bool [B, G], sanitised (``padding``). ``per_chunk`` targets at a time
-    (``chunks``; None: all at once); the result does not depend on it.
+    (``chunks``; None: all at once); the result does not depend on it. ``audit`` adds the per-target counts
+    (``Assignment.counts``; ``select.Contest``).
     """
     spans = target_spans(gt.shape[1], per_chunk)
     union = None
@@ -64,7 +66,7 @@ def dense_assign(raw: Tensor, boxes: Tensor, usable: Tensor, gt: Tensor, gt_mask
         for span in spans:
             union |= any_true(near_cells(targets_of(gt, span), targets_of(gt_mask, span), usable, grid, config)[0], 1)
     parts = class_cost_parts(raw[..., 5:], raw[..., 4])
-    contest = Contest(usable.shape[0], usable.shape[1], config, usable.device)
+    contest = Contest(usable.shape[0], usable.shape[1], config, usable.device, audit)
     for span in spans:
         contest.add(span[0], *chunk_selection(targets_of(gt, span), targets_of(gt_mask, span), boxes, usable, parts,
                                               union, grid, config))
@@ -82,16 +84,20 @@ def near_cells(gt: Tensor, gt_mask: Tensor, usable: Tensor, grid: Grid, config: 
 
 
 def chunk_selection(gt: Tensor, gt_mask: Tensor, boxes: Tensor, usable: Tensor, parts: tuple[Tensor, Tensor],
-                    union: Tensor | None, grid: Grid, config: LossConfig) -> tuple[Tensor, Tensor, Tensor]:
+                    union: Tensor | None, grid: Grid, config: LossConfig
+                    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(masked cost, selected, IoUs), [B, Gc, A], of a chunk of targets gt [B, Gc, 5] / gt_mask [B, Gc]: each
-    target's k cheapest candidates. ``union`` [B, A] is the image's union of candidates (regular, megvii) when the
+    target's k cheapest candidates; then their k and whether anything is ranked for them, [B, Gc] (the audit's,
+    ``select.requested_ks``). ``union`` [B, A] is the image's union of candidates (regular, megvii) when the
     chunk does not hold every target; None: from this chunk's own targets (or per target, fast)."""
     near, strong = near_cells(gt, gt_mask, usable, grid, config)
     if config.union_candidates:
         union = any_true(near, 1) if union is None else union  # [B, A]
         candidates = union.unsqueeze(1) & gt_mask.unsqueeze(-1)  # [B, Gc, A]
+        ranked = any_true(union, -1, keepdim=True) & gt_mask  # [B, Gc]
     else:
         candidates = near
+        ranked = None  # from the selection's top-k (fast: its own candidates)
     del near
     ious = pairwise_iou(gt[..., 1:5], boxes, config)  # [B, Gc, A]
     cost = class_cost(parts, gt[..., 0].long())
@@ -100,4 +106,8 @@ def chunk_selection(gt: Tensor, gt_mask: Tensor, boxes: Tensor, usable: Tensor, 
     del strong
     masked_cost = cost.masked_fill_(~candidates, float("inf"))
     ks = dynamic_ks(ious, candidates, config)  # [B, Gc]
-    return masked_cost, select_cheapest(masked_cost, candidates, ks, config.max_dynamic_k), ious
+    if ranked is None:
+        selected, ranked = select_cheapest(masked_cost, candidates, ks, config.max_dynamic_k, with_ranked=True)
+    else:
+        selected = select_cheapest(masked_cost, candidates, ks, config.max_dynamic_k)
+    return masked_cost, selected, ious, ks, ranked

@@ -110,6 +110,14 @@ class StaticYoloXLoss(YoloXLossModule):
         out = self.output(model_output, targets)
         return out.loss, out.components, out.assignment
 
+    def audit(self, model_output, targets: Tensor):
+        """The per-target audit (``audit.TargetAudit``) of the same inputs as ``forward``: row i describes
+        targets[i] (its k, selected, lost, won and kept cells, status; docs/audit.md)."""
+        from ..audit import static_audit
+
+        return static_audit(unwrap_model_output(model_output), targets, self.config, self.max_gt, self.chunking,
+                            self.validate)
+
     def assign(self, model_output, targets: Tensor) -> Assignment:
         raw, gt, gt_mask, grid = self.padded_inputs(model_output, targets)
         return padded_assign(raw, gt, gt_mask, grid, self.config, chunking=self.chunking)
@@ -146,7 +154,9 @@ class PaddedYoloXLoss(nn.Module):
     """The exported graph: fixed levels, inputs (predictions [B, A, 5 + C], targets [B, G, 5], target_mask [B, G]).
 
     Returns (fg_mask, matched_gt, matched_iou, loss_components, image_loss [B]), with ``with_targets`` also
-    (cls_target, obj_target, reg_target, l1_target), and with ``with_grad`` last ``predictions_grad`` [B, A, 5 + C],
+    (cls_target, obj_target, reg_target, l1_target), then (target_k, target_cells) int64 [B, G] (each target's
+    dynamic k and kept cells, 0 at masked slots: the audit's, ``select.TargetCounts``), and with ``with_grad``
+    last ``predictions_grad`` [B, A, 5 + C],
     d loss / d predictions (computed with ``torch.autograd.grad`` inside ``forward``, also under ``torch.no_grad``;
     the outputs are then detached; exported, it is traced into the graph: ``export.grad_graph``). Without
     ``with_grad``, ``image_loss`` carries gradients to ``predictions``. ``max_memory_mib`` as
@@ -183,7 +193,7 @@ class PaddedYoloXLoss(nn.Module):
 
     def forward(self, predictions: Tensor, targets: Tensor, target_mask: Tensor):
         grid = Grid(self.x_shifts, self.y_shifts, self.strides, tuple(self.shapes))
-        options = dict(chunking=self.chunking, with_targets=self.with_targets)
+        options = dict(chunking=self.chunking, with_targets=self.with_targets, audit=True)
         gradient = ()
         if self.with_grad:
             with torch.enable_grad():
@@ -197,5 +207,6 @@ class PaddedYoloXLoss(nn.Module):
         outputs = (a.fg_mask, a.matched_gt, a.matched_iou, out.components, out.image_loss)
         if self.with_targets:
             outputs += (out.cls_target, out.obj_target, out.reg_target, out.l1_target)
+        outputs += (a.counts.k, a.counts.cells)  # target_k, target_cells [B, G]
         return outputs + gradient
 

@@ -66,7 +66,7 @@ TERM_WEIGHTS = (REG_WEIGHT, 1.0, 1.0, 1.0)
 
 def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig, *,
                 boxes: Tensor | None = None, chunking: Chunking = UNCHUNKED, loss_form=None,
-                with_targets: bool = False) -> StaticOutput:
+                with_targets: bool = False, audit: bool = False) -> StaticOutput:
     """Assignment, loss and (``with_targets``) training targets for raw [B, A, 5 + C] and gt [B, G, 5] / gt_mask
     [B, G] on ``grid``.
 
@@ -75,7 +75,7 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
     ``raw``'s box logits; the L1 term still reads ``raw``'s box logits. ``chunking`` says how the assignment takes
     its targets (``chunks``). ``loss_form`` is ``masked_loss`` (None) or ``reference_loss`` (eager only). num_fg is
     averaged over the default process group where the mode does so (``config.averages_num_fg``) and one is
-    initialised.
+    initialised. ``audit`` adds each target's counts to the assignment (``Assignment.counts``, ``select.Contest``).
     """
     loss_form = masked_loss if loss_form is None else loss_form
     with torch.autocast(device_type=raw.device.type, enabled=False):
@@ -83,7 +83,7 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
         boxes = None if boxes is None else boxes.float()
         slots = sanitise_slots(gt.float(), gt_mask, config.num_classes, config.box_format)
         marks = nonfinite_marks(raw)  # [B, A]
-        assignment = assign(raw, marks, boxes, slots.gt, slots.mask, grid, config, chunking)
+        assignment = assign(raw, marks, boxes, slots.gt, slots.mask, grid, config, chunking, audit)
         poison = marks.sum() + slots.poison  # 0, or NaN when any output or real target slot is not usable
         if boxes is not None:  # the caller's decoded boxes are outputs too
             poison = poison + nonfinite_marks(boxes).sum()
@@ -103,13 +103,13 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
 
 
 def padded_assign(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig, *,
-                  boxes: Tensor | None = None, chunking: Chunking = UNCHUNKED) -> Assignment:
+                  boxes: Tensor | None = None, chunking: Chunking = UNCHUNKED, audit: bool = False) -> Assignment:
     """``padded_loss``'s assignment alone, for the same inputs."""
     with torch.autocast(device_type=raw.device.type, enabled=False):
         raw = raw.detach().float()
         slots = sanitise_slots(gt.float(), gt_mask, config.num_classes, config.box_format)
         return assign(raw, nonfinite_marks(raw), None if boxes is None else boxes.float(), slots.gt, slots.mask,
-                      grid, config, chunking)
+                      grid, config, chunking, audit)
 
 
 def loss_form_for(max_gt: int | None):

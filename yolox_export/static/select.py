@@ -7,7 +7,8 @@ Given each target's masked cost over X (inf where a slot is not its candidate), 
 
 * ``dynamic_ks``: each target's k from its top-10 candidate IoUs;
 * ``select_cheapest``: each target's k cheapest candidates;
-* ``Contest``: the contested-cell argmin and the ``Assignment`` over X, fed one chunk of targets at a time.
+* ``Contest``: the contested-cell argmin and the ``Assignment`` over X, fed one chunk of targets at a time; with
+  ``audit``, also each target's k, selected, won and kept-cell counts (``TargetCounts``, the per-target audit).
 
 Tie rule (deterministic, the same on every backend, built into the selection rather than left to ``topk``):
 
@@ -21,6 +22,8 @@ whatever its index order, so the result does not depend on how a backend orders 
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -48,14 +51,23 @@ def dynamic_ks(ious: Tensor, candidates: Tensor, config: LossConfig) -> Tensor:
     return total.long().clamp(min=1)
 
 
+def requested_ks(ks: Tensor, ranked: Tensor) -> Tensor:
+    """int64 [B, G]: the k a target asks for, as the audit reports it: ``dynamic_ks``'s k where the target has
+    anything ranked (``ranked`` bool [B, G]: a real slot with at least one candidate), else 0 (a masked or
+    malformed slot, an image without any candidate cell, a fast-mode target without a candidate)."""
+    return torch.where(ranked, ks, torch.zeros_like(ks))
+
+
 def select_cheapest(masked_cost: Tensor, candidates: Tensor, k: Tensor, max_k: int,
-                    cell_key: Tensor | None = None) -> Tensor:
+                    cell_key: Tensor | None = None, with_ranked: bool = False):
     """bool [B, G, X]: each target's k cheapest candidates (all of them if it has fewer than k); equal costs at the
     boundary are taken in cell-index order.
 
     masked_cost float [B, G, X] (inf off the candidates); candidates bool [B, G, X]; k int64 [B, G], at most
     ``max_k``. ``cell_key`` float [B, X] gives each slot's cell index when the slots are not in cell order (the
     windowed form; distinct over a target's candidates); None when slot x is cell x (the dense form).
+    ``with_ranked`` also returns whether each target has a candidate, bool [B, G], read off the top-k's cheapest
+    value (a candidate's cost is finite, or NaN; a non-candidate's is inf): no further pass over [B, G, X].
     """
     top = constant_k(max_k, masked_cost.shape[-1])
     values = masked_cost.topk(top, dim=-1, largest=False, sorted=True).values  # [B, G, K]
@@ -65,7 +77,8 @@ def select_cheapest(masked_cost: Tensor, candidates: Tensor, k: Tensor, max_k: i
     below = masked_cost < threshold  # [B, G, X]
     needed = k.unsqueeze(-1) - count_true(below, -1, keepdim=True)  # [B, G, 1], float32
     at_threshold = (masked_cost == threshold) & candidates  # [B, G, X]
-    return below | (at_threshold & first_tied(at_threshold, needed, cell_key, top))
+    selected = below | (at_threshold & first_tied(at_threshold, needed, cell_key, top))
+    return (selected, values[..., 0] != float("inf")) if with_ranked else selected
 
 
 def first_tied(at_threshold: Tensor, needed: Tensor, cell_key: Tensor | None, top: int) -> Tensor:
@@ -107,6 +120,30 @@ def first_argmin(values: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     return best.squeeze(dim), first
 
 
+@dataclass
+class TargetCounts:
+    """The per-target audit of one assignment, each int64 [B, G] (0 at masked slots): ``k`` (``requested_ks``),
+    ``selected`` (cells among its k cheapest), ``cells`` (cells whose matched target it is, after the contest),
+    ``won`` (cells it got without selecting them: a contested cell whose argmin over all targets it is, union
+    modes only). The cells it selected and lost are ``selected - cells + won``."""
+
+    k: Tensor
+    selected: Tensor
+    cells: Tensor
+    won: Tensor
+
+    @property
+    def lost(self) -> Tensor:
+        return self.selected - self.cells + self.won
+
+
+def count_per_target(matched_gt: Tensor, offset: int, width) -> Tensor:
+    """int64 [B, Gc]: for targets ``offset`` .. ``offset + width``, the number of slots of matched_gt [B, X] that
+    name them: one comparison and one float32 count over [B, Gc, X] (exact below 2^24), no scatter."""
+    targets = torch.arange(width, device=matched_gt.device).add_(offset).reshape(1, -1, 1)  # [1, Gc, 1]
+    return count_true(matched_gt.unsqueeze(1) == targets, -1).long()
+
+
 class Contest:
     """The contested-cell argmin and the ``Assignment`` over X, fed target chunk by target chunk (``add``), exactly.
 
@@ -118,18 +155,30 @@ class Contest:
     replaces the state only where its minimum is strictly lower, so the lower target index keeps equal costs, as
     one argmin over all targets would; a NaN cost (an overflowing IoU of a huge, unvalidated target) counts as the
     lowest, the first one kept, as in ``first_argmin``. Whatever the chunking, the result is the same, bit for bit.
+
+    With ``audit`` the contest also keeps each chunk's k (``requested_ks``) and selection counts [B, Gc], and
+    ``assignment`` adds the per-target audit (``Assignment.counts``, a ``TargetCounts``): the kept cells counted
+    over X from the final matched target (one comparison and count per target chunk, [B, Gc, X]: the cells of the
+    windowed form are its union slots, so the count is over M rather than A), and the won cells the same way over
+    the cells whose winner did not select them. Integer counts, so also independent of the chunking.
     """
 
-    def __init__(self, batch: int, width: int, config: LossConfig, device) -> None:
+    def __init__(self, batch: int, width: int, config: LossConfig, device, audit: bool = False) -> None:
         inf = torch.full((batch, width), float("inf"), device=device)
         zero = torch.zeros((batch, width), dtype=torch.long, device=device)
         self.count = torch.zeros((batch, width), device=device)  # float32 counts (masks.count_true)
         self.selectors = [inf, zero, torch.zeros_like(inf)]  # (min cost, target, IoU) over the selecting targets
         self.everyone = [inf.clone(), zero.clone(), torch.zeros_like(inf)] if config.union_candidates else None
+        self.audit = audit
+        self.chunks: list[tuple[int, Tensor, Tensor]] = []  # (offset, k [B, Gc], selected count [B, Gc])
 
-    def add(self, offset: int, masked_cost: Tensor, selected: Tensor, ious: Tensor) -> None:
+    def add(self, offset: int, masked_cost: Tensor, selected: Tensor, ious: Tensor, ks: Tensor | None = None,
+            ranked: Tensor | None = None) -> None:
         """One chunk of targets (indices ``offset`` on): masked_cost [B, Gc, X] (inf off the candidates; spent),
-        selected bool [B, Gc, X] (``select_cheapest``), ious [B, Gc, X]."""
+        selected bool [B, Gc, X] (``select_cheapest``), ious [B, Gc, X]; for the audit, the chunk's k [B, Gc]
+        (``dynamic_ks``) and ``ranked`` bool [B, Gc] (``requested_ks``)."""
+        if self.audit:
+            self.chunks.append((offset, requested_ks(ks, ranked), count_true(selected, -1).long()))
         self.count += count_true(selected, 1)
         if self.everyone is not None:
             _keep_lower(self.everyone, offset, masked_cost, ious)
@@ -142,8 +191,26 @@ class Contest:
             contested = self.count > 1
             winner = torch.where(contested, self.everyone[1], winner)
             iou = torch.where(contested, self.everyone[2], iou)
-        return Assignment(fg_mask=fg_mask, matched_gt=winner.masked_fill(~fg_mask, -1),
-                          matched_iou=iou.masked_fill(~fg_mask, 0.0))
+        matched_gt = winner.masked_fill(~fg_mask, -1)
+        counts = self.target_counts(matched_gt) if self.audit else None
+        return Assignment(fg_mask=fg_mask, matched_gt=matched_gt, matched_iou=iou.masked_fill(~fg_mask, 0.0),
+                          counts=counts)
+
+    def target_counts(self, matched_gt: Tensor) -> TargetCounts:
+        """The chunks' audit, for the final matched_gt [B, X]: a cell won without selecting it is a contested one
+        whose argmin over all targets is not its argmin over the selecting targets (the first minimum over all
+        targets, when it selected the cell, is also the first minimum over the selecting ones)."""
+        unselected = None
+        if self.everyone is not None:
+            unselected = (self.count > 1) & (self.everyone[1] != self.selectors[1])  # [B, X]
+        parts = []
+        for offset, ks, selected in self.chunks:
+            width = ks.shape[1]
+            cells = count_per_target(matched_gt, offset, width)
+            won = (count_per_target(matched_gt.masked_fill(~unselected, -1), offset, width)
+                   if unselected is not None else torch.zeros_like(cells))
+            parts.append((ks, selected, cells, won))
+        return TargetCounts(*(torch.cat(column, 1) for column in zip(*parts)))
 
 
 def _keep_lower(state: list[Tensor], offset: int, costs: Tensor, ious: Tensor) -> None:

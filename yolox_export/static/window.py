@@ -173,13 +173,13 @@ def scatter_to_cells(values: Tensor, keep: Tensor, cells: Tensor, num_cells: int
 
 
 def window_assign(raw: Tensor, boxes: Tensor, usable: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid,
-                  config: LossConfig, per_chunk: int | None = None) -> Assignment:
+                  config: LossConfig, per_chunk: int | None = None, audit: bool = False) -> Assignment:
     """SimOTA of a windowed mode (centre-only candidates: megvii) for padded targets on windows, float32, no gradient.
 
     raw [B, A, 5 + C] head outputs (objectness, class logits used); boxes [B, A, 4] decoded predictions; usable bool
     [B, A] (False: never assigned); gt [B, G, 5] rows (class, cx, cy, w, h); gt_mask bool [B, G]; ``grid.shapes``
     gives the levels' (H, W). ``per_chunk`` targets at a time (``chunks``; None: all at once); the result does not
-    depend on it.
+    depend on it. ``audit`` adds the per-target counts (``Assignment.counts``), counted over the union slots.
     """
     if grid.shapes is None:
         raise ValueError("megvii mode needs the levels' (H, W): build the grid with grid.make_grid")
@@ -208,7 +208,7 @@ def window_assign(raw: Tensor, boxes: Tensor, usable: Tensor, gt: Tensor, gt_mas
     pred = at_cells(boxes, cells)  # [B, M, 4]
     parts = window_class_cost(raw, cells)
     cell_key = cells.to(pred.dtype)
-    contest = Contest(cells.shape[0], cells.shape[1], config, cells.device)
+    contest = Contest(cells.shape[0], cells.shape[1], config, cells.device, audit)
     for span in spans:
         contest.add(span[0], *window_selection(in_centre_of(span), targets_of(gt_boxes, span),
                                                targets_of(gt_classes, span), targets_of(gt_mask, span), union, pred,
@@ -219,14 +219,16 @@ def window_assign(raw: Tensor, boxes: Tensor, usable: Tensor, gt: Tensor, gt_mas
         fg_mask=matched_gt >= 0,
         matched_gt=matched_gt,
         matched_iou=scatter_to_cells(chosen.matched_iou, chosen.fg_mask, cells, cells_total, 0.0),
+        counts=chosen.counts,
     )
 
 
 def window_selection(in_centre: Tensor, gt_boxes: Tensor, gt_classes: Tensor, gt_mask: Tensor, union: Tensor,
                      pred: Tensor, parts: tuple[Tensor, Tensor], cell_key: Tensor,
-                     config: LossConfig) -> tuple[Tensor, Tensor, Tensor]:
+                     config: LossConfig) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(masked cost, selected, IoUs), [B, Gc, M], of a chunk of targets: their tests at every slot ``in_centre``
-    [B, Gc, M], boxes [B, Gc, 4], classes and mask [B, Gc]; each target's k cheapest union slots."""
+    [B, Gc, M], boxes [B, Gc, 4], classes and mask [B, Gc]; each target's k cheapest union slots; then their k
+    and whether anything is ranked for them (a real target of an image with a union slot), [B, Gc]."""
     candidates = union.unsqueeze(1) & gt_mask.unsqueeze(-1)  # [B, Gc, M]
     ious = window_iou(gt_boxes, pred)  # [B, Gc, M]
     cost = class_cost(parts, gt_classes)
@@ -234,4 +236,5 @@ def window_selection(in_centre: Tensor, gt_boxes: Tensor, gt_classes: Tensor, gt
     cost += (~in_centre).to(cost.dtype).mul_(config.outside_cost)
     masked_cost = cost.masked_fill_(~candidates, float("inf"))
     ks = dynamic_ks(ious, candidates, config)  # [B, Gc]: the top-10 IoUs over the union
-    return masked_cost, select_cheapest(masked_cost, candidates, ks, config.max_dynamic_k, cell_key), ious
+    ranked = any_true(union, -1, keepdim=True) & gt_mask  # [B, Gc]
+    return masked_cost, select_cheapest(masked_cost, candidates, ks, config.max_dynamic_k, cell_key), ious, ks, ranked
