@@ -239,3 +239,9 @@ class LargestTensor(TorchDispatchMode):
             if isinstance(t, torch.Tensor):
                 self.largest = max(self.largest, t.numel())
         return out
+
+
+def contract_feeds(batch: int, slots: int, cells: int, classes: int) -> dict:
+    """Feeds of the graph's contract: random predictions [B, A, 5 + C], zero targets [B, G, 5], an all-False mask."""
+    return {"predictions": torch.randn(batch, cells, 5 + classes), "targets": torch.zeros(batch, slots, 5),
+            "target_mask": torch.zeros(batch, slots, dtype=torch.bool)}

@@ -1,7 +1,7 @@
 """The runner protocol (``export.runners``): ``CompiledRunner`` (torch.compile of the padded module, fullgraph) gives
 EagerRunner's outputs (in support's ``COMPILED_MODES``, every mode under --full), with one graph for changing B and G; ``open_runner`` knows every backend and
-names what is missing. onnxruntime's runner is tested in test_export_ort_runtime.py and against the exported graph
-in test_export_onnx.py."""
+names what is missing. onnxruntime's runner is tested in test_ort_runtime.py and against the exported graph in
+test_export_onnx.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from yolox_export.export.runners import BACKENDS, CompiledRunner, EagerRunner, R
 from yolox_export.grid import level_shapes
 from yolox_export.scenarios import make_scenario
 
-from support import box_format_of
+from support import box_format_of, contract_feeds
 
 STRIDES, CLASSES = (8, 16, 32), 4
 
@@ -108,46 +108,20 @@ def test_runners_name_missing_feeds():
             runner.run(feeds)
 
 
-def _contract_feeds(batch: int, slots: int, cells: int, classes: int) -> dict:
-    return {"predictions": torch.randn(batch, cells, 5 + classes), "targets": torch.zeros(batch, slots, 5),
-            "target_mask": torch.zeros(batch, slots, dtype=torch.bool)}
-
-
 def test_eager_runner_checks_its_feeds_against_the_contract():
     shapes = [(8, 8), (4, 4), (2, 2)]
     runner = EagerRunner(LossConfig(STRIDES, CLASSES), shapes)
     with pytest.raises(ValueError, match=r"'targets' has G = 0 target slots"):
-        runner.run(_contract_feeds(2, 0, 84, CLASSES))
+        runner.run(contract_feeds(2, 0, 84, CLASSES))
     with pytest.raises(ValueError, match=r"'predictions': expected shape \[B, A, 5 \+ C\] = \['\?', 84, 9\]"):
-        runner.run(_contract_feeds(2, 3, 80, CLASSES))
-    feeds = _contract_feeds(2, 3, 84, CLASSES)
+        runner.run(contract_feeds(2, 3, 80, CLASSES))
+    feeds = contract_feeds(2, 3, 84, CLASSES)
     feeds["target_mask"] = feeds["target_mask"].float()
     with pytest.raises(TypeError, match="'target_mask': expected dtype torch.bool"):
         runner.run(feeds)
-    feeds = _contract_feeds(2, 3, 84, CLASSES)
+    feeds = contract_feeds(2, 3, 84, CLASSES)
     feeds["targets"] = feeds["targets"][:1]
     with pytest.raises(ValueError, match="disagree on the batch size"):
         runner.run(feeds)
-    empty = runner.run(_contract_feeds(0, 3, 84, CLASSES))  # B = 0: a defined, empty result
+    empty = runner.run(contract_feeds(0, 3, 84, CLASSES))  # B = 0: a defined, empty result
     assert empty["fg_mask"].shape == (0, 84) and empty["loss_components"].tolist() == [0, 0, 0, 0, 1, 0]
-
-
-def test_onnxruntime_runner_g0_is_named_b0_is_eagers_result_and_failures_name_the_inputs(shared_export, ort_runner):
-    from support import SHARED_CELLS, SHARED_CLASSES, SHARED_SHAPES, shared_config
-
-    mode, path = shared_export
-    runner = ort_runner(path)
-    with pytest.raises(ValueError, match=r"'targets' has G = 0 target slots"):
-        runner.run(_contract_feeds(2, 0, SHARED_CELLS, SHARED_CLASSES))
-    feeds = _contract_feeds(0, 3, SHARED_CELLS, SHARED_CLASSES)
-    got = runner.run(feeds)
-    want = EagerRunner(shared_config(mode), SHARED_SHAPES, with_targets=True).run(feeds)
-    assert list(got) == list(want)
-    for name in want:
-        assert got[name].shape == want[name].shape and torch.equal(got[name], want[name]), name
-    from yolox_export.export.ort_runtime import OrtRunner
-
-    unchecked = OrtRunner(path, providers=["CPUExecutionProvider"], validate=False)
-    with pytest.raises(RuntimeError, match=r"onnxruntime failed on inputs predictions \[2, \d+, \d+\] float32, "
-                                           r"targets \[2, 0, 5\]"):
-        unchecked.run(_contract_feeds(2, 0, SHARED_CELLS, SHARED_CLASSES))

@@ -21,7 +21,7 @@ import torch
 from ..config import check_flag
 from .contract import check_target_axis
 
-__all__ = ["DEFAULT_PROVIDERS", "InputSpec", "OrtRunner", "check_feeds", "default_providers", "numpy_dtype",
+__all__ = ["DEFAULT_PROVIDERS", "InputSpec", "OrtRunner", "checked_arrays", "default_providers", "numpy_dtype",
            "ort_session"]
 
 DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -169,7 +169,7 @@ def _check_symbolic_dims(specs: Sequence[InputSpec], arrays: Mapping[str, np.nda
             seen.setdefault(dim, (size, spec.name))
 
 
-def check_feeds(specs: Sequence[InputSpec], feeds: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, np.ndarray]:
+def checked_arrays(specs: Sequence[InputSpec], feeds: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, np.ndarray]:
     """Return ``feeds`` as contiguous numpy arrays after checking them against ``specs``.
 
     Raises:
@@ -299,14 +299,14 @@ class OrtRunner:
 
         On a CUDA session with every feed a CUDA tensor, the feeds are bound in place and the outputs are CUDA
         tensors (:meth:`_run_on_device`). Otherwise torch tensors are copied to host numpy arrays and the outputs
-        are CPU tensors. With ``validate`` set, the feeds are checked as in :func:`check_feeds` first.
+        are CPU tensors. With ``validate`` set, the feeds are checked as in :func:`checked_arrays` first.
         """
         if self.validate:
             check_target_axis(feeds)
         if self._on_device and feeds and all(isinstance(v, torch.Tensor) and v.is_cuda for v in feeds.values()):
             return self._run_on_device(feeds)
         if self.validate:
-            arrays = check_feeds(self._input_specs, feeds)
+            arrays = checked_arrays(self._input_specs, feeds)
         else:
             arrays = {name: _as_numpy(name, value) for name, value in feeds.items()}
         try:

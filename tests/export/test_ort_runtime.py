@@ -198,3 +198,169 @@ def test_cuda_feeds_on_a_cuda_session_stay_on_the_device(model_path):
     torch.testing.assert_close(out["masked_sum"].cpu(), torch.from_numpy(predictions.sum(-1) * mask))
     with pytest.raises(TypeError, match="input 'mask': expected dtype bool"):
         runner.run({"predictions": torch.from_numpy(predictions).cuda(), "mask": torch.ones(6, device="cuda")})
+
+
+def test_onnxruntime_runner_g0_is_named_b0_is_eagers_result_and_failures_name_the_inputs(shared_export, ort_runner):
+    from support import SHARED_CELLS, SHARED_CLASSES, SHARED_SHAPES, contract_feeds, shared_config
+    from yolox_export.export.runners import EagerRunner
+
+    mode, path = shared_export
+    runner = ort_runner(path)
+    with pytest.raises(ValueError, match=r"'targets' has G = 0 target slots"):
+        runner.run(contract_feeds(2, 0, SHARED_CELLS, SHARED_CLASSES))
+    feeds = contract_feeds(0, 3, SHARED_CELLS, SHARED_CLASSES)
+    got = runner.run(feeds)
+    want = EagerRunner(shared_config(mode), SHARED_SHAPES, with_targets=True).run(feeds)
+    assert list(got) == list(want)
+    for name in want:
+        assert got[name].shape == want[name].shape and torch.equal(got[name], want[name]), name
+
+    unchecked = OrtRunner(path, providers=["CPUExecutionProvider"], validate=False)
+    with pytest.raises(RuntimeError, match=r"onnxruntime failed on inputs predictions \[2, \d+, \d+\] float32, "
+                                           r"targets \[2, 0, 5\]"):
+        unchecked.run(contract_feeds(2, 0, SHARED_CELLS, SHARED_CLASSES))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad feeds and files. The stand-in model has the exported
+# graph's exact inputs (test_properties.py checks them against a real export); every bad feed raises before the
+# session runs.
+
+CELLS = 16
+
+
+def exported_signature_model():
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("ReduceSum", ["predictions", "axis2"], ["cell_sum"], keepdims=0),
+        helper.make_node("ReduceSum", ["targets", "axis2"], ["slot_sum"], keepdims=0),
+        helper.make_node("Cast", ["target_mask"], ["mask_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["slot_sum", "mask_f"], ["masked"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "signature",
+        [helper.make_tensor_value_info("predictions", TensorProto.FLOAT, ["batch", CELLS, 5 + 1]),
+         helper.make_tensor_value_info("targets", TensorProto.FLOAT, ["batch", "max_gt", 5]),
+         helper.make_tensor_value_info("target_mask", TensorProto.BOOL, ["batch", "max_gt"])],
+        [helper.make_tensor_value_info("cell_sum", TensorProto.FLOAT, ["batch", CELLS]),
+         helper.make_tensor_value_info("masked", TensorProto.FLOAT, ["batch", "max_gt"])],
+        initializer=[numpy_helper.from_array(np.array([2], np.int64), "axis2")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.fixture(scope="module")
+def signature_model(tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    path = tmp_path_factory.mktemp("ort_validation") / "signature.onnx"
+    onnx.save(exported_signature_model(), path)
+    return path
+
+
+class CountingSession:
+    """Wraps an InferenceSession and counts runs."""
+
+    def __init__(self, session):
+        self.session, self.runs = session, 0
+
+    def run(self, *args, **kwargs):
+        self.runs += 1
+        return self.session.run(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+
+def good_feeds(batch=2, max_gt=3):
+    return {"predictions": np.zeros((batch, CELLS, 6), np.float32),
+            "targets": np.zeros((batch, max_gt, 5), np.float32),
+            "target_mask": np.ones((batch, max_gt), bool)}
+
+
+def bad_feed(kind):
+    feeds = good_feeds()
+    if kind == "mask-missing":
+        del feeds["target_mask"]
+    elif kind == "mask-float":
+        feeds["target_mask"] = feeds["target_mask"].astype(np.float32)
+    elif kind == "targets-int64":
+        feeds["targets"] = feeds["targets"].astype(np.int64)
+    elif kind == "predictions-float64":
+        feeds["predictions"] = feeds["predictions"].astype(np.float64)
+    elif kind == "predictions-fp16-tensor":
+        feeds["predictions"] = torch.zeros((2, CELLS, 6), dtype=torch.float16)
+    elif kind == "targets-4-columns":
+        feeds["targets"] = feeds["targets"][..., :4]
+    elif kind == "wrong-cell-count":
+        feeds["predictions"] = np.zeros((2, CELLS + 1, 6), np.float32)
+    elif kind == "levels-not-flattened":
+        feeds["predictions"] = np.zeros((2, 1, 4, 4, 6), np.float32)
+    elif kind == "batch-differs":
+        feeds["targets"] = np.zeros((3, 3, 5), np.float32)
+    elif kind == "max-gt-differs":
+        feeds["target_mask"] = np.ones((2, 4), bool)
+    return feeds
+
+
+BAD_FEEDS = {
+    "mask-missing": (ValueError, r"missing \['target_mask'\]"),
+    "mask-float": (TypeError, r"'target_mask'.*bool.*got float32"),
+    "targets-int64": (TypeError, r"'targets'.*float32.*got int64"),
+    "predictions-float64": (TypeError, r"'predictions'.*float32.*got float64"),
+    "predictions-fp16-tensor": (TypeError, r"'predictions'.*float32.*got float16"),
+    "targets-4-columns": (ValueError, r"'targets': expected size 5 on axis 2 \(shape \[batch, max_gt, 5\]\), got shape \[2, 3, 4\]"),
+    "wrong-cell-count": (ValueError, r"'predictions': expected size 16 on axis 1 .*got shape \[2, 17, 6\]"),
+    "levels-not-flattened": (ValueError, r"'predictions': expected rank 3 .*got rank 5"),
+    "batch-differs": (ValueError, r"dimension 'batch' is 2 in input 'predictions' but 3 in input 'targets'"),
+    "max-gt-differs": (ValueError, r"dimension 'max_gt' is 3 in input 'targets' but 4 in input 'target_mask'"),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_FEEDS)
+def test_ort_bad_feed_raises_before_the_session_runs(signature_model, kind):
+    from yolox_export.export.ort_runtime import OrtRunner
+
+    runner = OrtRunner(signature_model, providers=["CPUExecutionProvider"])
+    counting = CountingSession(runner._session)
+    runner._session = counting
+    runner.run(good_feeds())
+    assert counting.runs == 1
+    error, pattern = BAD_FEEDS[kind]
+    with pytest.raises(error, match=pattern):
+        runner.run(bad_feed(kind))
+    assert counting.runs == 1
+
+
+def test_ort_empty_file(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from yolox_export.export.ort_runtime import OrtRunner
+
+    path = tmp_path / "empty.onnx"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"onnxruntime cannot load .*empty\.onnx"):
+        OrtRunner(path, providers=["CPUExecutionProvider"])
+
+
+def test_ort_truncated_model(tmp_path, signature_model):
+    from yolox_export.export.ort_runtime import OrtRunner
+
+    data = signature_model.read_bytes()
+    path = tmp_path / "truncated.onnx"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"onnxruntime cannot load .*truncated\.onnx"):
+        OrtRunner(path, providers=["CPUExecutionProvider"])
+
+
+def test_ort_directory_is_not_a_model(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from yolox_export.export.ort_runtime import OrtRunner
+
+    with pytest.raises(FileNotFoundError, match=rf"ONNX model not found: {tmp_path}"):
+        OrtRunner(tmp_path)
