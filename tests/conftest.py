@@ -2,13 +2,15 @@
 are in ``support.py`` (``from support import ...``)."""
 
 import dataclasses
+import hashlib
+import os
 from pathlib import Path
 
 import pytest
 
 from yolox_export.config import MODES
-from support import (COMPILED_MODES, GRAD_EXPORT_SKIP, grad_config, grad_preset, shared_config,  # noqa: F401
-                     shared_preset)
+from support import (COMPILED_MODES, GRAD_EXPORT_SKIP, INDUCTOR_MODES, grad_config, grad_preset,  # noqa: F401
+                     shared_config, shared_preset)
 
 
 def pytest_addoption(parser):
@@ -19,6 +21,10 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "full: a test with a reduced default form and a long one under --full")
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # one torch thread per worker: the workers share the CPU's cores
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -29,23 +35,30 @@ def full(request) -> bool:
 
 @pytest.fixture(scope="session")
 def exported_graph(tmp_path_factory):
-    """``exported_graph(preset, config=None, with_targets=False) -> Path``: ``export_onnx``'s graph for those
-    settings, exported once per session (10-20 s an export on a CPU) and shared by every test that asks for the same
-    settings. The key is every preset field but the name (which only names the file), the config (``preset_config``
-    when None) and ``with_targets``. The file is shared: read it, never write it."""
+    """``exported_graph(preset, config=None, with_targets=False, targets_per_chunk=None) -> Path``: ``export_onnx``'s
+    graph for those settings, exported once per test run (10-20 s an export on a CPU) and shared by every test that
+    asks for the same settings, also across pytest-xdist workers: the file lives in the run's shared temporary folder
+    under a name derived from the key, and a file lock makes one worker export it while the others wait. The key is
+    every preset field but the name (which only names the file), the config (``preset_config`` when None),
+    ``with_targets`` and ``targets_per_chunk``. The file is shared: read it, never write it."""
     pytest.importorskip("onnxscript")
+    from filelock import FileLock
+
     from yolox_export.export.onnx_export import export_onnx, preset_config
 
-    folder = tmp_path_factory.mktemp("exported")
-    cache = {}
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "exported"
+    folder.mkdir(exist_ok=True)
 
-    def get(preset, config=None, with_targets=False) -> Path:
+    def get(preset, config=None, with_targets=False, targets_per_chunk=None) -> Path:
         config = config or preset_config(preset)
-        key = (dataclasses.replace(preset, name="graph"), config, bool(with_targets))
-        if key not in cache:
-            cache[key] = export_onnx(preset, folder / f"{len(cache)}_{preset.name}.onnx", with_targets=with_targets,
-                                     config=config)
-        return cache[key]
+        key = repr((dataclasses.replace(preset, name="graph"), config, bool(with_targets), targets_per_chunk))
+        path = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}_{preset.name}.onnx"
+        with FileLock(str(path) + ".lock"):
+            if not path.exists():
+                export_onnx(preset, path, with_targets=with_targets, config=config,
+                            targets_per_chunk=targets_per_chunk)
+        return path
 
     return get
 
@@ -80,6 +93,8 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("grad_mode", modes, scope="module")
     if "compiled_mode" in metafunc.fixturenames:  # the compiled runner: see COMPILED_MODES
         metafunc.parametrize("compiled_mode", MODES if metafunc.config.getoption("--full") else COMPILED_MODES)
+    if "inductor_mode" in metafunc.fixturenames:  # the drop-in under inductor: see INDUCTOR_MODES
+        metafunc.parametrize("inductor_mode", MODES if metafunc.config.getoption("--full") else INDUCTOR_MODES)
     if "trace_mode" in metafunc.fixturenames:  # the gradient graph's trace: first mode, every mode under --full
         metafunc.parametrize("trace_mode", MODES if metafunc.config.getoption("--full") else MODES[:1],
                              scope="module")

@@ -48,8 +48,9 @@ def test_one_compiled_graph_for_changing_target_counts(mode):
     assert counter.frame_count == 1
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_compiled_drop_in_forward_is_one_graph_and_equals_eager_for_changing_target_counts(mode):
+def test_compiled_drop_in_forward_is_one_graph_and_equals_eager_for_changing_target_counts(inductor_mode):
+    """Inductor against eager, in support's INDUCTOR_MODES (every mode under --full)."""
+    mode = inductor_mode
     torch._dynamo.reset()
     module = StaticYoloXLoss(STRIDES, CLASSES, mode=mode, max_gt=16, validate=False)
     compiled = torch.compile(module, fullgraph=True)  # fullgraph: any graph break raises
