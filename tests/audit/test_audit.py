@@ -13,6 +13,7 @@ from yolox_export.parity.audit import AUDIT_FIELDS, explained_rows, fields_of
 from yolox_export.parity.comparison import compare
 from yolox_export.reference import reference_for
 from yolox_export.scenarios import boxes_in_format, make_scenario
+from yolox_export.grid import level_shapes
 from yolox_export.static import StaticYoloXLoss
 
 STRIDES = (8, 16, 32)
@@ -170,3 +171,22 @@ def test_a_real_audit_difference_is_not_explained():
     differs[0] = True
     explained = explained_rows(differs, s.predictions, s.targets, config, ref_audit, got, assignment, assignment)
     assert not bool(explained[0])
+
+
+def test_a_graph_module_without_audit_outputs_has_the_other_outputs_unchanged():
+    """``PaddedYoloXLoss(with_audit=False)`` (the benchmark's graph that measures what the audit outputs cost) drops
+    target_k and target_cells and nothing else: the other outputs are the same, bit for bit (one arithmetic)."""
+    from yolox_export import PaddedYoloXLoss
+    from yolox_export.export.contract import graph_feeds, output_names
+
+    s = scenario("crowded", "regular")
+    feeds = graph_feeds(s.predictions, s.targets)
+    shapes = level_shapes(s.predictions)
+    config = LossConfig(STRIDES, CLASSES)
+    full = PaddedYoloXLoss(config, shapes)(*feeds.values())
+    lean = PaddedYoloXLoss(config, shapes, with_audit=False)(*feeds.values())
+    assert len(full) == len(output_names()) and len(lean) == len(output_names(with_audit=False)) == len(full) - 2
+    names = output_names(with_audit=False)
+    assert output_names()[:len(names)] == names
+    for name, got, want in zip(names, lean, full):
+        assert torch.equal(got, want), name

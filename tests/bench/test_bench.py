@@ -190,8 +190,12 @@ def test_onnx_keys_cover_the_gradient_graph_only_for_its_subject():
 
     forward = make_settings("quick", subjects=("ort-cpu",), modes=("fast",), kinds=("coco",))
     both = make_settings("quick", subjects=("ort-cpu", "ort-cpu-grad"), modes=("fast",), kinds=("coco",))
-    assert [key[-1] for key in onnx_keys(forward)] == [False]
-    assert [key[-1] for key in onnx_keys(both)] == [False, True]
+    assert [key[-2:] for key in onnx_keys(forward)] == [(False, True)]  # (with_grad, with_audit)
+    assert [key[-2:] for key in onnx_keys(both)] == [(False, True), (True, True)]
+    audit_cost = make_settings("quick", subjects=("ort-cpu", "ort-cpu-noaudit"), modes=("fast",), kinds=("coco",))
+    assert [key[-2:] for key in onnx_keys(audit_cost)] == [(False, False), (False, True)]
+    subject = bench.SUBJECTS["ort-cpu-noaudit"]
+    assert subject.family == "ort" and not subject.with_audit and subject.measurements == ("fwd",)
 
 
 @pytest.mark.parametrize("overrides, message", [(dict(batches=(99999999,)), "over 4096"),

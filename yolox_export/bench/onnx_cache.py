@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 OPSET = 20
 
 
-def onnx_key(case: Case, mode: str, with_grad: bool = False) -> tuple:
-    return (mode, tuple(case.image_size), case.num_classes, tuple(case.strides), with_grad)
+def onnx_key(case: Case, mode: str, with_grad: bool = False, with_audit: bool = True) -> tuple:
+    return (mode, tuple(case.image_size), case.num_classes, tuple(case.strides), with_grad, with_audit)
 
 
 def source_digest() -> str:
@@ -34,20 +34,20 @@ def source_digest() -> str:
 
 
 def ensure_onnx(key: tuple, cache_dir: Path) -> Path:
-    """The cached export for (mode, image size, C, strides, with_grad), exported with ``export_onnx`` when
-    missing."""
+    """The cached export for (mode, image size, C, strides, with_grad, with_audit), exported with ``export_onnx``
+    when missing."""
     from ..export.onnx_export import export_onnx
     from ..export.presets import Preset
 
-    mode, image_size, num_classes, strides, with_grad = key
+    mode, image_size, num_classes, strides, with_grad, with_audit = key
     name = (f"{mode}_{image_size[0]}x{image_size[1]}_c{num_classes}_s{'-'.join(map(str, strides))}"
-            f"{'_grad' if with_grad else ''}_{source_digest()}")
+            f"{'_grad' if with_grad else ''}{'' if with_audit else '_noaudit'}_{source_digest()}")
     path = cache_dir / f"{name}.onnx"
     if path.is_file():
         return path
     preset = Preset(name, tuple(image_size), tuple(strides), num_classes, mode, (1, 1, 1), (1, 1, 1), OPSET,
                     with_grad=with_grad)
-    return export_onnx(preset, path)  # written atomically
+    return export_onnx(preset, path, with_audit=with_audit)  # written atomically
 
 
 def export_graphs(keys: Sequence[tuple], cache_dir: Path,

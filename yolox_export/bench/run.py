@@ -32,10 +32,11 @@ def skipped_subjects(settings: Settings) -> tuple[list[str], list[dict]]:
 
 def onnx_keys(settings: Settings) -> list[tuple]:
     """The graphs the ort subjects of ``settings`` need (none without an ort subject): with or without the gradient
-    output, as each subject times it."""
-    variants = {SUBJECTS[s].with_grad for s in settings.subjects if SUBJECTS[s].family == "ort"}
-    return sorted({onnx_key(case, mode, with_grad) for case in settings.cases() for mode in settings.modes
-                   for with_grad in variants})
+    output and the audit outputs, as each subject times it."""
+    variants = {(SUBJECTS[s].with_grad, SUBJECTS[s].with_audit) for s in settings.subjects
+                if SUBJECTS[s].family == "ort"}
+    return sorted({onnx_key(case, mode, with_grad, with_audit) for case in settings.cases()
+                   for mode in settings.modes for with_grad, with_audit in variants})
 
 
 def run_benchmark(settings: Settings, argv: Sequence[str] = (), log: Callable[[str], None] = lambda line: None,

@@ -197,7 +197,7 @@ def plan_jobs(settings: Settings, onnx_paths: dict[tuple, str]) -> list[Job]:
             subject = SUBJECTS[name]
             modes = settings.modes if subject.per_mode else (subject.reference_mode,)
             for mode in modes:
-                path = onnx_paths.get(onnx_key(case, mode, subject.with_grad)) if subject.family == "ort" else None
+                path = onnx_paths.get(onnx_key(case, mode, subject.with_grad, subject.with_audit)) if subject.family == "ort" else None
                 jobs.append(Job(case, name, mode, settings.threads, settings.repeats, settings.warmup,
                                 settings.max_seconds, path, str(settings.onnx_cache),
                                 spinning=settings.omp_wait_policy != "PASSIVE"))

@@ -29,6 +29,7 @@ class Subject:
     provider: str | None = None  # onnxruntime execution provider
     options: tuple[tuple[str, object], ...] = ()  # constructor keywords of the timed module (eager family)
     with_grad: bool = False  # ort family: the graph exported with its gradient output
+    with_audit: bool = True  # ort family: the graph's audit outputs (target_k, target_cells); False: without them
 
     @property
     def per_mode(self) -> bool:
@@ -53,6 +54,8 @@ SUBJECTS: dict[str, Subject] = {s.name: s for s in (
             options=(("max_memory_mib", None),)),
     Subject("static-compile", "StaticYoloXLoss torch.compile", "compile", "cpu", _FWD),
     Subject("ort-cpu", "ONNX graph, onnxruntime CPU", "ort", "cpu", _FWD, provider="CPUExecutionProvider"),
+    Subject("ort-cpu-noaudit", "ONNX graph without target_k / target_cells, onnxruntime CPU", "ort", "cpu", _FWD,
+            provider="CPUExecutionProvider", with_audit=False),
     Subject("ort-cpu-grad", "ONNX gradient graph, onnxruntime CPU", "ort", "cpu", ("fwd+bwd",),
             provider="CPUExecutionProvider", with_grad=True),
     *_references("cuda"),

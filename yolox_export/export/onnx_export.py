@@ -37,7 +37,8 @@ def level_shapes_for(preset: Preset) -> list[tuple[int, int]]:
     return [(height // s, width // s) for s in preset.strides]
 
 
-def metadata(config: LossConfig, preset: Preset, with_targets: bool, with_grad: bool = False) -> dict[str, str]:
+def metadata(config: LossConfig, preset: Preset, with_targets: bool, with_grad: bool = False,
+             with_audit: bool = True) -> dict[str, str]:
     from .. import __version__
 
     return {
@@ -56,7 +57,7 @@ def metadata(config: LossConfig, preset: Preset, with_targets: bool, with_grad: 
         "image_size": f"{preset.image_size[0]}x{preset.image_size[1]}",
         "with_targets": str(with_targets),
         "with_grad": str(with_grad),
-        "outputs": ",".join(output_names(with_targets, with_grad)),
+        "outputs": ",".join(output_names(with_targets, with_grad, with_audit)),
     }
 
 
@@ -91,7 +92,7 @@ def quiet_exporter():
 def export_onnx(preset: Preset, output: str | Path, with_targets: bool = False,
                 config: LossConfig | None = None, targets_per_chunk: int | None = None,
                 with_grad: bool | None = None, progress: Callable[[str, int, int], None] | None = None,
-                allow_large_export: bool = False) -> Path:
+                allow_large_export: bool = False, with_audit: bool = True) -> Path:
     """Export the preset's graph to ``output`` and return its path (not yet validated: see ``validate_onnx``).
 
     The graph's batch and G axes are dynamic, and it assigns every target at once (torch.export refuses a loop over
@@ -106,7 +107,8 @@ def export_onnx(preset: Preset, output: str | Path, with_targets: bool = False,
     ``output`` is checked first (``files.check_output``: a new file, or a graph this tool wrote; else
     ``files.OutputPathError``). ``progress(stage, done, total)`` reports each stage (:func:`stage`). An unrolled
     export of more than ``estimate.MAX_UNROLLED_CHUNKS`` chunks raises ValueError with its estimated time and size
-    unless ``allow_large_export``."""
+    unless ``allow_large_export``. ``with_audit=False`` drops ``target_k`` / ``target_cells``: a graph outside the
+    contract, for the benchmark's measure of what they cost (subject ``ort-cpu-noaudit``)."""
     check_output(output, "onnx")
     config = config or preset_config(preset)
     with_grad = preset.with_grad if with_grad is None else check_flag("with_grad", with_grad)
@@ -116,7 +118,8 @@ def export_onnx(preset: Preset, output: str | Path, with_targets: bool = False,
         check_export_size(chunked_export_estimate(preset, targets_per_chunk), allow_large_export)
         fixed_g = preset.max_gt[0]
     module = PaddedYoloXLoss(config, level_shapes_for(preset), with_targets=with_targets,
-                             targets_per_chunk=targets_per_chunk, with_grad=with_grad).eval()
+                             targets_per_chunk=targets_per_chunk, with_grad=with_grad,
+                             with_audit=check_flag("with_audit", with_audit)).eval()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     inputs = example_inputs(config, module.num_cells, max_gt=fixed_g or 3)
@@ -127,9 +130,9 @@ def export_onnx(preset: Preset, output: str | Path, with_targets: bool = False,
             target_axes = (0,) if fixed_g is not None else (0, 1)  # the axes exported_model keeps dynamic
             with stage(progress, "trace forward and backward"):
                 module = traced_with_grad(module, inputs, [(0,), target_axes, target_axes])
-        model = exported_model(module, inputs, output_names(with_targets, with_grad), preset.opset,
+        model = exported_model(module, inputs, output_names(with_targets, with_grad, with_audit), preset.opset,
                                fixed_max_gt=fixed_g is not None, progress=progress)
-    meta = metadata(config, preset, with_targets, with_grad)
+    meta = metadata(config, preset, with_targets, with_grad, with_audit)
     if fixed_g is not None:
         meta.update(max_gt=str(fixed_g), targets_per_chunk=str(targets_per_chunk))
     for key, value in meta.items():

@@ -155,7 +155,8 @@ class PaddedYoloXLoss(nn.Module):
 
     Returns (fg_mask, matched_gt, matched_iou, loss_components, image_loss [B]), with ``with_targets`` also
     (cls_target, obj_target, reg_target, l1_target), then (target_k, target_cells) int64 [B, G] (each target's
-    dynamic k and kept cells, 0 at masked slots: the audit's, ``select.TargetCounts``), and with ``with_grad``
+    dynamic k and kept cells, 0 at masked slots: the audit's, ``select.TargetCounts``; every graph of the contract
+    has them, ``with_audit=False`` drops them only for the benchmark that measures their cost), and with ``with_grad``
     last ``predictions_grad`` [B, A, 5 + C],
     d loss / d predictions (computed with ``torch.autograd.grad`` inside ``forward``, also under ``torch.no_grad``;
     the outputs are then detached; exported, it is traced into the graph: ``export.grad_graph``). Without
@@ -167,13 +168,14 @@ class PaddedYoloXLoss(nn.Module):
 
     def __init__(self, config: LossConfig, shapes: Sequence[tuple[int, int]], with_targets: bool = False,
                  max_memory_mib: float | None = DEFAULT_MAX_MEMORY_MIB, targets_per_chunk: int | None = None,
-                 with_grad: bool = False):
+                 with_grad: bool = False, with_audit: bool = True):
         super().__init__()
         self.config = config
         self.chunking = Chunking(max_memory_mib, targets_per_chunk)
         self.shapes = [tuple(s) for s in shapes]
         self.with_targets = check_flag("with_targets", with_targets)
         self.with_grad = check_flag("with_grad", with_grad)
+        self.with_audit = check_flag("with_audit", with_audit)
         grid = make_grid(self.shapes, config.strides)
         self.register_buffer("x_shifts", grid.x_shifts, persistent=False)
         self.register_buffer("y_shifts", grid.y_shifts, persistent=False)
@@ -193,7 +195,7 @@ class PaddedYoloXLoss(nn.Module):
 
     def forward(self, predictions: Tensor, targets: Tensor, target_mask: Tensor):
         grid = Grid(self.x_shifts, self.y_shifts, self.strides, tuple(self.shapes))
-        options = dict(chunking=self.chunking, with_targets=self.with_targets, audit=True)
+        options = dict(chunking=self.chunking, with_targets=self.with_targets, audit=self.with_audit)
         gradient = ()
         if self.with_grad:
             with torch.enable_grad():
@@ -207,6 +209,7 @@ class PaddedYoloXLoss(nn.Module):
         outputs = (a.fg_mask, a.matched_gt, a.matched_iou, out.components, out.image_loss)
         if self.with_targets:
             outputs += (out.cls_target, out.obj_target, out.reg_target, out.l1_target)
-        outputs += (a.counts.k, a.counts.cells)  # target_k, target_cells [B, G]
+        if self.with_audit:
+            outputs += (a.counts.k, a.counts.cells)  # target_k, target_cells [B, G]
         return outputs + gradient
 
