@@ -84,6 +84,7 @@ class StaticYoloXLoss(YoloXLossModule):
         Elsewhere (padding to the batch's count, or validating, reads values back anyway) it is only marked
         dynamic. This frame itself is not traced (``UntracedCall``); everything it calls is."""
         if isinstance(targets, Tensor) and targets.dim() == 2:
+            targets = targets.view_as(targets)  # the mark goes on this view, never on the caller's tensor
             if self.max_gt is not None and not self.validate:
                 torch._dynamo.decorators.mark_unbacked(targets, 0)
             else:
