@@ -80,3 +80,26 @@ def test_mmdet_mode_divides_by_the_clamped_mean_of_the_ranks_positive_counts(tmp
         torch.testing.assert_close(r["mmdet"]["loss_obj"], r["obj_sum"] / num_total, rtol=1e-5, atol=0)
         torch.testing.assert_close(r["mmdet"]["loss_cls"], r["reference"][2], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(r["mmdet"]["loss_bbox"], 5.0 * r["reference"][0], rtol=1e-5, atol=1e-6)
+
+
+def test_the_graph_never_averages_over_ranks_while_the_drop_in_does(tmp_path, monkeypatch):
+    """In a process group (one gloo rank), mmdet mode's drop-in averages num_pos over the ranks (one all-reduce), as
+    mmdetection does; the padded graph module (what is exported) never does: an export from a DDP script must not
+    trace a collective, and the graph's loss is the same whatever the process group."""
+    from yolox_export import LossConfig, PaddedYoloXLoss
+    from yolox_export.export.contract import graph_feeds
+    from yolox_export.grid import level_shapes
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        calls = []
+        real = dist.all_reduce
+        monkeypatch.setattr(dist, "all_reduce", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+        s = make_scenario("coco", batch_size=2, image_size=(64, 64), num_classes=3, seed=0, box_format="xyxy")
+        StaticYoloXLoss(s.strides, 3, mode="mmdet")(s.predictions, s.targets)
+        assert len(calls) == 1
+        feeds = graph_feeds(s.predictions, s.targets, box_format=LossConfig(s.strides, 3, mode="mmdet").box_format)
+        PaddedYoloXLoss(LossConfig(s.strides, 3, mode="mmdet"), level_shapes(s.predictions))(*feeds.values())
+        assert len(calls) == 1
+    finally:
+        dist.destroy_process_group()

@@ -182,3 +182,10 @@ def test_a_coco_like_corner_batch_warns_through_the_module():
     corners = torch.cat((s.targets[:, :2], boxes_in_format(s.targets[:, 2:6], "xyxy")), 1)
     with pytest.warns(TargetWarning, match="better read as corners"):
         StaticYoloXLoss(s.strides, 5)(s.predictions, corners)
+
+
+def test_a_zero_area_corner_box_inside_the_image_is_no_format_warning():
+    from yolox_export.box_format import CORNERS as CORNER_FORMAT
+
+    boxes = torch.tensor([[100.0, 100.0, 100.0, 150.0], [200.0, 200.0, 250.0, 250.0]])  # x2 = x1: zero width
+    assert "format" not in misreadings(boxes, (640, 640), CORNER_FORMAT)

@@ -34,11 +34,12 @@ def reduce_mean(value: Tensor) -> Tensor:
     return share
 
 
-def batch_num_fg(count: Tensor, config: LossConfig) -> Tensor:
+def batch_num_fg(count: Tensor, config: LossConfig, over_ranks: bool = True) -> Tensor:
     """The loss's divisor from the batch's matched-cell count (a float tensor): max(count, 1), averaged over the
-    ranks where the mode does so (``config.averages_num_fg``) and a default process group is initialised: mmdet
-    averages the raw count and clamps afterwards (``ModeRules.positives_over_ranks``), fast clamps first."""
-    if not (config.averages_num_fg and _initialised()):
+    ranks where the mode does so (``config.averages_num_fg``), the caller is an eager drop-in (``over_ranks``: the
+    exported graph never is) and a default process group is initialised: mmdet averages the raw count and clamps
+    afterwards (``ModeRules.positives_over_ranks``), fast clamps first."""
+    if not (over_ranks and config.averages_num_fg and _initialised()):
         return count.clamp(min=1.0)
     if config.rules.positives_over_ranks:
         return reduce_mean(count).clamp(min=1.0)

@@ -301,10 +301,12 @@ def other_format_fits(boxes: Tensor, image: tuple[int, int], box_format: BoxForm
 
 
 def outside_share(boxes: Tensor, image: tuple[int, int], box_format: BoxFormat) -> float:
-    """The mean, over boxes [n, 4] in ``box_format``, of the share of each box's area outside the image."""
+    """The mean, over boxes [n, 4] in ``box_format``, of the share of each box's area outside the image; a box of
+    zero area (a corner box may have x2 = x1) counts as inside."""
     width, height = box_format.extent(boxes)
-    area = (width * height).clamp(min=1e-12)
-    return float((1 - inside_area(boxes, image, box_format) / area).clamp(min=0).mean())
+    area = width * height
+    share = 1 - inside_area(boxes, image, box_format) / area.clamp(min=1e-12)
+    return float(torch.where(area > 0, share.clamp(min=0), torch.zeros_like(share)).mean())
 
 
 def inside_area(boxes: Tensor, image: tuple[int, int], box_format: BoxFormat = CENTRE_SIZE) -> Tensor:

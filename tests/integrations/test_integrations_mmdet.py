@@ -416,3 +416,14 @@ def test_audit_from_mmdet_inputs_is_the_static_audit_row_for_row():
     assert torch.equal(audit.image, s.targets[:, 0].long())
     for name in ("k", "selected", "lost", "won", "cells", "candidates", "cheapest", "status"):
         assert torch.equal(getattr(audit, name), getattr(want, name)), name
+
+
+def test_levels_that_do_not_cover_one_image_are_refused():
+    loss, (cls, bbox, obj) = bad_input_case()  # 64x64 at strides 8, 16, 32: grids 8x8, 4x4, 2x2
+    gts = with_box([8.0, 8.0, 20.0, 30.0])
+    wrong = [level[..., :2, :2] for level in (cls[1], bbox[1], obj[1])]  # level 1 as 2x2: a 32x32 image
+    with pytest.raises(ValueError, match=r"level 1 grid \(2, 2\) at stride 16 covers an image of 32x32"):
+        loss.loss_by_feat([cls[0], wrong[0], cls[2]], [bbox[0], wrong[1], bbox[2]], [obj[0], wrong[2], obj[2]], gts,
+                          [{}, {}])
+    with pytest.raises(ValueError, match="the levels are in the wrong order"):
+        loss.loss_by_feat(cls[::-1], bbox[::-1], obj[::-1], gts, [{}, {}])

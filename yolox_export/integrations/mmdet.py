@@ -63,8 +63,8 @@ from ..static import padded_assign, padded_loss
 from ..static.chunks import DEFAULT_MAX_MEMORY_MIB, Chunking
 from ..static.padded import loss_form_for, poison_gradients
 from ..targets import check_target_counts, checked_max_gt, pad_targets
-from ..validation import (MMDET_WORDING, MisreadingWarnings, check_index_column, check_positive, check_rows,
-                          first_nonfinite, is_finite_number)
+from ..validation import (MMDET_WORDING, MisreadingWarnings, check_grids, check_index_column, check_positive,
+                          check_rows, first_nonfinite, is_finite_number)
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ class MMDetLoss(nn.Module):
         config = self._config()
         raw, gt, gt_mask, grid = self._padded_inputs(cls_scores, bbox_preds, objectnesses, batch_gt_instances, batch)
         iou, obj, cls, l1 = padded_loss(raw, gt, gt_mask, grid, config, chunking=self.chunking,
-                                        loss_form=loss_form_for(self.max_gt)).terms
+                                        loss_form=loss_form_for(self.max_gt), over_ranks=True).terms
         # exact zeros whose gradient reaches every level, as mmdetection's sum() * 0 without positives
         zero = torch.zeros((), dtype=obj.dtype, device=obj.device)
         cls_zero, box_zero = poison_gradients(zero, *cls_scores), poison_gradients(zero, *bbox_preds)
@@ -180,6 +180,7 @@ class MMDetLoss(nn.Module):
         batch = raw.shape[0]
         targets = gt_targets(batch_gt_instances, batch, self.num_classes, raw.device, self.validate)
         if self.validate:
+            check_grids(shapes, self.strides, "level")
             self._misreadings.check(targets[:, 2:6], image_size(shapes, self.strides), self.config.box_format)
             if self.max_gt is not None:
                 check_target_counts(targets, batch, self.max_gt)
@@ -283,18 +284,17 @@ def gt_targets(batch_gt_instances, batch: int, num_classes: int, device, validat
     if len(batch_gt_instances) != batch:
         raise ValueError(f"batch_gt_instances has {len(batch_gt_instances)} entries for {batch} images "
                          "(batch_img_metas)")
-    blocks, owners = [], []
-    for image, instances in enumerate(batch_gt_instances):
-        boxes, labels = instance_fields(instances, image)
-        index = torch.full((labels.shape[0], 1), float(image), dtype=torch.float64, device=device)
-        blocks.append(torch.cat((index, labels.to(device, torch.float64).unsqueeze(1),
-                                 boxes.to(device, torch.float64)), dim=1))  # [n, 6], the values as passed
-        owners += [(image, k) for k in range(labels.shape[0])]
-    targets = torch.cat(blocks) if blocks else torch.zeros((0, 6), dtype=torch.float64, device=device)
-    if validate and targets.device.type != "meta":
-        check_rows(targets[:, 1:].detach().cpu(), lambda i: f"batch_gt_instances[{owners[i][0]}] (image "
-                   f"{owners[i][0]}), instance {owners[i][1]}", num_classes, CORNERS, MMDET_WORDING)
-    return targets.float()
+    fields = [instance_fields(instances, image) for image, instances in enumerate(batch_gt_instances)]
+    owners = [(image, k) for image, (_, labels) in enumerate(fields) for k in range(labels.shape[0])]
+    if validate and owners and device.type != "meta":  # the values as passed, in float64 on the host
+        given = torch.cat([torch.cat((labels.detach().cpu().double().unsqueeze(1), boxes.detach().cpu().double()), 1)
+                           for boxes, labels in fields])  # [N, 5]
+        check_rows(given, lambda i: f"batch_gt_instances[{owners[i][0]}] (image {owners[i][0]}), instance "
+                   f"{owners[i][1]}", num_classes, CORNERS, MMDET_WORDING)
+    blocks = [torch.cat((torch.full((labels.shape[0], 1), float(image), device=device),
+                         labels.to(device, torch.float32).unsqueeze(1), boxes.to(device, torch.float32)), dim=1)
+              for image, (boxes, labels) in enumerate(fields)]  # [n, 6]
+    return torch.cat(blocks) if blocks else torch.zeros((0, 6), device=device)
 
 
 def instance_fields(instances, image: int) -> tuple[Tensor, Tensor]:

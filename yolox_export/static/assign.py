@@ -55,9 +55,9 @@ def dense_assign(raw: Tensor, boxes: Tensor, usable: Tensor, gt: Tensor, gt_mask
 
     raw [B, A, 5 + C] head outputs (objectness and class logits used); boxes [B, A, 4] decoded predictions; usable
     bool [B, A], False for a cell that must never be assigned (a non-finite output or box); gt [B, G, 5] rows
-    (class, then the box in the mode's format) and gt_mask bool [B, G], sanitised (``padding``). ``per_chunk`` targets at a time
-    (``chunks``; None: all at once); the result does not depend on it. ``audit`` adds the per-target counts
-    (``Assignment.counts``; ``select.Contest``).
+    (class, then the box in the mode's format) and gt_mask bool [B, G], sanitised (``sanitise``). ``per_chunk``
+    targets at a time (``chunks``; None: all at once); the result does not depend on it. ``audit`` adds the
+    per-target counts (``Assignment.counts``; ``select.Contest``).
     """
     spans = target_spans(gt.shape[1], per_chunk)
     union = None

@@ -97,14 +97,16 @@ class StaticYoloXLoss(YoloXLossModule):
         """(loss, components [iou, obj, cls, l1, num_fg / num_gts, loss]) for per-level predictions and [N, 6]
         targets, as the references' ``forward``."""
         raw, gt, gt_mask, grid = self.padded_inputs(model_output, targets)
-        out = padded_loss(raw, gt, gt_mask, grid, self.config, chunking=self.chunking, loss_form=self.loss_form)
+        out = padded_loss(raw, gt, gt_mask, grid, self.config, chunking=self.chunking, loss_form=self.loss_form,
+                          over_ranks=True)
         return out.loss, out.components
 
     def output(self, model_output, targets: Tensor) -> StaticOutput:
         """Everything one call computes (``StaticOutput``: the assignment, the loss, its components and its four
         terms with their gradients, each image's share), for the same inputs as ``forward``."""
         raw, gt, gt_mask, grid = self.padded_inputs(model_output, targets)
-        return padded_loss(raw, gt, gt_mask, grid, self.config, chunking=self.chunking, loss_form=self.loss_form)
+        return padded_loss(raw, gt, gt_mask, grid, self.config, chunking=self.chunking, loss_form=self.loss_form,
+                           over_ranks=True)
 
     def loss_and_assignment(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor, Assignment]:
         """``forward``'s (loss, components) and the assignment they were computed from, in one pass."""
@@ -132,7 +134,8 @@ class StaticYoloXLoss(YoloXLossModule):
             self._misreadings.check(gt[..., 1:5][gt_mask], image_size(shapes, self.config.strides),
                                     self.config.box_format)
         return padded_loss(raw, gt, gt_mask, make_grid(shapes, self.config.strides, device=raw.device), self.config,
-                           chunking=self.chunking, loss_form=self.loss_form, with_targets=with_targets)
+                           chunking=self.chunking, loss_form=self.loss_form, with_targets=with_targets,
+                           over_ranks=True)
 
     def padded_inputs(self, model_output, targets: Tensor) -> tuple[Tensor, Tensor, Tensor, Grid]:
         """(raw [B, A, 5 + C], gt [B, G, 5], gt_mask [B, G], grid) from per-level predictions and [N, 6] targets,

@@ -66,16 +66,17 @@ TERM_WEIGHTS = (REG_WEIGHT, 1.0, 1.0, 1.0)
 
 def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig, *,
                 boxes: Tensor | None = None, chunking: Chunking = UNCHUNKED, loss_form=None,
-                with_targets: bool = False, audit: bool = False) -> StaticOutput:
+                with_targets: bool = False, audit: bool = False, over_ranks: bool = False) -> StaticOutput:
     """Assignment, loss and (``with_targets``) training targets for raw [B, A, 5 + C] and gt [B, G, 5] / gt_mask
     [B, G] on ``grid``.
 
     ``boxes`` [B, A, 4], when given, are the caller's decoded boxes (Megvii's head decodes its own, with their own
     gradient path): the assignment ranks them and the IoU loss reads them at the matched cells instead of decoding
     ``raw``'s box logits; the L1 term still reads ``raw``'s box logits. ``chunking`` says how the assignment takes
-    its targets (``chunks``). ``loss_form`` is ``masked_loss`` (None) or ``reference_loss`` (eager only). num_fg is
-    averaged over the default process group where the mode does so (``config.averages_num_fg``) and one is
-    initialised. ``audit`` adds each target's counts to the assignment (``Assignment.counts``, ``select.Contest``).
+    its targets (``chunks``). ``loss_form`` is ``masked_loss`` (None) or ``reference_loss`` (eager only).
+    ``over_ranks`` (the eager drop-ins; never the exported graph, which has no ranks) averages num_fg over the
+    default process group where the mode does so (``config.averages_num_fg``) and one is initialised. ``audit``
+    adds each target's counts to the assignment (``Assignment.counts``, ``select.Contest``).
     """
     loss_form = masked_loss if loss_form is None else loss_form
     with torch.autocast(device_type=raw.device.type, enabled=False):
@@ -87,7 +88,7 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
         poison = marks.sum() + slots.poison  # 0, or NaN when any output or real target slot is not usable
         if boxes is not None:  # the caller's decoded boxes are outputs too
             poison = poison + nonfinite_marks(boxes).sum()
-        num_fg = batch_num_fg(assignment.fg_mask.to(raw.dtype).sum(), config)
+        num_fg = batch_num_fg(assignment.fg_mask.to(raw.dtype).sum(), config, over_ranks)
         loss, components, terms, image_loss = loss_form(raw, boxes, slots.gt, gt_mask, grid, assignment, config,
                                                         num_fg)
         gradient_poison = poison_gradients(poison, raw, boxes)
