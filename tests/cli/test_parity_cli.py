@@ -246,13 +246,16 @@ def small_graph_preset(**changes):
 
 def test_onnx_alone_reads_mode_size_classes_and_strides_from_the_graph(exported_graph, capsys):
     pytest.importorskip("onnxruntime")
-    path = str(exported_graph(small_graph_preset()))  # fast mode, 64x96, 3 classes: none of the defaults
+    from support import shared_config, shared_preset
+
+    # the suite's shared fast graph (128x160, 6 classes, L1 and training targets): none of the defaults
+    path = str(exported_graph(shared_preset("fast"), shared_config("fast"), with_targets=True))
     assert script.main(["--onnx", path, "--kinds", "fitted", "sparse", "--seeds", "1", "--no-gradients"]) == 0
     out = capsys.readouterr().out
-    assert "B=2, 64x96), 3 classes, strides 8/16/32; subjects: static, onnxruntime" in out
+    assert "B=2, 128x160), 6 classes, strides 8/16/32; subjects: static, onnxruntime" in out
     assert out.rstrip().endswith("overall: PASS (fast PASS)")
-    for flag, message in ((["--num-classes", "80"], "num_classes is '3', the run needs '80'"),
-                          (["--image-size", "64", "64"], "image_size is '64x96', the run needs '64x64'"),
+    for flag, message in ((["--num-classes", "80"], "num_classes is '6', the run needs '80'"),
+                          (["--image-size", "64", "64"], "image_size is '128x160', the run needs '64x64'"),
                           (["--modes", "regular"], "has mode 'fast'; this run compares mode(s) ['regular']"),
                           (["--strides", "8", "16"], "strides is '8,16,32', the run needs '8,16'")):
         assert script.main(["--onnx", path, "--kinds", "fitted", "--seeds", "1", *flag]) == 2
