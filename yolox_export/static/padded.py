@@ -58,8 +58,6 @@ class StaticOutput:
     l1_target: Tensor | None = None  # [B, A, 4]
 
 
-#: The components a non-finite output or malformed real slot makes NaN: every loss term, not num_fg / num_gts.
-POISONED = (True, True, True, True, False, True)
 #: The weights of the (iou, obj, cls, l1) terms in the loss.
 TERM_WEIGHTS = (REG_WEIGHT, 1.0, 1.0, 1.0)
 
@@ -92,15 +90,21 @@ def padded_loss(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: Lo
         loss, components, terms, image_loss = loss_form(raw, boxes, slots.gt, gt_mask, grid, assignment, config,
                                                         num_fg)
         gradient_poison = poison_gradients(poison, raw, boxes)
-        poisoned = torch.tensor(POISONED, device=components.device)  # [6]
-        out = StaticOutput(assignment, loss + poison + gradient_poison,
-                           torch.where(poisoned, components + poison, components),
+        out = StaticOutput(assignment, loss + poison + gradient_poison, components + poisoned_components(poison),
                            (terms[0] + poison, terms[1] + poison + gradient_poison, *(t + poison for t in terms[2:])),
                            image_loss + poison + gradient_poison)
         if with_targets:
             out.cls_target, out.obj_target, out.reg_target, out.l1_target = training_targets(
                 slots.gt, assignment, grid, config)
     return out
+
+
+def poisoned_components(poison: Tensor) -> Tensor:
+    """[6]: ``poison`` at the loss's components a non-finite output or malformed real slot makes NaN (iou, obj, cls,
+    l1, loss), 0 at num_fg / num_gts; added to the components (x + 0 is x). Built from ``poison`` on its device (no
+    tensor from host data: CUDA graph capture refuses a host-to-device copy)."""
+    poison = poison.reshape(1)
+    return torch.cat((poison.expand(4), torch.zeros_like(poison), poison))
 
 
 def padded_assign(raw: Tensor, gt: Tensor, gt_mask: Tensor, grid: Grid, config: LossConfig, *,

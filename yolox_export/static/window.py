@@ -86,8 +86,9 @@ def window_cells(centres: Tensor, shapes, strides) -> tuple[Tensor, Tensor]:
     """
     cells, inside = [], []
     offset = 0
-    dy = torch.tensor([o[0] for o in OFFSETS], device=centres.device)
-    dx = torch.tensor([o[1] for o in OFFSETS], device=centres.device)
+    # OFFSETS as device tensors made on the device (no host data: CUDA graph capture refuses the copy)
+    steps = torch.arange(-1, 2, device=centres.device)
+    dy, dx = steps.repeat_interleave(3), steps.repeat(3)  # [9]: (-1, -1, -1, 0, 0, 0, 1, 1, 1), (-1, 0, 1) x 3
     for (h, w), s in zip(shapes, strides):
         # a block wholly outside stays wholly outside when its base is clamped to [-2, side + 1]
         fx = exact_floor_div(centres[..., 0], float(s)).clamp(-2, w + 1).long().unsqueeze(-1) + dx  # [B, G, 9]
@@ -184,7 +185,8 @@ def window_assign(raw: Tensor, boxes: Tensor, usable: Tensor, gt: Tensor, gt_mas
     if grid.shapes is None:
         raise ValueError("megvii mode needs the levels' (H, W): build the grid with grid.make_grid")
     cells_total = raw.shape[1]
-    safe = torch.tensor([0.0, 0.0, 1.0, 1.0], device=gt.device, dtype=gt.dtype)
+    zeros = torch.zeros(2, device=gt.device, dtype=gt.dtype)
+    safe = torch.cat((zeros, zeros + 1.0))  # (0, 0, 1, 1), made on the device
     gt_boxes = torch.where(gt_mask.unsqueeze(-1), gt[..., 1:5], safe)  # masked slots: a harmless unit box
     gt_classes = torch.where(gt_mask, gt[..., 0], 0.0).long()  # [B, G]
     cells, in_grid = window_cells(gt_boxes[..., :2], grid.shapes, config.strides)  # [B, G, W]
