@@ -3,6 +3,7 @@ are in ``support.py`` (``from support import ...``)."""
 
 import dataclasses
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def exported_graph(tmp_path_factory):
     asks for the same settings, also across pytest-xdist workers: the file lives in the run's shared temporary folder
     under a name derived from the key, and a file lock makes one worker export it while the others wait. The key is
     every preset field but the name (which only names the file), the config (``preset_config`` when None),
-    ``with_targets`` and ``targets_per_chunk``. The file is shared: read it, never write it."""
+    ``with_targets`` and ``targets_per_chunk``. The stages the export reported (``export_onnx``'s progress) are
+    written beside it, as JSON in ``<path>.stages.json``. The file is shared: read it, never write it."""
     pytest.importorskip("onnxscript")
     from filelock import FileLock
 
@@ -56,8 +58,11 @@ def exported_graph(tmp_path_factory):
         path = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}_{preset.name}.onnx"
         with FileLock(str(path) + ".lock"):
             if not path.exists():
+                stages = []
                 export_onnx(preset, path, with_targets=with_targets, config=config,
-                            targets_per_chunk=targets_per_chunk)
+                            targets_per_chunk=targets_per_chunk,
+                            progress=lambda stage, done, total: stages.append([stage, done, total]))
+                Path(str(path) + ".stages.json").write_text(json.dumps(stages))
         return path
 
     return get

@@ -249,3 +249,17 @@ def contract_feeds(batch: int, slots: int, cells: int, classes: int) -> dict:
     """Feeds of the graph's contract: random predictions [B, A, 5 + C], zero targets [B, G, 5], an all-False mask."""
     return {"predictions": torch.randn(batch, cells, 5 + classes), "targets": torch.zeros(batch, slots, 5),
             "target_mask": torch.zeros(batch, slots, dtype=torch.bool)}
+
+
+#: The fixed-G graph that tests/export/test_export_chunked.py and tests/cli/test_parity_cli.py share: fast mode,
+#: 64x64, 3 classes, G fixed at 12, chunks of 5 (three: 5, 5, 2 targets).
+CHUNKED_G, CHUNKED_PER_CHUNK = 12, 5
+
+
+def chunked_graph(exported_graph) -> Path:
+    """The shared fixed-G graph, from the ``exported_graph`` fixture."""
+    from yolox_export.export.presets import Preset
+
+    preset = Preset(name="chunked", image_size=(64, 64), strides=(8, 16, 32), num_classes=3, mode="fast",
+                    batch=(1, 2, 4), max_gt=(CHUNKED_G,) * 3, opset=20)
+    return exported_graph(preset, targets_per_chunk=CHUNKED_PER_CHUNK)

@@ -236,14 +236,6 @@ def test_with_grad_needs_export(tmp_path, capsys):
     assert "--with-grad is an option of --export" in one_error_line(capsys.readouterr().err)
 
 
-def small_graph_preset(**changes):
-    from yolox_export.export.presets import Preset
-
-    fields = dict(name="small_fast", image_size=(64, 96), strides=(8, 16, 32), num_classes=3, mode="fast",
-                  batch=(1, 2, 8), max_gt=(1, 8, 64), opset=20)
-    return Preset(**{**fields, **changes})
-
-
 def test_onnx_alone_reads_mode_size_classes_and_strides_from_the_graph(exported_graph, capsys):
     pytest.importorskip("onnxruntime")
     from support import shared_config, shared_preset
@@ -275,23 +267,22 @@ def test_onnx_that_is_not_a_graph_of_this_tool_is_one_line(tmp_path, capsys, con
     assert str(path) in line and ("metadata lacks" in line or "not an ONNX model" in line or "not a regular" in line)
 
 
-def test_a_fixed_g_graph_compares_the_batches_that_fit_and_names_the_rest(tmp_path, capsys):
+def test_a_fixed_g_graph_compares_the_batches_that_fit_and_names_the_rest(exported_graph, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
-    from yolox_export.export.onnx_export import export_onnx
+    from support import chunked_graph
 
-    path = str(export_onnx(small_graph_preset(max_gt=(3, 3, 3)), tmp_path / "fixed.onnx", targets_per_chunk=3))
+    path = str(chunked_graph(exported_graph))  # fast mode, 64x64, 3 classes, G fixed at 12 (chunks of 5)
     json_path = tmp_path / "r.json"
-    argv = ["--onnx", path, "--kinds", "sparse", "coco", "--seeds", "1", "--no-gradients", "--json", str(json_path)]
-    assert script.main(argv) == 0
+    argv = ["--onnx", path, "--kinds", "sparse", "crowded", "--seeds", "1", "--no-gradients", "--json", str(json_path)]
+    assert script.main(argv) == 0  # sparse: 0-3 targets per image fit; crowded: 100-200 do not
     out = capsys.readouterr().out
-    assert "batch(es) not compared: an image holds more targets than the graph's fixed G = 3" in out
-    assert "coco seed 0 (up to" in out and "parity (fast mode, 1 batches)" in out
+    assert "batch(es) not compared: an image holds more targets than the graph's fixed G = 12" in out
+    assert "crowded seed 0 (up to" in out and "parity (fast mode, 1 batches)" in out
     skipped = json.loads(json_path.read_text())["skipped"]["fast"]
-    assert len(skipped) == 1 and skipped[0].startswith("coco seed 0 (up to")
+    assert len(skipped) == 1 and skipped[0].startswith("crowded seed 0 (up to")
     assert script.main(["--onnx", path, "--kinds", "crowded", "--seeds", "1"]) == 2  # nothing fits: refused
     line = one_error_line(capsys.readouterr().err)
-    assert "its G is fixed at 3 targets per image" in line and "crowded seed 0" in line
+    assert "its G is fixed at 12 targets per image" in line and "crowded seed 0" in line
 
 
 def test_export_prints_no_path_that_it_deletes(tmp_path, monkeypatch, capsys):

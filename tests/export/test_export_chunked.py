@@ -2,6 +2,9 @@
 ``export --targets-per-chunk N --max-gt G:G:G``): valid for TensorRT's parser, batch still dynamic, the same outputs
 as eager under onnxruntime; refused without a fixed max_gt."""
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -13,17 +16,14 @@ from yolox_export.export.presets import Preset
 from yolox_export.export.runners import open_runner
 from yolox_export.scenarios import make_scenario
 
-G, CHUNK = 12, 5  # three chunks: 5, 5, 2 targets
+from support import CHUNKED_G as G, chunked_graph
 
 
-def test_fixed_g_chunked_export_is_valid_and_equals_eager(tmp_path):
+def test_fixed_g_chunked_export_is_valid_and_equals_eager(exported_graph):
     pytest.importorskip("onnxruntime")
-    preset = Preset(name="chunked", image_size=(64, 64), strides=(8, 16, 32), num_classes=3, mode="fast",
-                    batch=(1, 2, 4), max_gt=(G, G, G), opset=20)
-    stages = []
-    path = export_onnx(preset, tmp_path / "chunked.onnx", targets_per_chunk=CHUNK,
-                       progress=lambda stage, done, total: stages.append((stage, done, total)))
-    assert stages == [(s, d, 1) for s in ("trace and convert to ONNX", "fold constants", "save") for d in (0, 1)]
+    path = chunked_graph(exported_graph)
+    stages = json.loads(Path(str(path) + ".stages.json").read_text())  # what export_onnx reported, in order
+    assert stages == [[s, d, 1] for s in ("trace and convert to ONNX", "fold constants", "save") for d in (0, 1)]
     validation = validate_onnx(path)
     assert validation.ok, validation.problems()
     runner = open_runner("onnxruntime", path, providers=["CPUExecutionProvider"])
