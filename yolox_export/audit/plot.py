@@ -7,23 +7,16 @@ format; cells drawn at their centres ((col + 0.5) * s, (row + 0.5) * s), a marke
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 from torch import Tensor
 
+from ..box_format import BOX_FORMATS
 from ..grid import Grid
 from .result import TargetAudit
 
 #: The warning colour of a starved target's box; kept cells take their target's colour from a cycle without it.
 STARVED_COLOUR = "#d62728"
 PALETTE = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#ff7f0e")
-
-
-def corners(box: Sequence[float], box_format: str) -> tuple[float, float, float, float]:
-    if box_format == "xyxy":
-        return tuple(box)
-    cx, cy, w, h = box
-    return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
 
 
 def plot_image(audit: TargetAudit, matched_gt: Tensor, grid: Grid, image: int, image_size: tuple[int, int],
@@ -45,7 +38,7 @@ def plot_image(audit: TargetAudit, matched_gt: Tensor, grid: Grid, image: int, i
         starved = bool(audit.starved[i])
         colour = STARVED_COLOUR if starved else PALETTE[n % len(PALETTE)]
         colour_of[slot] = colour
-        x1, y1, x2, y2 = corners([float(v) for v in audit.box[i]], audit.box_format)
+        x1, y1, x2, y2 = (float(v) for v in BOX_FORMATS[audit.box_format].corners(audit.box[i].double()))
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour,
                                linewidth=2.0 if starved else 0.8, linestyle="--" if starved else "-"))
     xs = ((grid.x_shifts + 0.5) * grid.strides).tolist()

@@ -12,6 +12,7 @@ from typing import Iterable
 import torch
 from torch import Tensor
 
+from ..box_format import BOX_FORMATS
 from .result import OK, STATUSES, TargetAudit
 
 #: (name, upper bound of the area in pixels, exclusive) of COCO's size buckets.
@@ -20,10 +21,8 @@ SIZE_BUCKETS = (("small", 32.0**2), ("medium", 96.0**2), ("large", float("inf"))
 
 def box_areas(audit: TargetAudit) -> Tensor:
     """float64 [N]: each row's box area in pixels, read in its ``box_format``."""
-    box = audit.box.double()
-    if audit.box_format == "xyxy":
-        return (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])
-    return box[:, 2] * box[:, 3]
+    width, height = BOX_FORMATS[audit.box_format].extent(audit.box.double())
+    return width * height
 
 
 def size_buckets(audit: TargetAudit) -> list[str]:
